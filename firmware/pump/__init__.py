@@ -1,0 +1,1 @@
+"""Pump controller package: runs unchanged on the board, in the simulator and in tests."""

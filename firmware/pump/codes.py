@@ -1,0 +1,74 @@
+"""Public codes (SPEC §6): states, alarms, program rejections, roles. One place for each.
+
+Codes are interned strings so they read the same in traces, replies and docs; the journal
+stores them as small indices into the tuples below, so the tuples are append-only.
+"""
+
+# States (top level)
+BOOT = "BOOT"
+IDLE = "IDLE"
+PROGRAMMED = "PROGRAMMED"
+PRIMING = "PRIMING"
+RUNNING = "RUNNING"
+PAUSED = "PAUSED"
+ALARM = "ALARM"
+LOCKOUT = "LOCKOUT"
+COMPLETE = "COMPLETE"
+SERVICE = "SERVICE"
+STATES = (BOOT, IDLE, PROGRAMMED, PRIMING, RUNNING, PAUSED, ALARM, LOCKOUT, COMPLETE, SERVICE)
+
+# Alarm codes
+OVER_INFUSION = "OVER_INFUSION"
+FREE_FLOW = "FREE_FLOW"
+UNDER_INFUSION = "UNDER_INFUSION"
+OCCLUSION = "OCCLUSION"
+AIR_IN_LINE = "AIR_IN_LINE"
+DOOR_OPEN = "DOOR_OPEN"
+RESERVOIR_LOW = "RESERVOIR_LOW"
+INFUSION_COMPLETE = "INFUSION_COMPLETE"
+LOW_BATTERY = "LOW_BATTERY"
+SENSOR_FAULT = "SENSOR_FAULT"
+MOTOR_FAULT = "MOTOR_FAULT"
+PAUSE_TIMEOUT = "PAUSE_TIMEOUT"
+WATCHDOG_RESET = "WATCHDOG_RESET"
+# Index 0 means "no alarm" in the journal.
+ALARMS = (None, OVER_INFUSION, FREE_FLOW, UNDER_INFUSION, OCCLUSION, AIR_IN_LINE, DOOR_OPEN,
+          RESERVOIR_LOW, INFUSION_COMPLETE, LOW_BATTERY, SENSOR_FAULT, MOTOR_FAULT,
+          PAUSE_TIMEOUT, WATCHDOG_RESET)
+# Alarms that stop delivery and need a clinician to resume (SR-10); the rest only annunciate.
+STOPPING_ALARMS = (OVER_INFUSION, FREE_FLOW, UNDER_INFUSION, OCCLUSION, AIR_IN_LINE, DOOR_OPEN,
+                   SENSOR_FAULT, MOTOR_FAULT, WATCHDOG_RESET)
+
+# Program rejection codes
+RATE_VOLUME_MISMATCH = "RATE_VOLUME_MISMATCH"
+DOSE_RATE_MISMATCH = "DOSE_RATE_MISMATCH"
+DOSE_ABOVE_LIMIT = "DOSE_ABOVE_LIMIT"
+CONCENTRATION_OUT_OF_RANGE = "CONCENTRATION_OUT_OF_RANGE"
+DURATION_NOT_OFFERED = "DURATION_NOT_OFFERED"
+PRESERVATIVE_WEIGHT_LIMIT = "PRESERVATIVE_WEIGHT_LIMIT"
+UNIT_REJECTED = "UNIT_REJECTED"
+UNKNOWN_DRUG = "UNKNOWN_DRUG"
+LOCKOUT_ACTIVE = "LOCKOUT_ACTIVE"
+NOT_AUTHORISED = "NOT_AUTHORISED"
+BAD_INPUT = "BAD_INPUT"
+# Extension (SPEC §6 allows extending): a well-formed request the current state does not accept.
+INVALID_STATE = "INVALID_STATE"
+REJECTIONS = (RATE_VOLUME_MISMATCH, DOSE_RATE_MISMATCH, DOSE_ABOVE_LIMIT,
+              CONCENTRATION_OUT_OF_RANGE, DURATION_NOT_OFFERED, PRESERVATIVE_WEIGHT_LIMIT,
+              UNIT_REJECTED, UNKNOWN_DRUG, LOCKOUT_ACTIVE, NOT_AUTHORISED, BAD_INPUT,
+              INVALID_STATE)
+
+# Roles (SR-11), ordered by what they may do; SERVICE is separate from clinical roles.
+PATIENT = 1
+CLINICIAN = 2
+SERVICE_ROLE = 3
+
+
+def index_of(table, code):
+    """Position of code in one of the tuples above (0 when absent: 'none')."""
+    i = 0
+    for c in table:
+        if c == code:
+            return i
+        i += 1
+    return 0

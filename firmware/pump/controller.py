@@ -1,0 +1,373 @@
+"""The controller: runs the state table, drives delivery, journals, raises alarms.
+
+Tickless: `step(now_ms)` does what is due and returns the tick at which it next wants to
+run. Interrupts only set flags (`signal`); requests from keys or the serial protocol come
+through `request(trigger, role, arg)`, which validates, applies the state table and
+returns None or a rejection code; bad input changes nothing (SR-13).
+
+The steady-state path (a RUNNING step that ends one motor segment and begins the next,
+journalling its write-ahead reservation) allocates nothing on MicroPython (PR-5).
+"""
+from pump import codes
+from pump import journal as jn
+from pump.codes import (
+    ALARM, BAD_INPUT, CLINICIAN, DOOR_OPEN, INFUSION_COMPLETE, INVALID_STATE, LOCKOUT,
+    LOCKOUT_ACTIVE, NOT_AUTHORISED, OVER_INFUSION, PATIENT, PAUSE_TIMEOUT, PAUSED, PRIMING,
+    RUNNING, SERVICE_ROLE, WATCHDOG_RESET,
+)
+from pump.delivery import Delivery
+from pump.hal import EV_AIR, EV_DOOR, EV_MOTOR_FAULT
+from pump.program import Program, from_record, to_record
+from pump.states import TRIGGERS, Machine
+
+try:
+    from micropython import const
+except ImportError:
+    def const(x):
+        return x
+
+_HOUSEKEEPING_MS = const(60000)   # longest sleep when nothing else is due
+_PRIME_STEPS = const(4000)        # 20 strokes, about 1 mL at nominal calibration
+_PRIME_MS = const(60000)
+FLAG_INTERRUPTED = const(1)       # journal flag: an interruption is open
+FLAG_PREMED = const(2)            # journal flag: restart needs premedication (SR-7)
+INTERRUPTION_PREMED_S = const(4 * 3600)
+
+# Who may ask for what (SR-11). Triggers not listed are internal (never requestable).
+PERMS = {
+    "program": CLINICIAN, "clear": CLINICIAN, "prime": CLINICIAN, "prime_done": CLINICIAN,
+    "start": CLINICIAN, "pause": PATIENT, "resume": PATIENT, "stop": PATIENT,
+    "override": CLINICIAN, "service": SERVICE_ROLE, "exit_service": SERVICE_ROLE,
+}
+ROLES = (PATIENT, CLINICIAN, SERVICE_ROLE)
+# Where the pump wakes after power loss or reset, by the state last journalled (SR-9).
+_RESTORE = {
+    "IDLE": "restore_idle", "BOOT": "restore_idle", "SERVICE": "restore_idle",
+    "PROGRAMMED": "restore_programmed", "PRIMING": "restore_programmed",
+    "RUNNING": "restore_paused", "PAUSED": "restore_paused", "ALARM": "restore_alarm",
+    "LOCKOUT": "restore_lockout", "COMPLETE": "restore_complete",
+}
+
+
+class Controller:
+    def __init__(self, hal, journal=None, stroke_nl=50000, steps_per_stroke=200,
+                 pause_reminder_s=900, lockout_s=12 * 3600):
+        self.hal = hal
+        self.journal = journal if journal is not None else jn.Journal(hal.storage)
+        self.delivery = Delivery(hal.motor, hal.ticks_add, hal.ticks_diff, stroke_nl,
+                                 steps_per_stroke)
+        self.machine = Machine(self)
+        self.pause_reminder_ms = pause_reminder_s * 1000
+        self.lockout_s = lockout_s
+        self.listener = None          # callable(kind, code, value): telemetry, traces
+        self.program = None
+        self.alarm = None             # latched stopping alarm
+        self.notice = None            # latest annunciating alarm (no state change)
+        self.silenced = False
+        self.lockout_until_s = 0
+        self.auth_counter = 0
+        self.reserved_nl = 0          # volume journalled as delivered (write-ahead)
+        self.interrupted_at_s = 0     # rtc when delivery last stopped (0: none open)
+        self.flags = 0                # journal flags (FLAG_*)
+        self.pause_deadline = 0
+        self.pause_reminded = False
+        self.now = hal.ticks_ms()
+        self._flags = 0
+        self._role = 0
+        self._arg = None
+        self._pending_alarm = None
+
+    # --- inputs -------------------------------------------------------------------------
+    def signal(self, flag):
+        """Called from interrupt handlers: records, nothing more."""
+        self._flags |= flag
+
+    def request(self, trigger, role, arg=None):
+        """A command from keys or the protocol. Returns None when done, else a code."""
+        if not isinstance(trigger, str) or trigger not in PERMS:
+            return BAD_INPUT
+        if role not in ROLES:
+            return BAD_INPUT
+        need = PERMS[trigger]
+        if (need == SERVICE_ROLE) != (role == SERVICE_ROLE) or role < need:
+            return NOT_AUTHORISED
+        if trigger == "program":
+            if not isinstance(arg, Program) or not arg.intact():
+                return BAD_INPUT
+        elif trigger == "prime":
+            if arg is not True:
+                return BAD_INPUT
+        elif arg is not None:
+            return BAD_INPUT
+        self.now = self.hal.ticks_ms()
+        self._role = role
+        self._arg = arg
+        try:
+            return self.machine.fire(trigger)
+        finally:
+            self._role = 0
+            self._arg = None
+
+    def silence(self, role):
+        if role not in ROLES:
+            return BAD_INPUT
+        self.silenced = True
+        self.hal.buzzer(False)
+        return None
+
+    @property
+    def state(self):
+        return self.machine.state
+
+    # --- the tickless step ----------------------------------------------------------------
+    def step(self, now):
+        hal = self.hal
+        hal.wdt_feed()
+        self.now = now
+        f = self._flags
+        if f:
+            self._flags = 0
+            self._on_flags(f)
+        st = self.machine.state
+        wake = hal.ticks_add(now, _HOUSEKEEPING_MS)
+        if st == RUNNING:
+            if not hal.door_closed():
+                self.raise_alarm(DOOR_OPEN)
+                return wake
+            d = self.delivery
+            if d.due(now):
+                if not d.service(now, self):
+                    self.machine.fire("complete")
+                    return wake
+            if d.running and hal.ticks_diff(d.seg_end, wake) < 0:
+                wake = d.seg_end
+        elif st == PAUSED:
+            if not self.pause_reminded:
+                if hal.ticks_diff(now, self.pause_deadline) >= 0:
+                    self.pause_reminded = True
+                    self.annunciate(PAUSE_TIMEOUT)
+                elif hal.ticks_diff(self.pause_deadline, wake) < 0:
+                    wake = self.pause_deadline
+        elif st == PRIMING:
+            if not hal.motor.busy():
+                self.machine.fire("prime_done")
+        return wake
+
+    def reserve(self, upto_nl):
+        """Write-ahead: journal volume as delivered before the motor can move it (SR-9)."""
+        if upto_nl > self.delivery.vtbi_nl:
+            upto_nl = self.delivery.vtbi_nl
+        if upto_nl > self.reserved_nl:
+            self.reserved_nl = upto_nl
+            self._journal(jn.CHECKPOINT, 0, 0)
+
+    # --- alarms ---------------------------------------------------------------------------
+    def raise_alarm(self, code):
+        """Stop delivery and latch a stopping alarm; OVER_INFUSION also locks out (SR-6)."""
+        self._pending_alarm = code
+        if code == OVER_INFUSION:
+            self.lockout_until_s = self.hal.rtc_s() + self.lockout_s
+            r = self.machine.fire("lockout")
+        else:
+            r = self.machine.fire("alarm")
+        self._pending_alarm = None
+        return r
+
+    def annunciate(self, code):
+        """An alarm that informs without stopping (PAUSE_TIMEOUT, LOW_BATTERY, ...)."""
+        self.notice = code
+        self.silenced = False
+        self.hal.buzzer(True)
+        self._journal(jn.EVENT, 64 + codes.index_of(codes.ALARMS, code), 0)
+        self._emit("alarm", code, 0)
+
+    def _on_flags(self, f):
+        if self.machine.state not in (RUNNING, PRIMING, PAUSED):
+            return
+        hal = self.hal
+        if f & EV_DOOR and not hal.door_closed():
+            self.raise_alarm(DOOR_OPEN)
+        elif f & EV_AIR and hal.air_detected():
+            self.raise_alarm(codes.AIR_IN_LINE)
+        elif f & EV_MOTOR_FAULT:
+            self.raise_alarm(codes.MOTOR_FAULT)
+
+    # --- boot -----------------------------------------------------------------------------
+    def boot(self, watchdog_reset=False):
+        """Replay the journal and wake in the state it says (SR-9)."""
+        j = self.journal
+        j.replay()
+        if j.program is not None:
+            self.program = from_record(j.program[3])
+        last = j.last
+        trigger = "restore_idle"
+        if last is not None:
+            p = last[3]
+            state = codes.STATES[last[1]] if last[1] < len(codes.STATES) else "IDLE"
+            self.lockout_until_s = p[jn.P_LOCKOUT_UNTIL_S]
+            self.auth_counter = p[jn.P_AUTH_COUNTER]
+            self.flags = p[jn.P_FLAGS]
+            a = p[jn.P_ALARM]
+            self.alarm = codes.ALARMS[a] if a < len(codes.ALARMS) else codes.SENSOR_FAULT
+            prog = self.program
+            if prog is not None and prog.pid == p[jn.P_PROGRAM_ID]:
+                self.reserved_nl = p[jn.P_DELIVERED_NL]
+                self.delivery.load(prog.rate_ul_per_h, prog.vtbi_nl, self.reserved_nl)
+                trigger = _RESTORE.get(state, "restore_idle")
+            elif state == LOCKOUT:
+                trigger = "restore_lockout"
+            if state in (RUNNING, PAUSED) and not self.interrupted_at_s:
+                self.interrupted_at_s = p[jn.P_RTC_S]
+            if watchdog_reset and state == RUNNING and trigger == "restore_paused":
+                self.alarm = WATCHDOG_RESET
+                trigger = "restore_alarm"
+        self.machine.fire(trigger)
+        return self.machine.state
+
+    # --- state-table callbacks (names are in states.TABLE) --------------------------------
+    def guard_program(self):
+        if self.machine.state == LOCKOUT and self._lockout_active():
+            return LOCKOUT_ACTIVE
+        return None
+
+    def guard_start(self):
+        prog = self.program
+        if prog is None or not prog.intact():
+            return BAD_INPUT
+        if self._lockout_active():
+            return LOCKOUT_ACTIVE
+        if self.delivery.remaining_nl() <= 0:
+            return INVALID_STATE
+        if not self.hal.door_closed():
+            return DOOR_OPEN
+        return None
+
+    def guard_resume_alarm(self):
+        if self._role < CLINICIAN:
+            return NOT_AUTHORISED
+        return self.guard_start()
+
+    def guard_clinician(self):
+        return None if self._role >= CLINICIAN else NOT_AUTHORISED
+
+    def guard_override(self):
+        return self.guard_clinician()
+
+    def guard_prime(self):
+        return None if self._arg is True else BAD_INPUT
+
+    def guard_service(self):
+        return None if self._role == SERVICE_ROLE else NOT_AUTHORISED
+
+    def before_stop_motor(self):
+        self.delivery.stop(self.now)
+        self.hal.motor.stop()
+
+    def after_program(self):
+        prog = self._arg
+        self.program = prog
+        self.alarm = None
+        self.notice = None
+        self.reserved_nl = 0
+        self.lockout_until_s = 0
+        self.delivery.load(prog.rate_ul_per_h, prog.vtbi_nl, 0)
+        j = self.journal
+        to_record(prog, j.payload)
+        j.append(jn.PROGRAM, codes.index_of(codes.STATES, self.machine.state))
+
+    def after_clear(self):
+        self.program = None
+        self.delivery.load(0, 0, 0)
+        self.reserved_nl = 0
+
+    def after_prime(self):
+        self.hal.motor.enable(True)
+        self.hal.motor.move(_PRIME_STEPS, _PRIME_MS)
+
+    def after_run(self):
+        self.alarm = None
+        self.hal.buzzer(False)
+        if self.interrupted_at_s:
+            gap = self.hal.rtc_s() - self.interrupted_at_s
+            if gap >= INTERRUPTION_PREMED_S:
+                self.flags |= FLAG_PREMED
+            self.interrupted_at_s = 0
+        self.hal.motor.enable(True)
+        d = self.delivery
+        d.start(self.now, self)
+
+    def after_pause(self):
+        self.pause_deadline = self.hal.ticks_add(self.now, self.pause_reminder_ms)
+        self.pause_reminded = False
+        self._mark_interrupted()
+
+    def after_complete(self):
+        self.hal.motor.enable(False)
+        self.annunciate(INFUSION_COMPLETE)
+
+    def after_alarm(self):
+        if self._pending_alarm is not None:
+            self.alarm = self._pending_alarm
+        self.silenced = False
+        self.hal.buzzer(True)
+        self._mark_interrupted()
+
+    def after_lockout(self):
+        self.alarm = OVER_INFUSION
+        self.hal.motor.enable(False)
+        self.silenced = False
+        self.hal.buzzer(True)
+        self._mark_interrupted()
+
+    def after_override(self):
+        self.lockout_until_s = 0
+        self.alarm = None
+
+    def after_alarm_cleared(self):
+        self.alarm = None
+        self.hal.buzzer(False)
+
+    def on_transition(self, trigger, source, dest):
+        self._journal(jn.EVENT, 1 + codes.index_of(TRIGGERS, trigger), 0)
+        self._emit("state", dest, self.delivery.commanded_nl)
+        if dest == ALARM or dest == LOCKOUT:
+            self._emit("alarm", self.alarm, 0)
+
+    # --- helpers --------------------------------------------------------------------------
+    def _lockout_active(self):
+        return self.lockout_until_s != 0 and self.hal.rtc_s() < self.lockout_until_s
+
+    def _mark_interrupted(self):
+        if not self.interrupted_at_s:
+            self.interrupted_at_s = self.hal.rtc_s()
+
+    def _journal(self, kind, event, arg):
+        j = self.journal
+        p = j.payload
+        prog = self.program
+        p[jn.P_PROGRAM_ID] = prog.pid if prog is not None else 0
+        p[jn.P_DELIVERED_NL] = self.reserved_nl
+        p[jn.P_LOCKOUT_UNTIL_S] = self.lockout_until_s
+        p[jn.P_RTC_S] = self.hal.rtc_s()
+        p[jn.P_ALARM] = codes.index_of(codes.ALARMS, self.alarm)
+        p[jn.P_EVENT] = event
+        p[jn.P_ARG] = arg
+        p[jn.P_AUTH_COUNTER] = self.auth_counter
+        p[jn.P_FLAGS] = self.flags | (FLAG_INTERRUPTED if self.interrupted_at_s else 0)
+        j.append(kind, codes.index_of(codes.STATES, self.machine.state))
+
+    def _emit(self, kind, code, value):
+        if self.listener is not None:
+            self.listener(kind, code, value)
+
+    def status(self):
+        """A snapshot for status replies and reports (allocates; not for the hot path)."""
+        d = self.delivery
+        return {
+            "state": self.machine.state, "alarm": self.alarm, "notice": self.notice,
+            "program_id": self.program.pid if self.program is not None else None,
+            "rate_ul_per_h": d.rate_ul_per_h, "vtbi_nl": d.vtbi_nl,
+            "commanded_nl": d.commanded_nl, "reserved_nl": self.reserved_nl,
+            "lockout_until_s": self.lockout_until_s, "silenced": self.silenced,
+        }
+

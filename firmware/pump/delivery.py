@@ -1,0 +1,150 @@
+"""Delivery: turns an accepted rate and VTBI into motor segments, counts commanded volume,
+and enforces the VTBI (SR-4).
+
+The motor runs continuously: delivery hands it segments of `seg_ms` (a multiple of 3.6 s),
+each a whole number of steps spread evenly over the segment, and wakes at each segment's
+end to hand over the next. Volumes are integer nL, rates integer µL/h, times integer ms.
+In a segment of 3.6 s the volume in nL equals the rate in µL/h, so with `seg_units` =
+seg_ms / 3600 a segment carries exactly rate * seg_units nL: no rounding drift at any rate.
+nL are turned into motor steps with a carried remainder (Bresenham), so the motor never
+runs more than one step from the commanded volume.
+
+The final segment carries exactly the volume left to the VTBI and is shortened in time to
+match the rate; when it ends, commanded volume equals the VTBI and delivery is complete.
+A stop part-way through a segment counts the steps the motor really moved, rounded up
+(in doubt, volume counts as delivered: SR-9).
+
+Every value stays below 2**30 so the steady path allocates nothing on a 32-bit board.
+"""
+try:
+    from micropython import const
+except ImportError:
+    def const(x):
+        return x
+
+_MS_PER_UNIT = const(3600)     # a 3.6 s unit: nL per unit == µL/h
+SEG_UNITS = const(10)          # default segment: 36 s
+# The longest the schedule may slip when a wake comes late before it restarts from now
+# instead of catching up (a late wake must never turn into a burst: no bolus).
+_MAX_SLIP_MS = const(1000)
+
+
+class Delivery:
+    def __init__(self, motor, ticks_add, ticks_diff, stroke_nl=50000, steps_per_stroke=200,
+                 seg_units=SEG_UNITS):
+        if not (1000 <= stroke_nl <= 200000) or not (1 <= steps_per_stroke <= 5000):
+            raise ValueError("bad pump calibration: %d nL, %d steps" % (stroke_nl,
+                                                                        steps_per_stroke))
+        self.motor = motor
+        self.ticks_add = ticks_add
+        self.ticks_diff = ticks_diff
+        self.stroke_nl = stroke_nl
+        self.steps_per_stroke = steps_per_stroke
+        self.seg_units = seg_units
+        self.seg_ms = seg_units * _MS_PER_UNIT
+        # Test hook (simulator fault `controller_rate_error`): the scheduler computes
+        # rate * num / den. Never set on a board; the monitor's own copy is unaffected.
+        self.fault_num = 1
+        self.fault_den = 1
+        self.load(0, 0, 0)
+
+    def load(self, rate_ul_per_h, vtbi_nl, commanded_nl):
+        """Take an accepted program; commanded_nl carries volume already given on it."""
+        self.rate_ul_per_h = rate_ul_per_h
+        self.vtbi_nl = vtbi_nl
+        self.commanded_nl = commanded_nl if commanded_nl < vtbi_nl else vtbi_nl
+        self.running = False
+        self.seg_start = 0        # ticks when the current segment began
+        self.seg_end = 0          # ticks when it ends (next wake)
+        self.seg_nl = 0           # nL the current segment carries
+        self.seg_pos0 = 0         # motor position at its start
+        self.step_rem = 0         # carried remainder of the nL -> steps conversion
+
+    def remaining_nl(self):
+        return self.vtbi_nl - self.commanded_nl
+
+    def done(self):
+        return self.commanded_nl >= self.vtbi_nl and not self.running
+
+    def start(self, now, ledger=None):
+        """Begin (or resume) delivery at now. Returns False when nothing is left.
+
+        `ledger`, when given, has reserve(upto_nl): it is called with the volume the new
+        segment will reach before the motor is told to move (write-ahead journal)."""
+        if self.commanded_nl >= self.vtbi_nl or self.rate_ul_per_h <= 0:
+            return False
+        self.running = True
+        self._begin(now, now, ledger)
+        return True
+
+    def due(self, now):
+        return self.running and self.ticks_diff(now, self.seg_end) >= 0
+
+    def service(self, now, ledger=None):
+        """Called at or after seg_end: count the segment, begin the next.
+
+        Returns True while delivery goes on, False once the VTBI is reached."""
+        if not self.running or self.ticks_diff(now, self.seg_end) < 0:
+            return self.running
+        self.commanded_nl += self.seg_nl
+        if self.commanded_nl >= self.vtbi_nl:
+            self.commanded_nl = self.vtbi_nl
+            self.running = False
+            self.seg_nl = 0
+            return False
+        start = self.seg_end
+        if self.ticks_diff(now, start) > _MAX_SLIP_MS:
+            start = now
+        self._begin(start, now, ledger)
+        return True
+
+    def stop(self, now):
+        """Stop the motor; count what it moved of the current segment, rounded up."""
+        self.motor.stop()
+        if not self.running:
+            return
+        self.running = False
+        moved = self.motor.position() - self.seg_pos0
+        if moved < 0:
+            moved = 0
+        sps = self.steps_per_stroke
+        nl = (moved // sps) * self.stroke_nl + ((moved % sps) * self.stroke_nl + sps - 1) // sps
+        if nl > self.seg_nl:
+            nl = self.seg_nl
+        self.commanded_nl += nl
+        if self.commanded_nl > self.vtbi_nl:
+            self.commanded_nl = self.vtbi_nl
+        self.seg_nl = 0
+        self.step_rem = 0
+
+    def _begin(self, start, now, ledger):
+        rate = self.rate_ul_per_h
+        nl = rate * self.seg_units
+        if self.fault_num != self.fault_den:
+            nl = nl * self.fault_num // self.fault_den
+        left = self.vtbi_nl - self.commanded_nl
+        dur = self.seg_ms
+        if left < nl:
+            nl = left
+            # duration = left / rate hours, split so no product passes 2**30
+            dur = (left // rate) * 3600 + ((left % rate) * 3600) // rate
+            if dur > self.seg_ms:
+                dur = self.seg_ms
+            if dur < 1:
+                dur = 1
+        self.seg_nl = nl
+        self.seg_start = start
+        self.seg_end = self.ticks_add(start, dur)
+        # nL -> steps with the carried remainder, split to stay in small ints
+        s_nl = self.stroke_nl
+        sps = self.steps_per_stroke
+        acc = (nl % s_nl) * sps + self.step_rem
+        steps = (nl // s_nl) * sps + acc // s_nl
+        self.step_rem = acc % s_nl
+        if ledger is not None:
+            ledger.reserve(self.commanded_nl + nl)
+        self.seg_pos0 = self.motor.position()
+        run_ms = self.ticks_diff(self.seg_end, now)
+        if run_ms < 1:
+            run_ms = 1
+        self.motor.move(steps, run_ms)

@@ -1,0 +1,167 @@
+"""Controller: requests, roles, alarms, bad input (SR-13), power loss (SR-9)."""
+from fakehal import FakeHal, run_for, run_until_state, tmpdir
+
+from pump import codes, program
+from pump.codes import CLINICIAN, PATIENT, SERVICE_ROLE
+from pump.controller import Controller
+from pump.hal import EV_AIR, EV_DOOR
+
+
+def _pump(tag="c", rate=10000, vtbi_ul=240000, start=True):
+    hal = FakeHal(tmpdir(tag))
+    ctl = Controller(hal)
+    ctl.boot()
+    assert ctl.request("program", CLINICIAN, program.basic(1, rate, vtbi_ul)) is None
+    if start:
+        assert ctl.request("start", CLINICIAN) is None
+    return hal, ctl
+
+
+def _snapshot(hal, ctl):
+    d = ctl.delivery
+    return (ctl.state, ctl.alarm, d.commanded_nl, d.seg_end, d.running, ctl.journal.seq,
+            hal.motor.position(), hal.motor.steps, ctl.reserved_nl, ctl.lockout_until_s)
+
+
+def test_sr13_malformed_requests_rejected_and_change_nothing():
+    hal, ctl = _pump("bad")
+    run_for(ctl, hal, 100000)
+    before = _snapshot(hal, ctl)
+    bad = (
+        ("", CLINICIAN, None), ("launch", CLINICIAN, None), (None, CLINICIAN, None),
+        (123, CLINICIAN, None), ("program", CLINICIAN, None),
+        ("program", CLINICIAN, {"rate": 10}), ("program", CLINICIAN, "10 mL/h"),
+        ("pause", 99, None), ("pause", None, None), ("pause", "patient", None),
+        ("pause", PATIENT, 5), ("prime", CLINICIAN, None), ("complete", CLINICIAN, None),
+        ("alarm", CLINICIAN, None), ("restore_idle", CLINICIAN, None),
+        ("lockout", CLINICIAN, None),
+    )
+    for trigger, role, arg in bad:
+        assert ctl.request(trigger, role, arg) == codes.BAD_INPUT, trigger
+        assert _snapshot(hal, ctl) == before, trigger
+    # a program whose fields were altered after validation fails its check
+    p = program.basic(2, 10000, 240000)
+    p.rate_ul_per_h = 100000
+    assert ctl.request("program", CLINICIAN, p) == codes.BAD_INPUT
+    assert _snapshot(hal, ctl) == before
+    # delivery goes on undisturbed
+    run_for(ctl, hal, 3600000)
+    assert ctl.state == codes.RUNNING
+
+
+def test_sr13_malformed_events_change_nothing():
+    hal, ctl = _pump("ev")
+    run_for(ctl, hal, 100000)
+    before = _snapshot(hal, ctl)
+    ctl.signal(EV_DOOR)        # door flag, but the door is closed: spurious
+    ctl.signal(EV_AIR)         # air flag, but no air: spurious
+    ctl.signal(1 << 20)        # a bit no event uses
+    ctl.step(hal.ticks_ms())
+    assert _snapshot(hal, ctl)[:5] == before[:5]
+
+
+def test_sr11_roles():
+    hal, ctl = _pump("roles", start=False)
+    assert ctl.request("start", PATIENT) == codes.NOT_AUTHORISED
+    assert ctl.request("program", PATIENT, program.basic(3, 100, 1000)) == codes.NOT_AUTHORISED
+    assert ctl.request("service", CLINICIAN) == codes.NOT_AUTHORISED
+    assert ctl.request("start", SERVICE_ROLE) == codes.NOT_AUTHORISED
+    assert ctl.state == codes.PROGRAMMED
+    assert ctl.request("start", CLINICIAN) is None
+    assert ctl.request("pause", PATIENT) is None
+    assert ctl.request("resume", PATIENT) is None
+    assert ctl.state == codes.RUNNING
+
+
+def test_invalid_state_changes_nothing():
+    hal, ctl = _pump("inv", start=False)
+    assert ctl.request("pause", PATIENT) == codes.INVALID_STATE
+    assert ctl.request("resume", PATIENT) == codes.INVALID_STATE
+    assert ctl.state == codes.PROGRAMMED
+
+
+def test_sr10_door_open_stops_and_needs_clinician():
+    hal, ctl = _pump("door")
+    run_for(ctl, hal, 60000)
+    hal.door = False
+    ctl.signal(EV_DOOR)
+    ctl.step(hal.ticks_ms())
+    assert ctl.state == codes.ALARM and ctl.alarm == codes.DOOR_OPEN
+    assert hal.motor.steps == 0 and hal.buzzing
+    pos = hal.motor.position()
+    run_for(ctl, hal, 600000)
+    assert hal.motor.position() == pos
+    assert ctl.request("resume", PATIENT) == codes.NOT_AUTHORISED
+    assert ctl.request("resume", CLINICIAN) == codes.DOOR_OPEN
+    hal.door = True
+    assert ctl.request("resume", CLINICIAN) is None
+    assert ctl.state == codes.RUNNING and ctl.alarm is None
+
+
+def test_sr14_pause_reminder():
+    hal, ctl = _pump("pause")
+    alarms = []
+    ctl.listener = lambda kind, code, v: alarms.append(code) if kind == "alarm" else None
+    ctl.request("pause", PATIENT)
+    run_for(ctl, hal, 899000)
+    assert codes.PAUSE_TIMEOUT not in alarms
+    run_for(ctl, hal, 2000)
+    assert alarms == [codes.PAUSE_TIMEOUT] and ctl.state == codes.PAUSED
+
+
+def test_sr9_power_loss_restores_paused_with_volume_counted():
+    hal, ctl = _pump("power")
+    run_for(ctl, hal, 3600000 + 5000)
+    moved_nl = hal.motor.position() * 250
+    pid = ctl.program.pid
+    # power lost: the controller object is gone, the files stay
+    ctl2 = Controller(hal)
+    assert ctl2.boot() == codes.PAUSED
+    assert ctl2.program is not None and ctl2.program.pid == pid
+    # in doubt, counted as delivered: never less than what the motor moved
+    assert ctl2.delivery.commanded_nl >= moved_nl
+    assert ctl2.delivery.commanded_nl - moved_nl <= 100000     # at most one segment
+    assert ctl2.request("resume", PATIENT) is None
+    assert run_until_state(ctl2, hal, codes.COMPLETE, 30 * 3600000)
+    assert ctl2.delivery.commanded_nl == 240000000
+
+
+def test_watchdog_reset_while_running_raises_alarm():
+    hal, ctl = _pump("wdt")
+    run_for(ctl, hal, 100000)
+    ctl2 = Controller(hal)
+    assert ctl2.boot(watchdog_reset=True) == codes.ALARM
+    assert ctl2.alarm == codes.WATCHDOG_RESET
+
+
+def test_sr4_complete_stops_with_infusion_complete():
+    hal, ctl = _pump("done", rate=100000, vtbi_ul=1000)
+    alarms = []
+    ctl.listener = lambda kind, code, v: alarms.append(code) if kind == "alarm" else None
+    assert run_until_state(ctl, hal, codes.COMPLETE, 3600000)
+    assert alarms == [codes.INFUSION_COMPLETE]
+    assert ctl.delivery.commanded_nl == 1000000
+    assert not hal.motor.enabled()
+    assert ctl.request("start", CLINICIAN) == codes.INVALID_STATE
+
+
+def test_sr6_lockout_survives_power_loss():
+    hal, ctl = _pump("lock")
+    run_for(ctl, hal, 60000)
+    ctl.raise_alarm(codes.OVER_INFUSION)
+    assert ctl.state == codes.LOCKOUT and not hal.motor.enabled()
+    ctl2 = Controller(hal)
+    assert ctl2.boot() == codes.LOCKOUT
+    p = program.basic(9, 10000, 240000)
+    assert ctl2.request("program", CLINICIAN, p) == codes.LOCKOUT_ACTIVE
+    hal.t += 12 * 3600 * 1000
+    assert ctl2.request("program", CLINICIAN, p) is None
+
+
+def test_priming_only_when_declared_disconnected():
+    hal, ctl = _pump("prime", start=False)
+    assert ctl.request("prime", CLINICIAN) == codes.BAD_INPUT
+    assert ctl.request("prime", CLINICIAN, True) is None
+    assert ctl.state == codes.PRIMING
+    assert run_until_state(ctl, hal, codes.PROGRAMMED, 120000)
+    assert ctl.delivery.commanded_nl == 0
