@@ -1,24 +1,25 @@
-"""Power-safe journal: append-only fixed-size records with sequence number and CRC-32.
+"""Power-safe journal: fixed-size records with sequence number and CRC-32, in a ring file.
 
 Record (48 bytes, little-endian):
     0  u16  magic 0x4A50 ("PJ")
     2  u8   kind (CHECKPOINT, PROGRAM, EVENT)
     3  u8   state index (codes.STATES)
-    4  u32  sequence number, strictly increasing across both files
-    8  9 x u32 payload (meaning by kind, see the K_* field lists below)
+    4  u32  sequence number, strictly increasing
+    8  9 x u32 payload (meaning by kind, see the P_* and G_* field lists below)
     44 u16  CRC-32 low half, 46 u16 CRC-32 high half, over bytes 0..43
 
-Two files, `<name>.0` and `<name>.1`, are used in turn: when the active one is full, the
-next is truncated and opens with a snapshot (the latest PROGRAM and CHECKPOINT records), so
-the older file stays whole until the newer holds everything. Replay reads both and keeps,
-for each kind, the valid record with the highest sequence number. A torn or corrupt record
-fails its magic or CRC and is skipped, never believed (SR-9).
+One file of `capacity` slots, written in turn and reused from the start when full: it is
+opened once, so appending never opens, closes, truncates or allocates. Replay reads every
+slot and keeps, for each kind, the valid record with the highest sequence number; the next
+write goes to the slot after the newest record. A torn or corrupt record fails its magic or
+CRC and is skipped, never believed (SR-9). A write can only tear the slot it writes, which
+holds the oldest record.
 
-Every record is a full checkpoint of what must survive power loss (state, program id,
-volume counted as delivered, alarm latch, lockout deadline, authentication counter), so
-replay needs only the newest valid CHECKPOINT/EVENT and the newest PROGRAM.
-
-Appending allocates nothing: one preallocated buffer, struct.pack_into, a CRC in small ints.
+Every CHECKPOINT/EVENT record is a full checkpoint of what must survive power loss (state,
+program id, volume counted as delivered, alarm latch, lockout deadline, authentication
+counter), so replay needs only the newest of those and the newest PROGRAM. The PROGRAM
+record is copied forward whenever half the ring has been written since its last copy, so
+an intact copy always exists outside the slot being written.
 """
 import struct
 
@@ -61,81 +62,71 @@ G_BAG_HOURS = const(6)
 G_FLAGS = const(7)
 G_CHECK = const(8)            # program's own check value (program.py)
 
-_FULL_BYTES = const(64 * 1024)
+CAPACITY = const(2048)        # slots: 96 KiB of flash
 
 
 class Journal:
-    """Append and replay. `storage` is the HAL storage (open/size/remove by name)."""
+    """Append and replay. `storage` is the HAL storage (open/size by name)."""
 
-    def __init__(self, storage, name="journal", max_bytes=_FULL_BYTES):
+    def __init__(self, storage, name="journal.bin", capacity=CAPACITY):
+        if capacity < 4:
+            raise ValueError("journal capacity %d < 4" % capacity)
         self.storage = storage
         self.name = name
-        self.max_bytes = max_bytes - max_bytes % REC_SIZE
+        self.capacity = capacity
         self.buf = bytearray(REC_SIZE)
         self.crc = [0, 0]
         self.payload = [0] * 9        # fill, then append(kind, state)
         self.seq = 0
-        self.active = 0
-        self.size = 0
+        self.slot = 0                 # where the next record goes
         self.file = None
-        # Latest valid records after replay (None when there was none).
-        self.last = None              # (kind, state, seq, payload list) of CHECKPOINT/EVENT
-        self.program = None           # same shape, PROGRAM
-        self.skipped = 0              # records that failed magic or CRC on replay
+        # Latest valid records (None when there is none): [kind, state, seq, payload list]
+        self.last = None              # newest CHECKPOINT/EVENT
+        self.program = None           # newest PROGRAM
+        self.skipped = 0              # slots that failed magic or CRC on replay
         self.records = 0              # valid records seen on replay
-
-    def _path(self, i):
-        return "%s.%d" % (self.name, i)
 
     # --- replay -------------------------------------------------------------------------
     def replay(self):
-        """Read both files; remember the newest valid records. Returns the count kept."""
+        """Read every slot; remember the newest valid records. Returns the count found."""
+        self.close()
         self.last = None
         self.program = None
         self.skipped = 0
         self.records = 0
-        best_seq = -1
-        best_file = 0
-        for i in (0, 1):
-            top = self._scan(i)
-            if top > best_seq:
-                best_seq = top
-                best_file = i
-        self.seq = best_seq + 1 if best_seq >= 0 else 0
-        self.active = best_file
-        size = self.storage.size(self._path(best_file))
-        self.size = size - size % REC_SIZE if size > 0 else 0
-        return self.records
-
-    def _scan(self, i):
-        path = self._path(i)
-        if self.storage.size(path) <= 0:
-            return -1
-        f = self.storage.open(path, "rb")
-        top = -1
+        self.seq = 0
+        self.slot = 0
+        size = self.storage.size(self.name)
+        if size <= 0:
+            return 0
+        best = -1
+        f = self.storage.open(self.name, "rb")
         try:
-            while True:
+            i = 0
+            while i < self.capacity:
                 rec = f.read(REC_SIZE)
-                if not rec or len(rec) < REC_SIZE:
-                    if rec:
-                        self.skipped += 1
+                if not rec:
                     break
                 parsed = self.parse(rec)
                 if parsed is None:
                     self.skipped += 1
-                    continue
-                self.records += 1
-                kind, _, seq, _ = parsed
-                if seq > top:
-                    top = seq
-                if kind == PROGRAM:
-                    if self.program is None or seq > self.program[2]:
-                        self.program = parsed
-                elif self.last is None or seq > self.last[2]:
-                    self.last = parsed
+                else:
+                    self.records += 1
+                    kind, _, seq, payload = parsed
+                    if seq > best:
+                        best = seq
+                        self.slot = (i + 1) % self.capacity
+                    slot = [kind, parsed[1], seq, payload]
+                    if kind == PROGRAM:
+                        if self.program is None or seq > self.program[2]:
+                            self.program = slot
+                    elif self.last is None or seq > self.last[2]:
+                        self.last = slot
+                i += 1
         finally:
             f.close()
-        return top
+        self.seq = best + 1
+        return self.records
 
     def parse(self, rec):
         """(kind, state, seq, payload) of a 48-byte record, or None when it is not valid."""
@@ -153,51 +144,25 @@ class Journal:
 
     # --- append -------------------------------------------------------------------------
     def open(self):
-        """Open the active file for appending (after replay)."""
+        """Open the ring for writing (creating it); called once, after replay."""
         if self.file is None:
-            self.file = self.storage.open(self._path(self.active), "ab")
+            if self.storage.size(self.name) < 0:
+                self.storage.open(self.name, "wb").close()
+            self.file = self.storage.open(self.name, "r+b")
+            if self.last is None:
+                self.last = [0, 0, -1, [0] * 9]
+            if self.program is None:
+                self.program = [0, 0, -1, [0] * 9]
 
     def append(self, kind, state):
-        """Append one record from self.payload. Rotates when the file is full."""
+        """Write one record from self.payload into the next slot."""
         if self.file is None:
             self.open()
-        if self.size + REC_SIZE > self.max_bytes:
-            self._rotate()
-        self._write(kind, state)
-
-    def _write(self, kind, state):
-        p = self.payload
-        buf = self.buf
-        struct.pack_into(_FMT, buf, 0, _MAGIC, kind, state, self.seq,
-                         p[0], p[1], p[2], p[3], p[4], p[5], p[6], p[7], p[8])
-        crc = self.crc
-        crc32_halves(buf, _BODY, crc)
-        struct.pack_into(_CRC_FMT, buf, _BODY, crc[0], crc[1])
-        f = self.file
-        f.write(buf)
-        f.flush()
-        self.seq += 1
-        self.size += REC_SIZE
-        if kind == PROGRAM:
-            self._remember(self.program, kind, state)
-        else:
-            self._remember(self.last, kind, state)
-
-    def _remember(self, slot, kind, state):
-        # keep the latest record in memory for the snapshot at rotation (no allocation once
-        # both slots exist)
-        if slot is None:
-            slot = [kind, state, self.seq - 1, [0] * 9]
-            if kind == PROGRAM:
-                self.program = slot
-            else:
-                self.last = slot
-        elif isinstance(slot, tuple):
-            slot = [slot[0], slot[1], slot[2], list(slot[3])]
-            if kind == PROGRAM:
-                self.program = slot
-            else:
-                self.last = slot
+        prog = self.program
+        if kind != PROGRAM and prog[0] == PROGRAM and self.seq - prog[2] >= self.capacity >> 1:
+            self._copy_forward(prog)
+        self._write(kind, state, self.payload)
+        slot = prog if kind == PROGRAM else self.last
         slot[0] = kind
         slot[1] = state
         slot[2] = self.seq - 1
@@ -208,17 +173,25 @@ class Journal:
             dst[i] = src[i]
             i += 1
 
-    def _rotate(self):
-        self.file.close()
-        self.active ^= 1
-        self.file = self.storage.open(self._path(self.active), "wb")
-        self.size = 0
-        saved = self.payload
-        for slot in (self.program, self.last):
-            if slot is not None:
-                self.payload = slot[3]
-                self._write(slot[0], slot[1])
-        self.payload = saved
+    def _copy_forward(self, prog):
+        self._write(PROGRAM, prog[1], prog[3])
+        prog[2] = self.seq - 1
+
+    def _write(self, kind, state, p):
+        buf = self.buf
+        struct.pack_into(_FMT, buf, 0, _MAGIC, kind, state, self.seq,
+                         p[0], p[1], p[2], p[3], p[4], p[5], p[6], p[7], p[8])
+        crc = self.crc
+        crc32_halves(buf, _BODY, crc)
+        struct.pack_into(_CRC_FMT, buf, _BODY, crc[0], crc[1])
+        f = self.file
+        f.seek(self.slot * REC_SIZE)
+        f.write(buf)
+        f.flush()
+        self.seq += 1
+        self.slot += 1
+        if self.slot >= self.capacity:
+            self.slot = 0
 
     def close(self):
         if self.file is not None:
