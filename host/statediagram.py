@@ -1,0 +1,192 @@
+"""Load the firmware's state table into `transitions`, draw it, and keep docs/states.md current.
+
+The table lives in firmware/pump/states.py (rows of trigger, sources, dest, guard, before, after)
+and runs on the pump under a small interpreter there. This module loads the very same rows into
+`transitions.Machine` (host only: transitions does not run on MicroPython), so the host can draw
+the machine as a Mermaid stateDiagram-v2 and tests can check the interpreter against transitions.
+
+    python -m host.statediagram          # (re)write docs/states.md
+    python -m host.statediagram --check  # exit 1 when docs/states.md is stale
+
+Guards: in the firmware a guard returns None to allow or a rejection code to refuse; here a guard
+is a `transitions` condition, so a model used with this machine must expose methods with the
+table's names whose guard methods return a bool (True = allowed).
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parents[1]
+DOC_PATH = REPO / "docs" / "states.md"
+
+
+def _firmware_dirs() -> list[Path]:
+    """Where `pump` may live: the checkout's firmware/, or the installed package data."""
+    dirs = [REPO / "firmware"]  # checkout, or site-packages/firmware next to site-packages/host
+    try:
+        from importlib.resources import files
+
+        dirs.append(Path(str(files("firmware"))))
+    except Exception:  # noqa: BLE001 - not installed, or not a plain directory: fall back
+        pass
+    return dirs
+
+
+def _import_pump():
+    """Import pump.states and pump.codes, putting firmware/ on sys.path when needed."""
+    try:
+        from pump import codes, states
+
+        return states, codes
+    except ImportError:
+        pass
+    for d in _firmware_dirs():
+        if (d / "pump" / "states.py").is_file():
+            if str(d) not in sys.path:
+                sys.path.insert(0, str(d))
+            from pump import codes, states
+
+            return states, codes
+    raise ImportError(
+        "cannot find the firmware package 'pump' (looked in {})".format(
+            ", ".join(str(d) for d in _firmware_dirs())
+        )
+    )
+
+
+def table():
+    """The firmware's state table rows: (trigger, sources, dest, guard, before, after)."""
+    return _import_pump()[0].TABLE
+
+
+def transitions_spec() -> list[dict]:
+    """Each table row as a `transitions` transition dict, in table order."""
+    spec = []
+    for trigger, sources, dest, guard, before, after in table():
+        t: dict = {"trigger": trigger, "source": list(sources), "dest": dest}
+        if guard is not None:
+            t["conditions"] = [guard]
+        if before is not None:
+            t["before"] = before
+        if after is not None:
+            t["after"] = after
+        spec.append(t)
+    return spec
+
+
+def load_machine(model=None, graph: bool = False):
+    """A `transitions` machine for pump.states.TABLE.
+
+    Without a model the machine is its own model (enough to draw it). With a model, callbacks
+    are looked up on it by name, and when it has `on_transition` that runs as the machine's
+    `after_state_change` (after the row's `after`, like the firmware's hook). Callbacks get
+    transitions' EventData (`send_event=True`): `on_transition(event)` can read
+    `event.event.name`, `event.transition.source` and `event.transition.dest`.
+    """
+    _, codes = _import_pump()
+    kwargs = dict(
+        states=list(codes.STATES),
+        transitions=transitions_spec(),
+        initial="BOOT",
+        auto_transitions=False,
+        ignore_invalid_triggers=True,
+        send_event=True,
+    )
+    if model is not None:
+        kwargs["model"] = model
+        if hasattr(model, "on_transition"):
+            kwargs["after_state_change"] = "on_transition"
+    if graph:
+        from transitions.extensions import GraphMachine
+
+        return GraphMachine(
+            graph_engine="mermaid", show_conditions=True, title="Pump states", **kwargs
+        )
+    from transitions import Machine
+
+    return Machine(**kwargs)
+
+
+def mermaid() -> str:
+    """The machine as Mermaid stateDiagram-v2 text."""
+    text = load_machine(graph=True).get_graph().draw(None)
+    lines = [line.rstrip() for line in text.strip().splitlines()]
+    # transitions 0.9.3 writes the title as bare front matter ("---/Pump states/---"), which
+    # is not YAML Mermaid accepts; write it as `title:`.
+    if len(lines) > 3 and lines[0] == "---" and lines[2] == "---" and ":" not in lines[1]:
+        lines[1] = "title: " + lines[1]
+    return "\n".join(lines) + "\n"
+
+
+def _cell(value) -> str:
+    if value is None:
+        return ""
+    if isinstance(value, (tuple, list)):
+        return ", ".join(value)
+    return f"`{value}`"
+
+
+def render() -> str:
+    """The full text of docs/states.md."""
+    lines = [
+        "# Pump state machine",
+        "",
+        "<!-- Generated by `python -m host.statediagram` from firmware/pump/states.py. "
+        "Do not edit. -->",
+        "",
+        "The state table lives in `firmware/pump/states.py` (`TABLE`: one row per trigger, "
+        "sources, destination, guard, before and after callback) and is run on the pump by the "
+        "small interpreter next to it; the host loads the same rows into `transitions` to draw "
+        "this diagram and to check the interpreter against it. For a trigger, the rows are tried "
+        "in table order; for a row whose sources include the current state the callbacks run as "
+        "documented in `states.py`: conditions (the guard: `None` allows, a code refuses and the "
+        "next row is tried) → before (still in the source state) → state change → after (in the "
+        "destination state) → the model's `on_transition` hook. A refused or invalid trigger "
+        "changes nothing. Regenerate this file with `python -m host.statediagram`; "
+        "`python -m host.statediagram --check` fails when this file is stale.",
+        "",
+        "```mermaid",
+        mermaid().rstrip("\n"),
+        "```",
+        "",
+        "| Trigger | Sources | Dest | Guard | Before | After |",
+        "|---|---|---|---|---|---|",
+    ]
+    for trigger, sources, dest, guard, before, after in table():
+        cells = [f"`{trigger}`", _cell(sources), dest, _cell(guard), _cell(before), _cell(after)]
+        lines.append("| " + " | ".join(cells) + " |")
+    return "\n".join(lines) + "\n"
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(
+        prog="python -m host.statediagram",
+        description="Write docs/states.md from the firmware state table.",
+    )
+    parser.add_argument(
+        "--check", action="store_true", help="exit 1 if docs/states.md is not current"
+    )
+    parser.add_argument("--output", type=Path, default=DOC_PATH, help=argparse.SUPPRESS)
+    args = parser.parse_args(argv)
+    text = render()
+    if args.check:
+        current = args.output.read_text(encoding="utf-8") if args.output.is_file() else None
+        if current != text:
+            print(
+                f"{args.output} is out of date: run `python -m host.statediagram`",
+                file=sys.stderr,
+            )
+            return 1
+        print(f"{args.output} is current")
+        return 0
+    args.output.parent.mkdir(parents=True, exist_ok=True)
+    args.output.write_text(text, encoding="utf-8")
+    print(f"wrote {args.output}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
