@@ -14,12 +14,20 @@ any implementation, may touch hardware at import time. Duck-typed: no base class
     hal.motor.enabled() -> bool
     hal.motor.move(steps, ms)        start moving `steps` steps evenly over `ms` ms,
                                      replacing any movement still in progress; returns at
-                                     once (PIO/PWM or timer stepping)
+                                     once (PIO/PWM or timer stepping); negative steps run
+                                     the camshaft backwards (pressure relief after an
+                                     occlusion)
     hal.motor.stop()                 stop at once
     hal.motor.position() -> int      cumulative steps the driver has issued
     hal.motor.busy() -> bool         a move is still in progress
     hal.rotation.count() -> int      cumulative camshaft rotation pulses (independent
-                                     sensor, read by the safety monitor only)
+                                     sensor, read by the safety monitor only; 4 pulses a
+                                     revolution, one revolution = one stroke)
+    hal.rotation.arm(count)          signal EV_ROTATION as soon as count() >= count (a
+                                     counter compare interrupt: the monitor reacts on the
+                                     very pulse that crosses its envelope); arm(-1) disarms
+    hal.clamp(closed)                downstream pinch clamp, closed when unpowered; closed
+                                     on free flow (cassette out with its own clamp open)
     hal.pressure_mmhg() -> int       downstream pressure
     hal.air_detected() -> bool       air-in-line detector
     hal.door_closed() -> bool        cassette in place and door shut

@@ -85,9 +85,13 @@ class Motor:
 class Rotation:
     def __init__(self):
         self.pulses = 0
+        self.armed = -1
 
     def count(self):
         return self.pulses
+
+    def arm(self, count):
+        self.armed = count
 
 
 class FakeHal:
@@ -102,6 +106,7 @@ class FakeHal:
         self.pressure = 0
         self.battery = 4000
         self.buzzing = False
+        self.clamped = False
         self.uart = None
         self.feeds = 0
 
@@ -134,6 +139,9 @@ class FakeHal:
 
     def led(self, on):
         pass
+
+    def clamp(self, closed):
+        self.clamped = closed
 
     def wdt_feed(self):
         self.feeds += 1
