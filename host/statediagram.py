@@ -18,6 +18,7 @@ from __future__ import annotations
 import argparse
 import sys
 from pathlib import Path
+from typing import Any
 
 REPO = Path(__file__).resolve().parents[1]
 DOC_PATH = REPO / "docs" / "states.md"
@@ -87,7 +88,7 @@ def load_machine(model=None, graph: bool = False):
     `event.event.name`, `event.transition.source` and `event.transition.dest`.
     """
     _, codes = _import_pump()
-    kwargs = dict(
+    kwargs: dict[str, Any] = dict(
         states=list(codes.STATES),
         transitions=transitions_spec(),
         initial="BOOT",

@@ -25,9 +25,9 @@ import pytest  # noqa: E402
 from hypothesis import HealthCheck, settings  # noqa: E402
 from hypothesis import strategies as st  # noqa: E402
 from hypothesis.stateful import RuleBasedStateMachine, invariant, rule  # noqa: E402
-from pump import codes, states  # noqa: E402
 
 from host import statediagram  # noqa: E402
+from pump import codes, states  # noqa: E402
 
 GUARDS = tuple(sorted({row[3] for row in states.TABLE if row[3] is not None}))
 ACTIONS = tuple(sorted({name for row in states.TABLE for name in row[4:6] if name is not None}))

@@ -11,9 +11,23 @@ journalling its write-ahead reservation) allocates nothing on MicroPython (PR-5)
 from pump import codes
 from pump import journal as jn
 from pump.codes import (
-    ALARM, BAD_INPUT, CLINICIAN, DOOR_OPEN, INFUSION_COMPLETE, INVALID_STATE, LOCKOUT,
-    LOCKOUT_ACTIVE, NOT_AUTHORISED, OVER_INFUSION, PATIENT, PAUSE_TIMEOUT, PAUSED, PRIMING,
-    RUNNING, SERVICE_ROLE, WATCHDOG_RESET,
+    ALARM,
+    BAD_INPUT,
+    CLINICIAN,
+    DOOR_OPEN,
+    INFUSION_COMPLETE,
+    INVALID_STATE,
+    LOCKOUT,
+    LOCKOUT_ACTIVE,
+    NOT_AUTHORISED,
+    OVER_INFUSION,
+    PATIENT,
+    PAUSE_TIMEOUT,
+    PAUSED,
+    PRIMING,
+    RUNNING,
+    SERVICE_ROLE,
+    WATCHDOG_RESET,
 )
 from pump.delivery import Delivery
 from pump.hal import EV_AIR, EV_DOOR, EV_MOTOR_FAULT
@@ -23,7 +37,7 @@ from pump.states import TRIGGERS, Machine
 try:
     from micropython import const
 except ImportError:
-    def const(x):
+    def const(x):  # type: ignore[misc]
         return x
 
 _HOUSEKEEPING_MS = const(60000)   # longest sleep when nothing else is due
@@ -81,6 +95,10 @@ class Controller:
     def signal(self, flag):
         """Called from interrupt handlers: records, nothing more."""
         self._flags |= flag
+
+    def pending(self):
+        """True when an interrupt has flagged work for the next step."""
+        return self._flags != 0
 
     def request(self, trigger, role, arg=None):
         """A command from keys or the protocol. Returns None when done, else a code."""

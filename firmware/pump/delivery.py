@@ -19,7 +19,7 @@ Every value stays below 2**30 so the steady path allocates nothing on a 32-bit b
 try:
     from micropython import const
 except ImportError:
-    def const(x):
+    def const(x):  # type: ignore[misc]
         return x
 
 _MS_PER_UNIT = const(3600)     # a 3.6 s unit: nL per unit == µL/h

@@ -47,7 +47,7 @@ step() returned.
 try:
     from micropython import const
 except ImportError:
-    def const(x):
+    def const(x):  # type: ignore[misc]
         return x
 
 EV_DOOR = const(1)          # door/cassette switch changed

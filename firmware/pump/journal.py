@@ -28,7 +28,7 @@ from pump.crc import crc32_halves
 try:
     from micropython import const
 except ImportError:
-    def const(x):
+    def const(x):  # type: ignore[misc]
         return x
 
 REC_SIZE = const(48)
@@ -79,6 +79,7 @@ class Journal:
         self.payload = [0] * 9        # fill, then append(kind, state)
         self.seq = 0
         self.slot = 0                 # where the next record goes
+        self.at = -1                  # slot the file position is at (-1: unknown)
         self.file = None
         # Latest valid records (None when there is none): [kind, state, seq, payload list]
         self.last = None              # newest CHECKPOINT/EVENT
@@ -149,6 +150,7 @@ class Journal:
             if self.storage.size(self.name) < 0:
                 self.storage.open(self.name, "wb").close()
             self.file = self.storage.open(self.name, "r+b")
+            self.at = -1
             if self.last is None:
                 self.last = [0, 0, -1, [0] * 9]
             if self.program is None:
@@ -185,11 +187,13 @@ class Journal:
         crc32_halves(buf, _BODY, crc)
         struct.pack_into(_CRC_FMT, buf, _BODY, crc[0], crc[1])
         f = self.file
-        f.seek(self.slot * REC_SIZE)
+        if self.slot != self.at:
+            f.seek(self.slot * REC_SIZE)
         f.write(buf)
         f.flush()
         self.seq += 1
         self.slot += 1
+        self.at = self.slot
         if self.slot >= self.capacity:
             self.slot = 0
 

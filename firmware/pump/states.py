@@ -21,8 +21,18 @@ INVALID_STATE when no row has the current state as a source, BAD_INPUT for an un
 trigger. A refused or invalid trigger changes nothing.
 """
 from pump.codes import (
-    ALARM, BAD_INPUT, BOOT, COMPLETE, IDLE, INVALID_STATE, LOCKOUT, PAUSED, PRIMING,
-    PROGRAMMED, RUNNING, SERVICE,
+    ALARM,
+    BAD_INPUT,
+    BOOT,
+    COMPLETE,
+    IDLE,
+    INVALID_STATE,
+    LOCKOUT,
+    PAUSED,
+    PRIMING,
+    PROGRAMMED,
+    RUNNING,
+    SERVICE,
 )
 
 _ACTIVE = (PRIMING, RUNNING, PAUSED, PROGRAMMED)
@@ -59,10 +69,15 @@ TABLE = (
     ("exit_service", (SERVICE,), IDLE, None, None, None),
 )
 
-TRIGGERS = ()
-for _row in TABLE:
-    if _row[0] not in TRIGGERS:
-        TRIGGERS += (_row[0],)
+def _triggers(table):
+    names = []
+    for row in table:
+        if row[0] not in names:
+            names.append(row[0])
+    return tuple(names)
+
+
+TRIGGERS = _triggers(TABLE)
 
 
 class Machine:

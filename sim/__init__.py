@@ -1,0 +1,1 @@
+"""Simulator: virtual clock, plant model, faults, scenarios and reports around the firmware."""
