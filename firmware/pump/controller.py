@@ -73,7 +73,8 @@ class Controller:
         self.machine = Machine(self)
         self.pause_reminder_ms = pause_reminder_s * 1000
         self.lockout_s = lockout_s
-        self.listener = None          # callable(kind, code, value): telemetry, traces
+        self.listener = None          # callable(kind, code, value): traces
+        self.listeners = []           # more of the same: telemetry, simulator, monitor
         self.program = None
         self.alarm = None             # latched stopping alarm
         self.notice = None            # latest annunciating alarm (no state change)
@@ -125,6 +126,17 @@ class Controller:
         finally:
             self._role = 0
             self._arg = None
+
+    def accept_auth_counter(self, counter):
+        """Persist a newly accepted authentication counter (replay protection, SR-11).
+
+        Returns False, changing nothing, unless counter is above every one accepted before;
+        the journal holds the highest, so a captured frame stays refused after power loss."""
+        if not isinstance(counter, int) or counter <= self.auth_counter or counter >= (1 << 30):
+            return False
+        self.auth_counter = counter
+        self._journal(jn.CHECKPOINT, 0, 0)
+        return True
 
     def silence(self, role):
         if role not in ROLES:
@@ -377,6 +389,8 @@ class Controller:
     def _emit(self, kind, code, value):
         if self.listener is not None:
             self.listener(kind, code, value)
+        for fn in self.listeners:
+            fn(kind, code, value)
 
     def status(self):
         """A snapshot for status replies and reports (allocates; not for the hot path)."""

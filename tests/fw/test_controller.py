@@ -165,3 +165,16 @@ def test_priming_only_when_declared_disconnected():
     assert ctl.state == codes.PRIMING
     assert run_until_state(ctl, hal, codes.PROGRAMMED, 120000)
     assert ctl.delivery.commanded_nl == 0
+
+
+def test_sr11_auth_counter_strictly_increases_and_survives_power_loss():
+    hal, ctl = _pump("auth", start=False)
+    assert ctl.accept_auth_counter(5)
+    assert not ctl.accept_auth_counter(5)
+    assert not ctl.accept_auth_counter(3)
+    assert not ctl.accept_auth_counter("9")
+    assert ctl.accept_auth_counter(6)
+    ctl2 = Controller(hal)
+    ctl2.boot()
+    assert ctl2.auth_counter == 6
+    assert not ctl2.accept_auth_counter(6)
