@@ -30,7 +30,7 @@ from pump.codes import (
     WATCHDOG_RESET,
 )
 from pump.delivery import Delivery
-from pump.hal import EV_AIR, EV_DOOR, EV_MOTOR_FAULT
+from pump.hal import EV_AIR, EV_ALL, EV_DOOR, EV_MOTOR_FAULT
 from pump.program import Program, from_record, to_record
 from pump.states import TRIGGERS, Machine
 
@@ -94,8 +94,12 @@ class Controller:
 
     # --- inputs -------------------------------------------------------------------------
     def signal(self, flag):
-        """Called from interrupt handlers: records, nothing more."""
+        """Called from interrupt handlers: records, nothing more. A value that is not a
+        set of known EV_* bits is refused with BAD_INPUT and recorded nowhere."""
+        if not isinstance(flag, int) or flag <= 0 or flag & ~EV_ALL:
+            return BAD_INPUT
         self._flags |= flag
+        return None
 
     def pending(self):
         """True when an interrupt has flagged work for the next step."""

@@ -53,9 +53,11 @@ def test_sr13_malformed_events_change_nothing():
     hal, ctl = _pump("ev")
     run_for(ctl, hal, 100000)
     before = _snapshot(hal, ctl)
-    ctl.signal(EV_DOOR)        # door flag, but the door is closed: spurious
-    ctl.signal(EV_AIR)         # air flag, but no air: spurious
-    ctl.signal(1 << 20)        # a bit no event uses
+    for bad in (1 << 20, 0, -1, "door", None, EV_DOOR | 1 << 12):
+        assert ctl.signal(bad) == codes.BAD_INPUT, bad
+        assert not ctl.pending()
+    assert ctl.signal(EV_DOOR) is None    # door flag, but the door is closed: spurious
+    assert ctl.signal(EV_AIR) is None     # air flag, but no air: spurious
     ctl.step(hal.ticks_ms())
     assert _snapshot(hal, ctl)[:5] == before[:5]
 
