@@ -1,15 +1,56 @@
-"""Programs: what the controller accepts to deliver, and the basic range checks.
+"""Programs: what the controller accepts to deliver, and how a prescription, its bag label and
+the operator's entries become one (SR-1, SR-2, SR-3). Also the bag label's check code.
 
 A Program is only built by the functions here, after validation; the controller takes
-nothing else. Units: rate in µL/h, volumes in nL (VTBI) or µL (entry), integers only.
+nothing else. Integers only: rate in µL/h, VTBI in nL (µL when keyed), dose in ng/day or
+ng/m²/day, concentration in pg/mL, weight in g, height in mm, BSA in cm² (1 m² = 10000).
+Validation may use larger intermediate ints (it is not the steady-state path); every value
+a Program keeps is below 2**30.
+
+Two steps (SR-3): `propose(rx, entry, pid)` checks everything and returns a Proposal whose
+`echo` the pump shows; `confirm(proposal, echo)` accepts only the very same values and
+returns the Program. Neither raises on any input: a bad one gets a code from pump.codes
+(the cases are tabled in docs/program-rejections.md).
 """
-from pump.codes import BAD_INPUT, RATE_VOLUME_MISMATCH
+from pump import druglib
+from pump.codes import (
+    BAD_INPUT,
+    CONCENTRATION_OUT_OF_RANGE,
+    DOSE_ABOVE_LIMIT,
+    DOSE_RATE_MISMATCH,
+    DURATION_NOT_OFFERED,
+    NOT_AUTHORISED,
+    PRESERVATIVE_WEIGHT_LIMIT,
+    RATE_VOLUME_MISMATCH,
+    UNIT_REJECTED,
+    UNKNOWN_DRUG,
+)
 from pump.crc import crc32
 
 RATE_MIN_UL_PER_H = 100        # 0.1 mL/h
 RATE_MAX_UL_PER_H = 100000     # 100 mL/h
 VTBI_MIN_UL = 1000             # 1 mL
 VTBI_MAX_UL = 1000000          # 1000 mL
+# Plausible-input ranges (outside: BAD_INPUT). Clinical limits come from the library.
+WEIGHT_MIN_G = 500
+WEIGHT_MAX_G = 350000
+HEIGHT_MIN_MM = 300
+HEIGHT_MAX_MM = 2600
+BSA_MIN_CM2 = 1000             # 0.1 m²
+BSA_MAX_CM2 = 35000            # 3.5 m²
+BSA_AGREE_PCT = 5              # a label giving both BSA and height: they must agree
+CONC_MAX_PG_PER_ML = 1 << 29   # 537 µg/mL, far above any bag (keeps label ints small)
+BAG_MAX_UL = 10000000          # 10 L
+RATE_UNITS = ("mL/h", "ml/h")  # SR-3: the only unit a rate is keyed in
+
+# The bag label's fields, in check-code order. The dose is the prescription's: one of the two
+# dose fields and one of height/BSA may be absent (0 in the code).
+LABEL_KEYS = ("drug", "weight_g", "height_mm", "bsa_cm2", "dose_ng_per_day",
+              "dose_ng_per_m2_per_day", "bag_hours", "rate_ul_per_h", "conc_pg_per_ml",
+              "bag_volume_ul", "infusible_ul")
+_OPTIONAL = ("height_mm", "bsa_cm2", "dose_ng_per_day", "dose_ng_per_m2_per_day")
+_B32 = "0123456789ABCDEFGHJKMNPQRSTVWXYZ"   # Crockford base32: no I, L, O, U
+CHECK_LEN = 6                                 # 6 x 5 bits = 30 bits of CRC-32
 
 
 class Program:
@@ -33,18 +74,23 @@ class Program:
                 self.dose_ng_per_day, self.bag_hours, self.flags)
 
     def compute_check(self):
-        b = bytearray(32)
-        i = 0
-        for v in self.fields():
-            b[i] = v & 0xFF
-            b[i + 1] = (v >> 8) & 0xFF
-            b[i + 2] = (v >> 16) & 0xFF
-            b[i + 3] = (v >> 24) & 0xFF
-            i += 4
-        return crc32(b) & 0x3FFFFFFF
+        return _crc_ints(self.fields()) & 0x3FFFFFFF
 
     def intact(self):
         return self.check == self.compute_check()
+
+
+def _crc_ints(values):
+    """CRC-32 over the values as little-endian u32 (each must be 0 <= v < 2**32)."""
+    b = bytearray(4 * len(values))
+    i = 0
+    for v in values:
+        b[i] = v & 0xFF
+        b[i + 1] = (v >> 8) & 0xFF
+        b[i + 2] = (v >> 16) & 0xFF
+        b[i + 3] = (v >> 24) & 0xFF
+        i += 4
+    return crc32(b)
 
 
 def _is_int(v):
@@ -52,7 +98,8 @@ def _is_int(v):
 
 
 def basic(pid, rate_ul_per_h, vtbi_ul):
-    """A Program from a rate (µL/h) and VTBI (µL), or a rejection code. Never raises."""
+    """A Program from a rate (µL/h) and VTBI (µL), or a rejection code. Never raises.
+    No drug library checks: for service and bench use, not for a prescription."""
     if not (_is_int(pid) and _is_int(rate_ul_per_h) and _is_int(vtbi_ul)):
         return BAD_INPUT
     if pid < 0 or pid >= (1 << 30):
@@ -81,3 +128,398 @@ def to_record(p, payload):
         payload[i] = v
         i += 1
     payload[8] = p.check
+
+
+# --- integer helpers ---------------------------------------------------------------------
+
+def isqrt(n):
+    """The largest r with r * r <= n (0 for n <= 0): Newton's method on integers."""
+    if n <= 0:
+        return 0
+    x = n
+    y = (x + 1) // 2
+    while y < x:
+        x = y
+        y = (x + n // x) // 2
+    return x
+
+
+def bsa_cm2(weight_g, height_mm):
+    """Mosteller BSA in cm²: sqrt(h_cm * w_kg / 3600) m² = (5/3) * sqrt(h_mm * w_g) cm²."""
+    return (5 * isqrt(weight_g * height_mm) + 1) // 3
+
+
+def _near(x, ref):
+    """x equals ref within 1 % of ref (ref > 0)."""
+    d = x - ref
+    if d < 0:
+        d = -d
+    return d * 100 <= ref
+
+
+def _div_round(a, b):
+    return (2 * a + b) // (2 * b)
+
+
+def milli(v):
+    """A keyed decimal as an integer number of thousandths, or None when it is not one.
+
+    Accepts an int (whole units), a decimal string ("0.6", "240", "100.800") or a float
+    (formatted once to 3 decimals, never used in arithmetic). More than 3 significant
+    decimals, signs, exponents, blanks and anything else give None."""
+    if isinstance(v, bool):
+        return None
+    if isinstance(v, int):
+        return v * 1000 if 0 <= v < 1000000000 else None
+    if isinstance(v, float):
+        if not (0 <= v < 1000000000):      # also false for NaN
+            return None
+        v = "%.3f" % v
+    if not isinstance(v, str) or not (0 < len(v) <= 20):
+        return None
+    s = v.strip()
+    i = s.find(".")
+    if i < 0:
+        w = s
+        f = ""
+    else:
+        w = s[:i]
+        f = s[i + 1:].rstrip("0")
+    if (w == "" and f == "") or len(f) > 3 or len(w) > 9:
+        return None
+    for c in w + f:
+        if c not in "0123456789":
+            return None
+    return int(w or "0") * 1000 + int((f + "000")[:3])
+
+
+# --- the bag label's check code ----------------------------------------------------------
+
+def label_code(values):
+    """The 6-character check code over the label values (in LABEL_KEYS order, the drug as
+    its library index, absent fields as 0). The host prints it; propose verifies it."""
+    c = _crc_ints(values) & 0x3FFFFFFF
+    out = ""
+    for _ in range(CHECK_LEN):
+        out = _B32[c & 31] + out
+        c >>= 5
+    return out
+
+
+def _norm_code(s):
+    """A keyed check code in canonical form (Crockford: O->0, I/L->1, case-insensitive)."""
+    if not isinstance(s, str) or len(s) > 16:
+        return None
+    out = ""
+    for c in s.upper():
+        if c == "O":
+            c = "0"
+        elif c == "I" or c == "L":
+            c = "1"
+        elif c == "-" or c == " ":
+            continue
+        if c not in _B32:
+            return None
+        out += c
+    return out
+
+
+# --- the prescription ----------------------------------------------------------------------
+
+_ABSENT = -1
+
+
+def _field(d, key, lo, hi):
+    """d[key] as an int in [lo, hi] (hi None: unbounded); _ABSENT when missing, else None."""
+    if key not in d:
+        return _ABSENT
+    v = d[key]
+    if not _is_int(v) or v < lo or (hi is not None and v > hi):
+        return None
+    return v
+
+
+class _Rx:
+    """A parsed prescription: the patient, the dose and the bag option (no label yet)."""
+
+    def __init__(self):
+        self.drug = None
+        self.bag = None
+        self.weight_g = 0
+        self.height_mm = 0
+        self.bsa_cm2 = 0          # as given on the label (0: absent)
+        self.bsa_used_cm2 = 0     # given or computed
+        self.dose_ng_per_day = 0
+        self.dose_ng_per_m2_per_day = 0
+        self.daily_ng = 0         # the daily dose to deliver
+        self.flags = 0
+
+
+def _prescription(rx, lib):
+    """Check patient, dose and bag option against the library (SR-2): an _Rx or a code."""
+    if not isinstance(rx, dict):
+        return BAD_INPUT
+    name = rx.get("drug")
+    if not isinstance(name, str):
+        return BAD_INPUT
+    if "label_version" in rx and rx["label_version"] != lib.label_version:
+        return BAD_INPUT
+    drug = lib.drug(name)
+    if drug is None:
+        return UNKNOWN_DRUG
+    r = _Rx()
+    r.drug = drug
+    w = _field(rx, "weight_g", WEIGHT_MIN_G, WEIGHT_MAX_G)
+    h = _field(rx, "height_mm", HEIGHT_MIN_MM, HEIGHT_MAX_MM)
+    b = _field(rx, "bsa_cm2", BSA_MIN_CM2, BSA_MAX_CM2)
+    fixed = _field(rx, "dose_ng_per_day", 1, None)
+    per_m2 = _field(rx, "dose_ng_per_m2_per_day", 1, None)
+    hours = _field(rx, "bag_hours", 1, None)
+    ovr = _field(rx, "override", 0, (1 << 30) - 1)
+    if None in (w, h, b, fixed, per_m2, hours, ovr) or w == _ABSENT or hours == _ABSENT:
+        return BAD_INPUT
+    r.weight_g = w
+    if h != _ABSENT:
+        r.height_mm = h
+        r.bsa_used_cm2 = bsa_cm2(w, h)
+    if b != _ABSENT:
+        if h != _ABSENT and not _near_pct(b, r.bsa_used_cm2, BSA_AGREE_PCT):
+            return BAD_INPUT
+        r.bsa_cm2 = b
+        r.bsa_used_cm2 = b
+    bag = drug.bag(hours)
+    if bag is None:
+        return DURATION_NOT_OFFERED
+    r.bag = bag
+    if bag.preservative:
+        r.flags |= druglib.FLAG_PRESERVATIVE
+        if w < bag.min_weight_g:
+            return PRESERVATIVE_WEIGHT_LIMIT
+    code = _dose(r, drug, fixed, per_m2, ovr)
+    if code is not None:
+        return code
+    r.flags |= drug.flags
+    return r
+
+
+def _near_pct(x, ref, pct):
+    d = x - ref
+    if d < 0:
+        d = -d
+    return d * 100 <= ref * pct
+
+
+def _dose(r, drug, fixed, per_m2, ovr):
+    """The daily dose for the patient's class (fixed >= the adult weight, else per m²).
+    A dose that is not one of the label's steps is a soft limit: accepted only with a
+    clinician override (logged through FLAG_OVERRIDE), else NOT_AUTHORISED."""
+    soft = False
+    if r.weight_g >= drug.adult_min_weight_g:
+        if per_m2 != _ABSENT:
+            return UNIT_REJECTED          # >= 45 kg: fixed dosing in µg/day only
+        if fixed == _ABSENT:
+            return BAD_INPUT
+        if fixed > drug.dose_cap_ng_per_day():
+            return DOSE_ABOVE_LIMIT
+        soft = fixed not in drug.fixed_steps
+        r.dose_ng_per_day = fixed
+        r.daily_ng = fixed
+    else:
+        if fixed != _ABSENT:
+            return UNIT_REJECTED          # < 45 kg: BSA-based dosing in µg/m²/day only
+        if per_m2 == _ABSENT or r.bsa_used_cm2 == 0:
+            return BAD_INPUT
+        steps = drug.bsa_steps
+        if per_m2 > steps[len(steps) - 1]:
+            return DOSE_ABOVE_LIMIT
+        i = 0
+        while steps[i] < per_m2:
+            i += 1
+        soft = steps[i] != per_m2
+        cap = drug.bsa_caps[i]
+        r.dose_ng_per_m2_per_day = per_m2
+        daily = _div_round(per_m2 * r.bsa_used_cm2, 10000)
+        r.daily_ng = cap if daily > cap else daily
+    if r.daily_ng < 1:
+        return BAD_INPUT
+    if soft:
+        if ovr == _ABSENT or ovr == 0:
+            return NOT_AUTHORISED
+        r.flags |= druglib.FLAG_OVERRIDE
+    return None
+
+
+def _conc_for(daily_ng, rate_ul_per_h):
+    """pg/mL that gives daily_ng per day at the rate: ng * 10^6 / (µL/h * 24)."""
+    return _div_round(daily_ng * 1000000, rate_ul_per_h * 24)
+
+
+def _lib(lib):
+    return lib if lib is not None else druglib.default()
+
+
+def prescribe(rx, lib=None):
+    """The label values the library gives for a prescription (drug, patient, dose, bag_hours):
+    a dict with rate_ul_per_h, infusible_ul, conc_pg_per_ml, daily_ng, bsa_cm2 and flags, or a
+    code. The host's pharmacy calculator uses this: one place for the arithmetic."""
+    try:
+        lib = _lib(lib)
+        r = _prescription(rx, lib)
+        if isinstance(r, str):
+            return r
+        bag = r.bag
+        return {
+            "drug_index": r.drug.index, "weight_g": r.weight_g, "height_mm": r.height_mm,
+            "bsa_cm2": r.bsa_used_cm2, "daily_ng": r.daily_ng, "bag_hours": bag.hours,
+            "rate_ul_per_h": bag.rate_ul_per_h, "infusible_ul": bag.infused_ul,
+            "conc_pg_per_ml": _conc_for(r.daily_ng, bag.rate_ul_per_h), "flags": r.flags,
+            "preservative": bag.preservative, "label_version": lib.label_version,
+        }
+    except Exception:   # noqa: BLE001 - never raise on user input
+        return BAD_INPUT
+
+
+def label_values(rx, lib=None):
+    """The LABEL_KEYS values of a label dict as ints (drug as its index), or None."""
+    try:
+        lib = _lib(lib)
+        drug = lib.drug(rx.get("drug"))
+        if drug is None:
+            return None
+        out = [drug.index]
+        for k in LABEL_KEYS[1:]:
+            v = _field(rx, k, 0, (1 << 30) - 1)
+            if v is None or (v == _ABSENT and k not in _OPTIONAL):
+                return None
+            out.append(0 if v == _ABSENT else v)
+        return out
+    except Exception:   # noqa: BLE001 - never raise on user input
+        return None
+
+
+def make_label(rx, bag_volume_ul, lib=None):
+    """The full bag label for a prescription (its computed rate, infusible volume and
+    concentration, the given bag volume and the check code), or a code."""
+    p = prescribe(rx, lib)
+    if isinstance(p, str):
+        return p
+    out = {}
+    for k in LABEL_KEYS + ("override",):
+        if k in rx:
+            out[k] = rx[k]
+    out["rate_ul_per_h"] = p["rate_ul_per_h"]
+    out["conc_pg_per_ml"] = p["conc_pg_per_ml"]
+    out["infusible_ul"] = p["infusible_ul"]
+    out["bag_volume_ul"] = bag_volume_ul
+    out["label_version"] = p["label_version"]
+    vals = label_values(out, lib)
+    if vals is None:
+        return BAD_INPUT
+    out["check"] = label_code(vals)
+    return out
+
+
+# --- propose / confirm ---------------------------------------------------------------------
+
+class Proposal:
+    """Validated values waiting for the operator's echo (SR-3). `echo` is what the pump
+    shows: (drug name, rate µL/h, VTBI µL, dose ng/day, concentration pg/mL, bag hours).
+    It holds no Program: only confirm() makes one."""
+
+    def __init__(self, fields, echo):
+        self._fields = fields
+        self.echo = echo
+        self._check = self._compute()
+
+    def _compute(self):
+        return _crc_ints(self._fields) ^ _crc_ints(self.echo[1:])
+
+    def intact(self):
+        return self._check == self._compute()
+
+
+def propose(rx, entry, pid, lib=None):
+    """A Proposal for the prescription/label `rx` and the operator's `entry`
+    ({"rate": keyed value, "unit": "mL/h", "vtbi_ml": keyed value}), or a rejection code.
+    Never raises."""
+    try:
+        return _propose(rx, entry, pid, _lib(lib))
+    except Exception:   # noqa: BLE001 - defence in depth: never raise on user input
+        return BAD_INPUT
+
+
+def _propose(rx, entry, pid, lib):
+    if not _is_int(pid) or pid < 0 or pid >= (1 << 30) or not isinstance(entry, dict):
+        return BAD_INPUT
+    if not isinstance(rx, dict) or not isinstance(rx.get("drug"), str):
+        return BAD_INPUT
+    if lib.drug(rx["drug"]) is None:
+        return UNKNOWN_DRUG
+    # The label as keyed: every field a plain int, and its check code matching. First, so a
+    # transcription error reads as one whatever field it hit.
+    vals = label_values(rx, lib)
+    if vals is None:
+        return BAD_INPUT
+    if _norm_code(rx.get("check")) != label_code(vals):
+        return BAD_INPUT
+    r = _prescription(rx, lib)
+    if isinstance(r, str):
+        return r
+    # SR-3: the rate in mL/h only.
+    unit = entry.get("unit")
+    if not isinstance(unit, str) or unit not in RATE_UNITS:
+        return UNIT_REJECTED
+    rate = milli(entry.get("rate"))
+    vtbi_ul = milli(entry.get("vtbi_ml"))
+    if rate is None or vtbi_ul is None:
+        return BAD_INPUT
+    bag = r.bag
+    conc = rx["conc_pg_per_ml"]
+    label_rate = rx["rate_ul_per_h"]
+    infusible = rx["infusible_ul"]
+    bag_ul = rx["bag_volume_ul"]
+    # SR-2 hard limit: the concentration range this bag option allows for this drug.
+    lo = _conc_for(r.drug.dose_min_ng_per_day, bag.rate_ul_per_h) * 99 // 100
+    hi = _conc_for(r.drug.dose_cap_ng_per_day(), bag.rate_ul_per_h) * 101 // 100
+    if conc < lo or conc > hi or conc > CONC_MAX_PG_PER_ML:
+        return CONCENTRATION_OUT_OF_RANGE
+    # SR-1 on the label: its rate and volumes are the bag option's.
+    if not (_near(label_rate, bag.rate_ul_per_h) and _near(infusible, bag.infused_ul)):
+        return RATE_VOLUME_MISMATCH
+    if bag_ul < infusible or bag_ul * 100 > infusible * (100 + r.drug.max_overfill_pct) \
+            or bag_ul > BAG_MAX_UL:
+        return RATE_VOLUME_MISMATCH
+    # SR-1 on the keyed values: rate x duration = infusible volume; VTBI = infusible volume.
+    if not (RATE_MIN_UL_PER_H <= rate <= RATE_MAX_UL_PER_H):
+        return RATE_VOLUME_MISMATCH
+    if not _near(rate * bag.hours, infusible):
+        return RATE_VOLUME_MISMATCH
+    if not (VTBI_MIN_UL <= vtbi_ul <= VTBI_MAX_UL) or not _near(vtbi_ul, infusible) \
+            or vtbi_ul > bag_ul:
+        return RATE_VOLUME_MISMATCH
+    # SR-1: dose/day = rate x 24 x concentration (pg -> ng: / 10^6).
+    if not _near(rate * 24 * conc, r.daily_ng * 1000000):
+        return DOSE_RATE_MISMATCH
+    fields = (pid, rate, vtbi_ul * 1000, r.drug.index, conc, r.daily_ng, bag.hours, r.flags)
+    echo = (r.drug.name, rate, vtbi_ul, r.daily_ng, conc, bag.hours)
+    return Proposal(fields, echo)
+
+
+def confirm(proposal, echo):
+    """The Program when `echo` repeats the proposal's echo exactly (same values, same
+    types), else BAD_INPUT. Never raises."""
+    try:
+        if not isinstance(proposal, Proposal) or not proposal.intact():
+            return BAD_INPUT
+        mine = proposal.echo
+        if not isinstance(echo, (tuple, list)) or len(echo) != len(mine):
+            return BAD_INPUT
+        i = 0
+        for v in echo:
+            if type(v) is not type(mine[i]) or v != mine[i]:
+                return BAD_INPUT
+            i += 1
+        f = proposal._fields
+        return Program(f[0], f[1], f[2], f[3], f[4], f[5], f[6], f[7])
+    except Exception:   # noqa: BLE001 - never raise on user input
+        return BAD_INPUT
