@@ -57,7 +57,7 @@ def test_refusals_carry_the_pump_code():
         ({"dose_ug_per_day": "30", "bag_hours": 24}, codes.DOSE_ABOVE_LIMIT),
         ({"dose_ug_per_day": "28", "bag_hours": 36}, codes.DURATION_NOT_OFFERED),
         ({"dose_ug_per_m2_per_day": "15", "bag_hours": 24}, codes.UNIT_REJECTED),
-        ({"dose_ug_per_day": "15", "bag_hours": 24}, codes.NOT_AUTHORISED),
+        ({"dose_ug_per_day": "15", "bag_hours": 24}, codes.OVERRIDE_REQUIRED),
     ):
         with pytest.raises(RxError) as e:
             preparation("blinatumomab", "70", "175", **kw)

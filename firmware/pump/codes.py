@@ -51,12 +51,14 @@ UNKNOWN_DRUG = "UNKNOWN_DRUG"
 LOCKOUT_ACTIVE = "LOCKOUT_ACTIVE"
 NOT_AUTHORISED = "NOT_AUTHORISED"
 BAD_INPUT = "BAD_INPUT"
-# Extension (SPEC §6 allows extending): a well-formed request the current state does not accept.
-INVALID_STATE = "INVALID_STATE"
+# Extensions (SPEC §6 allows extending, never renaming):
+INVALID_STATE = "INVALID_STATE"          # a well-formed request the current state does not take
+LABEL_CHECK_MISMATCH = "LABEL_CHECK_MISMATCH"  # the bag label's check code does not match
+OVERRIDE_REQUIRED = "OVERRIDE_REQUIRED"  # a soft limit: needs a logged clinician override
 REJECTIONS = (RATE_VOLUME_MISMATCH, DOSE_RATE_MISMATCH, DOSE_ABOVE_LIMIT,
               CONCENTRATION_OUT_OF_RANGE, DURATION_NOT_OFFERED, PRESERVATIVE_WEIGHT_LIMIT,
               UNIT_REJECTED, UNKNOWN_DRUG, LOCKOUT_ACTIVE, NOT_AUTHORISED, BAD_INPUT,
-              INVALID_STATE)
+              INVALID_STATE, LABEL_CHECK_MISMATCH, OVERRIDE_REQUIRED)
 
 # Roles (SR-11), ordered by what they may do; SERVICE is separate from clinical roles.
 PATIENT = 1

@@ -19,7 +19,8 @@ from pump.codes import (
     DOSE_ABOVE_LIMIT,
     DOSE_RATE_MISMATCH,
     DURATION_NOT_OFFERED,
-    NOT_AUTHORISED,
+    LABEL_CHECK_MISMATCH,
+    OVERRIDE_REQUIRED,
     PRESERVATIVE_WEIGHT_LIMIT,
     RATE_VOLUME_MISMATCH,
     UNIT_REJECTED,
@@ -312,7 +313,7 @@ def _near_pct(x, ref, pct):
 def _dose(r, drug, fixed, per_m2, ovr):
     """The daily dose for the patient's class (fixed >= the adult weight, else per m²).
     A dose that is not one of the label's steps is a soft limit: accepted only with a
-    clinician override (logged through FLAG_OVERRIDE), else NOT_AUTHORISED."""
+    clinician override (logged through FLAG_OVERRIDE), else OVERRIDE_REQUIRED."""
     soft = False
     if r.weight_g >= drug.adult_min_weight_g:
         if per_m2 != _ABSENT:
@@ -344,7 +345,7 @@ def _dose(r, drug, fixed, per_m2, ovr):
         return BAD_INPUT
     if soft:
         if ovr == _ABSENT or ovr == 0:
-            return NOT_AUTHORISED
+            return OVERRIDE_REQUIRED
         r.flags |= druglib.FLAG_OVERRIDE
     return None
 
@@ -461,7 +462,7 @@ def _propose(rx, entry, pid, lib):
     if vals is None:
         return BAD_INPUT
     if _norm_code(rx.get("check")) != label_code(vals):
-        return BAD_INPUT
+        return LABEL_CHECK_MISMATCH
     r = _prescription(rx, lib)
     if isinstance(r, str):
         return r

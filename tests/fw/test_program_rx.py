@@ -194,7 +194,7 @@ def test_reject_bsa_dose_given_to_adult_as_ug_per_day():
     # 15 µg/m²/day (the < 45 kg dose) written as 15 µg/day for a 70 kg patient: not a label
     # dose for >= 45 kg -> soft limit, refused without a clinician override.
     rx = _rx(dose=15000)
-    assert program.prescribe(rx, OLDER) == codes.NOT_AUTHORISED
+    assert program.prescribe(rx, OLDER) == codes.OVERRIDE_REQUIRED
     # With a (logged) clinician override it is accepted and the program says so.
     rx["override"] = 42
     prog = _accept(_label(rx))
@@ -271,16 +271,16 @@ def test_reject_label_check_code_mismatch():
                  ("dose_ng_per_day", 9000), ("bag_volume_ul", 207000), ("height_mm", 1570)):
         bad = dict(lab)
         bad[k] = v
-        assert _keyed(bad) == codes.BAD_INPUT, k
+        assert _keyed(bad) == codes.LABEL_CHECK_MISMATCH, k
     for check in ("", "000000", "515QQR", None, 515, "ZZZZZZZZZZZZZZZZZZZ"):
         bad = dict(lab)
         bad["check"] = check
         if check == lab["check"]:
             continue
-        assert _keyed(bad) == codes.BAD_INPUT, check
+        assert _keyed(bad) == codes.LABEL_CHECK_MISMATCH, check
     bad = dict(lab)
     del bad["check"]
-    assert _keyed(bad) == codes.BAD_INPUT
+    assert _keyed(bad) == codes.LABEL_CHECK_MISMATCH
     # the code reads the same however it is keyed (Crockford: O = 0, I = L = 1, any case)
     ok = dict(lab)
     ok["check"] = lab["check"].lower().replace("0", "o").replace("1", "l")
