@@ -1,17 +1,113 @@
-"""pumpsim command line (placeholder until the simulator lands)."""
+"""pumpsim command line: `pumpsim run FILE [--json] [--out DIR]`.
+
+Exit codes: 0 ok, 1 an expectation failed, 2 invalid input (the message names the field).
+Subcommands are registered in SUBCOMMANDS; `suite` and `study` plug in there.
+"""
 
 from __future__ import annotations
 
 import argparse
+import json
+import sys
+from collections.abc import Callable
+from typing import Any
+
+from sim.engine import SimError
+
+EXIT_OK = 0
+EXIT_FAILED = 1
+EXIT_INVALID = 2
+
+
+def _add_run(sub: Any) -> None:
+    p = sub.add_parser("run", help="run one scenario file")
+    p.add_argument("file", help="scenario TOML file")
+    p.add_argument("--json", action="store_true", help="print the result as JSON")
+    p.add_argument("--out", metavar="DIR", help="write result.json, trace.csv, journal.bin "
+                   "under DIR/<name>/")
+    p.set_defaults(func=cmd_run)
+
+
+def cmd_run(args: argparse.Namespace) -> int:
+    from sim import runner, scenario
+
+    sc = scenario.load(args.file)
+    res = runner.run_scenario(sc, args.out)
+    ok = runner.passed(res)
+    if args.json:
+        print(json.dumps(res, indent=2))
+    else:
+        print(summary(res))
+    if ok or res.get("xfail"):
+        return EXIT_OK
+    return EXIT_FAILED
+
+
+def summary(res: dict[str, Any]) -> str:
+    """A short human summary of one result."""
+    lines = [
+        "%s: %s" % (res["scenario"], _verdict(res)),
+        "  accepted %s%s, final state %s, %.1f h simulated in %.2f s"
+        % (res["accepted"], "" if res["reject_code"] is None else " (%s)" % res["reject_code"],
+           res["final_state"], res["sim_hours"], res["wall_s"]),
+        "  delivered %.3f mL (firmware counted %.3f, programmed line %.3f), excess %.3f mL, "
+        "bolus %.3f mL" % (res["delivered_ml"], res["counted_ml"], res["allowed_ml"],
+                           res["excess_ml"], res["bolus_ml"]),
+        "  dose %.3f ug (prescribed %.3f ug)" % (res["dose_ug"], res["prescribed_dose_ug"]),
+    ]
+    alarms = res["alarms"]
+    if alarms:
+        shown = ", ".join("%s@%.0fs" % (a["code"], a["t_s"]) for a in alarms[:6])
+        more = "" if len(alarms) <= 6 else " (+%d more)" % (len(alarms) - 6)
+        lines.append("  alarms: " + shown + more)
+    for e in res["expectations"]:
+        lines.append("  [%s] %s: expected %s, got %s"
+                     % ("pass" if e["passed"] else "FAIL", e["name"], e["expected"],
+                        e["actual"]))
+    if res.get("trace_file"):
+        lines.append("  trace: %s" % res["trace_file"])
+    return "\n".join(lines)
+
+
+def _verdict(res: dict[str, Any]) -> str:
+    ok = all(e["passed"] for e in res["expectations"])
+    if res.get("xfail"):
+        return "XPASS" if ok else "XFAIL (%s)" % res["xfail"]
+    return "ok" if ok else "FAILED"
+
+
+# name -> function adding the subparser (it sets `func`). Others register here:
+# SUBCOMMANDS["suite"] = sim.suite.add_parser; SUBCOMMANDS["study"] = ...
+SUBCOMMANDS: dict[str, Callable[[Any], None]] = {"run": _add_run}
+
+
+def _optional(module: str, attr: str, name: str) -> None:
+    """Register a subcommand from a module that may not exist yet."""
+    try:
+        mod = __import__(module, fromlist=[attr])
+    except ImportError:
+        return
+    fn = getattr(mod, attr, None)
+    if fn is not None:
+        SUBCOMMANDS[name] = fn
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(
-        prog="pumpsim", description="Infusion-pump simulator."
-    )
-    parser.parse_args(argv)
-    parser.print_help()
-    return 0
+    _optional("sim.suite", "add_parser", "suite")
+    _optional("sim.study", "add_parser", "study")
+    parser = argparse.ArgumentParser(prog="pumpsim", description="Infusion-pump simulator.")
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND")
+    for add in SUBCOMMANDS.values():
+        add(sub)
+    args = parser.parse_args(argv)
+    if getattr(args, "func", None) is None:
+        parser.print_help()
+        return EXIT_INVALID
+    try:
+        return int(args.func(args))
+    except SimError as e:
+        print("pumpsim: %s" % e, file=sys.stderr)
+        return EXIT_INVALID
 
 
 if __name__ == "__main__":

@@ -1,0 +1,368 @@
+"""SimHal: the HAL contract (firmware/pump/hal.py) over the plant and the event engine.
+
+Also the virtual board's main loop: `attach(controller)` makes the engine step the controller
+at each wake it asks for, and at once whenever an interrupt (a plant signal, UART bytes, a
+request) sets a flag — exactly what a board's main loop does, minus the sleeping.
+
+Clock: engine time is unwrapped ms since the run began; `ticks_ms()` is MicroPython's, masked
+to 2**30 and offset by `start_ticks` (so a run can start just before the wrap). A reboot after
+power loss restarts ticks at 0, the driver's step counter and the rotation counter at 0 (they
+live in the MCU), as a real board would; the RTC runs on.
+"""
+
+from __future__ import annotations
+
+import io
+import os
+import shutil
+import tempfile
+from collections.abc import Callable
+from typing import Any
+
+from pump import ticks
+from pump.hal import EV_UART
+from sim.engine import PRIO_WAKE, Engine, Entry
+from sim.plant import Plant
+
+_MASK = ticks.TICKS_PERIOD - 1
+RTC_START_S = 800000000           # 2025-05-08, seconds since 2000-01-01
+
+
+class DirStorage:
+    """Journal files in a real directory (a fresh temp dir unless one is given)."""
+
+    def __init__(self, root: str | None = None) -> None:
+        self.owned = root is None
+        self.root = root if root is not None else tempfile.mkdtemp(prefix="pumpsim-")
+        os.makedirs(self.root, exist_ok=True)
+
+    def path(self, name: str) -> str:
+        return os.path.join(self.root, name)
+
+    def open(self, name: str, mode: str) -> Any:
+        return open(self.path(name), mode)
+
+    def size(self, name: str) -> int:
+        try:
+            return os.stat(self.path(name)).st_size
+        except OSError:
+            return -1
+
+    def remove(self, name: str) -> None:
+        try:
+            os.remove(self.path(name))
+        except OSError:
+            pass
+
+    def cleanup(self) -> None:
+        if self.owned:
+            shutil.rmtree(self.root, ignore_errors=True)
+
+
+class _MemFile(io.BytesIO):
+    """A file that outlives close() (the storage keeps it, as flash keeps a file)."""
+
+    def close(self) -> None:
+        self.seek(0)
+
+
+class MemStorage:
+    """Journal files in memory: the same bytes as DirStorage, without a syscall per flush.
+    `path(name)` is None; `data(name)` gives the bytes."""
+
+    def __init__(self) -> None:
+        self.files: dict[str, _MemFile] = {}
+
+    def path(self, name: str) -> None:
+        return None
+
+    def open(self, name: str, mode: str) -> Any:
+        if "w" in mode:
+            f = self.files[name] = _MemFile()
+            return f
+        if name not in self.files:
+            raise OSError(2, "no such file: %s" % name)
+        if "+" in mode:
+            f = self.files[name]
+            f.seek(0)
+            return f
+        return io.BytesIO(self.files[name].getvalue())
+
+    def size(self, name: str) -> int:
+        f = self.files.get(name)
+        return -1 if f is None else len(f.getbuffer())
+
+    def remove(self, name: str) -> None:
+        self.files.pop(name, None)
+
+    def data(self, name: str) -> bytes | None:
+        f = self.files.get(name)
+        return None if f is None else f.getvalue()
+
+    def cleanup(self) -> None:
+        self.files.clear()
+
+
+class SimUart:
+    """In-memory byte queues. The host side feeds and takes; the firmware reads and writes."""
+
+    def __init__(self, hal: SimHal) -> None:
+        self.hal = hal
+        self.rx = bytearray()        # host -> firmware
+        self.tx = bytearray()        # firmware -> host
+
+    def feed(self, data: bytes) -> None:
+        self.rx += data
+        self.hal.interrupt(EV_UART)
+
+    def read(self, n: int = -1) -> bytes | None:
+        if not self.rx:
+            return None
+        if n is None or n < 0 or n > len(self.rx):
+            n = len(self.rx)
+        out = bytes(self.rx[:n])
+        del self.rx[:n]
+        return out
+
+    def any(self) -> int:
+        return len(self.rx)
+
+    def write(self, b: bytes) -> int:
+        self.tx += b
+        return len(b)
+
+    def take(self) -> bytes:
+        out = bytes(self.tx)
+        self.tx.clear()
+        return out
+
+
+class SimMotor:
+    """The stepper driver: counts the steps it issues (integer, as a PIO counter would) and
+    tells the plant how the camshaft is commanded. It knows nothing of runaway or stalls."""
+
+    def __init__(self, hal: SimHal) -> None:
+        self.hal = hal
+        self.plant = hal.plant
+        self.engine = hal.engine
+        self.on = False
+        self.base = 0
+        self.steps = 0
+        self.ms = 1
+        self.t0 = 0
+        self.moves = 0
+
+    def enable(self, on: bool) -> None:
+        on = bool(on)
+        if on != self.on:
+            self.on = on
+            self.plant.set_enabled(self.engine.now, on)
+
+    def enabled(self) -> bool:
+        return self.on
+
+    def move(self, steps: int, ms: int) -> None:
+        now = self.engine.now
+        self.base = self.position()
+        self.steps = steps
+        self.ms = ms if ms > 0 else 1
+        self.t0 = now
+        self.moves += 1
+        self.plant.set_motion(now, steps, self.ms)
+
+    def stop(self) -> None:
+        self.base = self.position()
+        if self.steps:
+            self.steps = 0
+            self.plant.set_motion(self.engine.now, 0, 0)
+
+    def position(self) -> int:
+        el = self.engine.now - self.t0
+        if el >= self.ms:
+            return self.base + self.steps
+        if self.steps < 0:
+            return self.base - (-self.steps * el) // self.ms
+        return self.base + self.steps * el // self.ms
+
+    def busy(self) -> bool:
+        return self.steps != 0 and self.engine.now - self.t0 < self.ms
+
+    def power_cut(self) -> None:
+        self.base = self.position()
+        self.steps = 0
+        self.on = False
+
+    def reset(self) -> None:
+        """MCU reboot: the step counter restarts at 0."""
+        self.base = 0
+        self.steps = 0
+        self.t0 = self.engine.now
+
+
+class SimRotation:
+    def __init__(self, hal: SimHal) -> None:
+        self.hal = hal
+        self.offset = 0              # counter value at the last MCU boot
+
+    def count(self) -> int:
+        return self.hal.plant.rotation_count(self.hal.engine.now) - self.offset
+
+    def arm(self, count: int) -> None:
+        self.hal.plant.arm(count + self.offset if count >= 0 else -1)
+
+
+class SimHal:
+    def __init__(self, engine: Engine, plant: Plant, storage: Any = None,
+                 start_ticks: int = 0, rtc0_s: int = RTC_START_S) -> None:
+        self.engine = engine
+        self.plant = plant
+        self.storage = storage if storage is not None else DirStorage()
+        self.tick_off = start_ticks & _MASK
+        self.rtc0_s = rtc0_s
+        self.wraps_before = 0          # tick wraps in earlier boots
+        # tick arithmetic: the firmware's own functions, bound directly (hot path)
+        self.ticks_add = ticks.ticks_add
+        self.ticks_diff = ticks.ticks_diff
+        self.motor = SimMotor(self)
+        self.rotation = SimRotation(self)
+        self.uart = SimUart(self)
+        self.buzzing = False
+        self.buzzer_on_count = 0
+        self.led_on = False
+        self.wdt_feeds = 0
+        self.controller: Any = None
+        self.pre_step: Callable[[int], None] | None = None    # runner hook, engine ms
+        self.steps = 0
+        self._wake_entry: Entry | None = None
+        self._in_step = False
+        self._again = False
+        self._same_ms = 0
+        plant.signal = self.interrupt
+
+    # --- clock ------------------------------------------------------------------------------
+    def ticks_ms(self) -> int:
+        return (self.engine.now + self.tick_off) & _MASK
+
+    def rtc_s(self) -> int:
+        return self.rtc0_s + self.engine.now // 1000
+
+    def ticks_wraps(self) -> int:
+        return self.wraps_before + ((self.engine.now + self.tick_off) >> 30)
+
+    # --- sensors and actuators ----------------------------------------------------------------
+    def pressure_mmhg(self) -> int:
+        return int(round(self.plant.pressure_at(self.engine.now)))
+
+    def air_detected(self) -> bool:
+        return self.plant.air
+
+    def door_closed(self) -> bool:
+        p = self.plant
+        return p.door and p.engaged
+
+    def battery_mv(self) -> int:
+        return int(self.plant.battery(self.engine.now))
+
+    def buzzer(self, on: bool) -> None:
+        if on and not self.buzzing:
+            self.buzzer_on_count += 1
+        self.buzzing = bool(on)
+
+    def led(self, on: bool) -> None:
+        self.led_on = bool(on)
+
+    def clamp(self, closed: bool) -> None:
+        self.plant.set_clamp(self.engine.now, bool(closed))
+
+    def wdt_feed(self) -> None:
+        self.wdt_feeds += 1
+
+    # --- the board's main loop ----------------------------------------------------------------
+    def attach(self, controller: Any) -> None:
+        """Run `controller` from now on: step it at every wake it asks for, and on flags."""
+        self.controller = controller
+        self.wake()
+
+    def detach(self) -> None:
+        self.controller = None
+        Engine.cancel(self._wake_entry)
+        self._wake_entry = None
+
+    def interrupt(self, flag: int) -> None:
+        """An ISR: set the controller's flag and have the main loop step it at once."""
+        ctl = self.controller
+        if ctl is not None:
+            ctl.signal(flag)
+            self.wake()
+
+    def wake(self) -> None:
+        if self.controller is None:
+            return
+        if self._in_step:
+            self._again = True
+            return
+        now = self.engine.now
+        e = self._wake_entry
+        if e is not None and e[3] is not None:
+            if e[0] <= now:
+                return
+            e[3] = None
+        self._wake_entry = self.engine.schedule(now, PRIO_WAKE, self._step)
+
+    def request(self, trigger: str, role: int, arg: Any = None) -> Any:
+        """A command from keys or the protocol; the main loop steps right after."""
+        r = self.controller.request(trigger, role, arg)
+        self.wake()
+        return r
+
+    def _step(self) -> None:
+        self._wake_entry = None
+        ctl = self.controller
+        if ctl is None:
+            return
+        now = self.engine.now
+        if self.pre_step is not None:
+            self.pre_step(now)
+        tk = (now + self.tick_off) & _MASK
+        self._in_step = True
+        try:
+            wake = ctl.step(tk)
+        finally:
+            self._in_step = False
+        self.steps += 1
+        if self._again:
+            self._again = False
+            self._same_ms += 1
+            at = now if self._same_ms < 100 else now + 1
+        else:
+            self._same_ms = 0
+            dt = ticks.ticks_diff(wake, tk)
+            at = now + (dt if dt > 0 else 1)
+        if self.controller is ctl:
+            self._wake_entry = self.engine.schedule(at, PRIO_WAKE, self._step)
+
+    # --- power --------------------------------------------------------------------------------
+    def power_off(self) -> None:
+        """Power lost: the main loop stops, the driver stops, the clamp closes (unpowered)."""
+        self.detach()
+        now = self.engine.now
+        self.motor.power_cut()
+        p = self.plant
+        p.set_power(now, False)
+        p.set_clamp(now, True)
+        self.buzzing = False
+
+    def power_on(self, ticks_reset: bool = True) -> None:
+        """Power back: the MCU reboots (ticks, step and pulse counters from 0)."""
+        now = self.engine.now
+        p = self.plant
+        p.set_power(now, True)
+        if p.enabled:
+            p.set_enabled(now, False)       # the enable line is low until firmware raises it
+        p.set_clamp(now, False)             # the board HAL powers the clamp open at init
+        if ticks_reset:
+            self.wraps_before = self.ticks_wraps()
+            self.tick_off = -now
+        self.motor.reset()
+        self.rotation.offset = p.rotation_count(now)
+        p.arm(-1)

@@ -1,0 +1,463 @@
+"""Runner: one scenario through the real firmware on the plant; returns the result dict.
+
+The firmware (`firmware/pump`) runs in-process on SimHal; the engine jumps from event to
+event (the controller's next wake, a plant crossing, a fault, a bag change, a trace sample).
+
+Result (DESIGN §6 fields, then extensions): scenario, accepted, reject_code, final_state,
+alarms [{t_s, code}], delivered_ml (plant truth), counted_ml (firmware's commanded count,
+summed over bags), allowed_ml (the programmed line at the end), excess_ml (max over the run
+of delivered − programmed line; the line is each program's rate integrated over the time
+spent RUNNING, capped at its VTBI, summed over bags), dose_ug (plant truth × the bag's real
+concentration), prescribed_dose_ug, sim_hours, wall_s, expectations [{name, expected,
+actual, passed}]; seed, ticks_wraps, bolus_ml, boluses, fault_excess_ml (the largest rise of
+delivered − line after the first fault: noise and cassette factor before the fault taken
+out), max_pressure_mmhg, faults, reboots, requests, bags_programmed, bags_completed,
+cassette_factor, controller_steps, xfail; trace_file and journal_file with an out_dir.
+
+Trace CSV `<out_dir>/<name>/trace.csv`: t_s,state,delivered_ml,counted_ml,allowed_ml,
+pressure_mmhg,alarm — a row every sample_s and a row at every state change and alarm (the
+`alarm` column holds the code raised at that row, empty otherwise; state OFF = no power).
+"""
+
+from __future__ import annotations
+
+import functools
+import json
+import os
+import shutil
+import time
+from fractions import Fraction
+from typing import Any
+
+from pump import codes
+from pump.codes import CLINICIAN, COMPLETE, PAUSED, RUNNING
+from pump.controller import Controller
+from sim.engine import PRIO_FAULT, PRIO_SAMPLE, Engine
+from sim.faults import FAULTS
+from sim.hal import DirStorage, MemStorage, SimHal
+from sim.plant import Plant
+from sim.programming import build_program, prescribed_dose_ug
+from sim.scenario import Scenario
+
+TRACE_HEADER = "t_s,state,delivered_ml,counted_ml,allowed_ml,pressure_mmhg,alarm"
+OFF = "OFF"
+
+
+class Sim:
+    """One run: engine, plant, SimHal, the controller of the moment, and the books."""
+
+    def __init__(self, scenario: Scenario, trace: bool = False,
+                 storage_dir: str | None = None, storage: str = "files") -> None:
+        self.sc = scenario
+        self.engine = Engine()
+        cfg = scenario.plant
+        first = scenario.bags[0]
+        cfg.bag_fill_ml = first.fill_ml
+        cfg.concentration_ug_per_ml = first.prepared_concentration_ug_per_ml
+        self.plant = Plant(self.engine, cfg, scenario.seed)
+        if storage not in ("files", "memory"):
+            raise ValueError("storage: expected 'files' or 'memory', got %r" % (storage,))
+        self.storage: Any = MemStorage() if storage == "memory" else DirStorage(storage_dir)
+        if storage_dir is not None:
+            self.storage.remove("journal.bin")
+        self.hal = SimHal(self.engine, self.plant, self.storage, scenario.start_ticks)
+        self.hal.pre_step = self._check
+        self.controller: Any = None
+        self.tracing = trace
+        self.rows: list[str] = []
+        self.alarms: list[dict[str, Any]] = []
+        self.requests: list[dict[str, Any]] = []
+        self.faults_applied: list[dict[str, Any]] = []
+        self.reboots: list[dict[str, Any]] = []
+        self.state = codes.BOOT
+        self.rate_error: Fraction | None = None
+        # books for the programmed line and the firmware's count, across bags
+        self.bag_index = -1
+        self.bags_completed = 0
+        self.accepted = True
+        self.reject_code: str | None = None
+        self.prog_rate_ul_per_h = 0
+        self.prog_vtbi_ul = 0.0
+        self.allowed_base_ul = 0.0
+        self.counted_base_nl = 0
+        self.last_commanded_nl = 0
+        self.run_ms = 0
+        self.run_since: int | None = None
+        self.excess_ul = 0.0
+        self.fault_t: int | None = None
+        self.fault_ref_ul = 0.0
+        self.fault_excess_ul = 0.0
+        self.max_pressure = 0.0
+        self._bag_waiting = False
+        self._sample_ms = 60000
+
+    # --- time -----------------------------------------------------------------------------
+    @property
+    def now(self) -> int:
+        return self.engine.now
+
+    def later(self, delay_ms: int, fn: Any) -> None:
+        self.engine.schedule(self.engine.now + delay_ms, PRIO_FAULT, fn)
+
+    # --- the controller's lifecycle ----------------------------------------------------------
+    def _boot(self) -> str:
+        ctl = Controller(self.hal)
+        if self.rate_error is not None:
+            ctl.delivery.fault_num = self.rate_error.numerator
+            ctl.delivery.fault_den = self.rate_error.denominator
+        if isinstance(getattr(ctl, "listeners", None), list):
+            ctl.listeners.append(self._listener)     # leaves ctl.listener to others
+        else:
+            ctl.listener = self._listener
+        self.controller = ctl
+        state = ctl.boot()
+        self.state = state
+        self.hal.attach(ctl)
+        return state
+
+    def power_loss(self, duration_ms: int, ticks_reset: bool = True) -> None:
+        ctl = self.controller
+        if ctl is None:
+            return
+        now = self.now
+        self._check(now)
+        self.last_commanded_nl = ctl.delivery.commanded_nl
+        before = self.counted_nl()
+        self._leave_running(now)
+        self.hal.power_off()
+        ctl.journal.close()
+        self.controller = None
+        self.state = OFF
+        self._row(now, "")
+        rec: dict[str, Any] = {"t_s": now / 1000.0, "duration_s": duration_ms / 1000.0,
+                               "counted_before_ml": round(before / 1e6, 6)}
+        self.reboots.append(rec)
+        self.later(duration_ms, lambda: self._power_on(rec, ticks_reset))
+
+    def _power_on(self, rec: dict[str, Any], ticks_reset: bool) -> None:
+        self.hal.power_on(ticks_reset)
+        state = self._boot()
+        rec["state_after_boot"] = state
+        rec["counted_after_ml"] = round(self.counted_nl() / 1e6, 6)
+        if self.sc.resume_after_power_loss and state == PAUSED:
+            self._request("resume")
+        if self._bag_waiting:
+            self._bag_waiting = False
+            self._next_bag()
+
+    def set_rate_error(self, factor: float) -> None:
+        self.rate_error = Fraction(factor).limit_denominator(1000)
+        ctl = self.controller
+        if ctl is not None:
+            ctl.delivery.fault_num = self.rate_error.numerator
+            ctl.delivery.fault_den = self.rate_error.denominator
+
+    def _request(self, trigger: str, arg: Any = None) -> Any:
+        r = self.hal.request(trigger, CLINICIAN, arg)
+        self.requests.append({"t_s": self.now / 1000.0, "trigger": trigger, "result": r})
+        return r
+
+    # --- the plan -----------------------------------------------------------------------------
+    def _schedule_bag(self) -> None:
+        nxt = self.bag_index + 1
+        if nxt >= len(self.sc.bags) or not self.accepted:
+            return
+        self.later(self.sc.bags[nxt].gap_ms, self._next_bag)
+
+    def _next_bag(self) -> None:
+        ctl = self.controller
+        if ctl is None:
+            self._bag_waiting = True
+            return
+        now = self.now
+        self._check(now)
+        self.bag_index += 1
+        i = self.bag_index
+        bag = self.sc.bags[i]
+        if i > 0:
+            self.plant.change_bag(now, bag.fill_ml, bag.prepared_concentration_ug_per_ml)
+        prog, code = build_program(self.sc, i + 1, i)
+        if prog is None:
+            self._reject(code)
+            return
+        # close the books of the previous program
+        self._leave_running(now)
+        self.allowed_base_ul += self._bag_allowed_ul()
+        self.counted_base_nl += ctl.delivery.commanded_nl
+        self.run_ms = 0
+        r = self._request("program", prog)
+        if r is not None:
+            self.counted_base_nl -= ctl.delivery.commanded_nl
+            self._reject(r)
+            return
+        self.prog_rate_ul_per_h = prog.rate_ul_per_h
+        self.prog_vtbi_ul = prog.vtbi_nl / 1000.0
+        self._request("start")
+
+    def _reject(self, code: Any) -> None:
+        if self.accepted:
+            self.accepted = False
+            self.reject_code = str(code)
+
+    # --- the books ----------------------------------------------------------------------------
+    def _bag_allowed_ul(self, now: int | None = None) -> float:
+        ms = self.run_ms
+        if now is not None and self.run_since is not None:
+            ms += now - self.run_since
+        v = self.prog_rate_ul_per_h * ms / 3600000.0
+        return v if v < self.prog_vtbi_ul else self.prog_vtbi_ul
+
+    def allowed_ul(self, now: int) -> float:
+        return self.allowed_base_ul + self._bag_allowed_ul(now)
+
+    def counted_nl(self) -> int:
+        ctl = self.controller
+        c = ctl.delivery.commanded_nl if ctl is not None else self.last_commanded_nl
+        return self.counted_base_nl + c
+
+    def _leave_running(self, now: int) -> None:
+        if self.run_since is not None:
+            self.run_ms += now - self.run_since
+            self.run_since = None
+
+    def _check(self, now: int) -> None:
+        """Update the excess books at a breakpoint of the delivered curve (every wake)."""
+        p = self.plant
+        p.settle(now)
+        ms = self.run_ms if self.run_since is None else self.run_ms + now - self.run_since
+        line = self.prog_rate_ul_per_h * ms / 3600000.0
+        if line > self.prog_vtbi_ul:
+            line = self.prog_vtbi_ul
+        d = p.patient_ul - self.allowed_base_ul - line
+        if d > self.excess_ul:
+            self.excess_ul = d
+        if self.fault_t is not None:
+            e = d - self.fault_ref_ul
+            if e > self.fault_excess_ul:
+                self.fault_excess_ul = e
+        if p.stored_ul > 0.0:
+            pr = p.pressure()
+            if pr > self.max_pressure:
+                self.max_pressure = pr
+
+    def _listener(self, kind: str, code: Any, value: int) -> None:
+        now = self.now
+        if kind == "state":
+            self._check(now)
+            if self.state == RUNNING and code != RUNNING:
+                self._leave_running(now)
+            elif code == RUNNING and self.run_since is None:
+                self.run_since = now
+            self.state = code
+            self._row(now, "")
+            if code == COMPLETE:
+                self.bags_completed += 1
+                self._schedule_bag()
+        elif kind == "alarm" and code is not None:
+            self.alarms.append({"t_s": now / 1000.0, "code": code})
+            self._row(now, code)
+
+    # --- faults and samples -----------------------------------------------------------------
+    def _apply_fault(self, i: int) -> None:
+        f = self.sc.faults[i]
+        now = self.now
+        self._check(now)
+        if self.fault_t is None:
+            self.fault_t = now
+            self.fault_ref_ul = self.plant.patient_ul - self.allowed_ul(now)
+        self.faults_applied.append({"t_s": now / 1000.0, "kind": f.kind, "params": f.params})
+        FAULTS[f.kind].fn(self, f.params)
+        self._check(now)
+
+    def _sample(self) -> None:
+        now = self.now
+        self._check(now)
+        self._row(now, "")
+        self.engine.schedule(now + self._sample_ms, PRIO_SAMPLE, self._sample)
+
+    def _row(self, now: int, alarm: str) -> None:
+        if not self.tracing:
+            return
+        p = self.plant
+        p.settle(now)
+        self.rows.append("%.3f,%s,%.6f,%.6f,%.6f,%d,%s" % (
+            now / 1000.0, self.state, p.patient_ul / 1000.0, self.counted_nl() / 1e6,
+            self.allowed_ul(now) / 1000.0, int(round(p.pressure())), alarm))
+
+    # --- the run ------------------------------------------------------------------------------
+    def start(self) -> None:
+        """Boot the pump and schedule the plan, the faults and the samples (at t = 0)."""
+        self._sample_ms = max(1, int(round(self.sc.sample_s * 1000.0)))
+        self._boot()
+        for i, f in enumerate(self.sc.faults):
+            self.engine.schedule(int(round(f.at_h * 3600000.0)), PRIO_FAULT,
+                                 functools.partial(self._apply_fault, i))
+        self.engine.schedule(self.sc.bags[0].gap_ms, PRIO_FAULT, self._next_bag)
+        if self.tracing:
+            self.engine.schedule(0, PRIO_SAMPLE, self._sample)
+
+    def advance(self, t_ms: int) -> None:
+        """Run the world up to t_ms (ms since the start)."""
+        self.engine.run_until(t_ms)
+        self._check(t_ms)
+
+    def run(self) -> None:
+        end_ms = int(round(self.sc.hours * 3600000.0))
+        self.start()
+        self.advance(end_ms)
+        if self.tracing and (not self.rows or not self.rows[-1].startswith(
+                "%.3f," % (end_ms / 1000.0))):
+            self._row(end_ms, "")
+
+    def close(self) -> None:
+        if self.controller is not None:
+            self.controller.journal.close()
+        self.storage.cleanup()
+
+
+def run_scenario(scenario: Scenario, out_dir: str | None = None,
+                 storage: str = "files") -> dict[str, Any]:
+    """Run one scenario; write trace.csv, result.json and journal.bin under out_dir/name.
+
+    `storage`: the journal in real files in a temp dir ("files", the default) or in memory
+    ("memory": the same bytes, no syscall per journal flush; for batches)."""
+    wall0 = time.perf_counter()
+    sim = Sim(scenario, trace=out_dir is not None, storage=storage)
+    try:
+        sim.run()
+        res = _result(sim)
+        if out_dir is not None:
+            d = os.path.join(out_dir, scenario.name)
+            os.makedirs(d, exist_ok=True)
+            trace = os.path.join(d, "trace.csv")
+            with open(trace, "w") as f:
+                f.write(TRACE_HEADER + "\n")
+                f.write("\n".join(sim.rows))
+                f.write("\n")
+            jfile = os.path.join(d, "journal.bin")
+            if sim.controller is not None:
+                sim.controller.journal.close()
+            if isinstance(sim.storage, MemStorage):
+                data = sim.storage.data("journal.bin")
+                if data is not None:
+                    with open(jfile, "wb") as jf:
+                        jf.write(data)
+            else:
+                src = sim.storage.path("journal.bin")
+                if os.path.exists(src):
+                    shutil.copyfile(src, jfile)
+            res["trace_file"] = trace
+            res["journal_file"] = jfile
+    finally:
+        sim.close()
+    res["wall_s"] = round(time.perf_counter() - wall0, 4)
+    if out_dir is not None:
+        with open(os.path.join(out_dir, scenario.name, "result.json"), "w") as f:
+            json.dump(res, f, indent=2)
+            f.write("\n")
+    return res
+
+
+def _r(x: float) -> float:
+    return round(x, 6) + 0.0
+
+
+def _result(sim: Sim) -> dict[str, Any]:
+    sc = sim.sc
+    p = sim.plant
+    end = sim.now
+    hours = end / 3600000.0
+    ctl = sim.controller
+    res: dict[str, Any] = {
+        "scenario": sc.name,
+        "accepted": sim.accepted,
+        "reject_code": sim.reject_code,
+        "final_state": ctl.state if ctl is not None else OFF,
+        "alarms": sim.alarms,
+        "delivered_ml": _r(p.patient_ul / 1000.0),
+        "counted_ml": _r(sim.counted_nl() / 1e6),
+        "allowed_ml": _r(sim.allowed_ul(end) / 1000.0),
+        "excess_ml": _r(max(0.0, sim.excess_ul) / 1000.0),
+        "dose_ug": _r(p.dose_ug),
+        "prescribed_dose_ug": _r(prescribed_dose_ug(sc, hours)),
+        "sim_hours": _r(hours),
+        "wall_s": 0.0,
+        "expectations": [],
+        "seed": sc.seed,
+        "ticks_wraps": sim.hal.ticks_wraps(),
+        "bolus_ml": _r(p.bolus_ul / 1000.0),
+        "boluses": [{"t_s": t / 1000.0, "ml": _r(v / 1000.0)} for t, v in p.boluses],
+        "fault_excess_ml": _r(max(0.0, sim.fault_excess_ul) / 1000.0),
+        "max_pressure_mmhg": _r(max(sim.max_pressure, p.cfg.venous_mmhg)),
+        "faults": sim.faults_applied,
+        "reboots": sim.reboots,
+        "requests": sim.requests,
+        "bags_planned": len(sc.bags),
+        "bags_programmed": sim.bag_index + 1,
+        "bags_completed": sim.bags_completed,
+        "cassette_factor": _r(p.cassette_factor),
+        "controller_steps": sim.hal.steps,
+        "xfail": sc.expect.get("xfail"),
+    }
+    res["expectations"] = evaluate(sc, res)
+    return res
+
+
+def evaluate(sc: Scenario, res: dict[str, Any]) -> list[dict[str, Any]]:
+    """Check each [expect] entry against the result."""
+    out: list[dict[str, Any]] = []
+    codes_seen = [a["code"] for a in res["alarms"]]
+
+    def add(name: str, expected: Any, actual: Any, passed: bool) -> None:
+        out.append({"name": name, "expected": expected, "actual": actual,
+                    "passed": bool(passed)})
+
+    ex = sc.expect
+    for key, want in ex.items():
+        if key == "alarm":
+            wants = want if isinstance(want, list) else [want]
+            add(key, want, codes_seen, all(w in codes_seen for w in wants))
+        elif key == "alarm_within_min":
+            first = _first_alarm_after_fault(res, ex.get("alarm"))
+            add(key, want, None if first is None else round(first / 60.0, 3),
+                first is not None and first <= want * 60.0)
+        elif key == "no_alarms_except":
+            extra = sorted({c for c in codes_seen if c not in want})
+            add(key, want, extra, not extra)
+        elif key == "final_state":
+            add(key, want, res["final_state"], res["final_state"] == want)
+        elif key == "max_excess_ml":
+            add(key, want, res["excess_ml"], res["excess_ml"] <= want)
+        elif key == "max_fault_excess_ml":
+            add(key, want, res["fault_excess_ml"], res["fault_excess_ml"] <= want)
+        elif key == "delivered_ml_min":
+            add(key, want, res["delivered_ml"], res["delivered_ml"] >= want)
+        elif key == "delivered_ml_max":
+            add(key, want, res["delivered_ml"], res["delivered_ml"] <= want)
+        elif key == "max_bolus_ml":
+            add(key, want, res["bolus_ml"], res["bolus_ml"] <= want)
+        elif key == "dose_ug_min":
+            add(key, want, res["dose_ug"], res["dose_ug"] >= want)
+        elif key == "dose_ug_max":
+            add(key, want, res["dose_ug"], res["dose_ug"] <= want)
+        elif key == "accepted":
+            add(key, want, res["accepted"], res["accepted"] == want)
+        elif key == "reject_code":
+            add(key, want, res["reject_code"], res["reject_code"] == want)
+    return out
+
+
+def _first_alarm_after_fault(res: dict[str, Any], code: Any) -> float | None:
+    """Seconds from the first fault (or the start) to the first matching alarm."""
+    t0 = res["faults"][0]["t_s"] if res["faults"] else 0.0
+    wants = None if code is None else (code if isinstance(code, list) else [code])
+    for a in res["alarms"]:
+        if a["t_s"] >= t0 and (wants is None or a["code"] in wants):
+            return a["t_s"] - t0
+    return None
+
+
+def passed(res: dict[str, Any]) -> bool:
+    return all(e["passed"] for e in res["expectations"])
+
+
