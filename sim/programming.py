@@ -1,7 +1,12 @@
 """Programming: a scenario's bag -> the firmware Program the clinician confirms. One place.
 
-For now programs come from `pump.program.basic` (rate and VTBI only); when the drug-library
-path (`pump.program.propose` / `confirm`) lands, only `build_program` changes.
+The pump is programmed the way a clinician does it, through the firmware's own checks:
+the pharmacy's bag label (`pump.program.make_label` from the prescription, then the label
+values the scenario states — a wrong concentration printed on the label is a pharmacy
+error, so the label's check code covers the wrong value), the operator's keyed rate, unit
+and VTBI, `propose` (SR-1, SR-2, SR-3) and `confirm` with the echoed values. A scenario
+with no patient weight (a bare rate/VTBI study of the mechanism) is programmed with
+`pump.program.basic` instead.
 """
 
 from __future__ import annotations
@@ -13,16 +18,59 @@ from pump.program import Program
 from sim.scenario import Bag, Scenario
 
 
+def _rate_text(v: float) -> str:
+    return ("%.3f" % v).rstrip("0").rstrip(".")
+
+
+def prescription(bag: Bag) -> dict[str, Any]:
+    """The prescription as the firmware takes it: integer units."""
+    rx: dict[str, Any] = {"drug": bag.drug, "bag_hours": int(round(bag.bag_hours))}
+    if bag.weight_kg is not None:
+        rx["weight_g"] = int(round(bag.weight_kg * 1000))
+    if bag.height_cm is not None:
+        rx["height_mm"] = int(round(bag.height_cm * 10))
+    if bag.dose_ug_per_m2_per_day is not None:
+        rx["dose_ng_per_m2_per_day"] = int(round(bag.dose_ug_per_m2_per_day * 1000))
+    else:
+        rx["dose_ng_per_day"] = int(round(bag.dose_ug_per_day * 1000))
+    return rx
+
+
+def bag_label(bag: Bag) -> dict[str, Any] | str:
+    """The label the pharmacy prints for the bag: the library's values for the prescription,
+    with the concentration and volumes the scenario says were printed; or a rejection code
+    when the prescription itself is refused (dose above the cap, preservative bag for a small
+    patient, unknown drug, ...)."""
+    label: Any = fwprogram.make_label(prescription(bag), int(round(bag.fill_ml * 1000)))
+    if isinstance(label, str):
+        return label
+    label["conc_pg_per_ml"] = int(round(bag.concentration_ug_per_ml * 1e6))
+    label["infusible_ul"] = int(round(bag.infusible_ml * 1000))
+    values = fwprogram.label_values(label)
+    if values is None:
+        return "BAD_INPUT"
+    label["check"] = fwprogram.label_code(values)
+    return label
+
+
 def build_program(scenario: Scenario, pid: int, step: int = 0) -> tuple[Program | None,
                                                                          str | None]:
     """The Program for bag `step` of the scenario's plan, or (None, rejection code)."""
     bag = scenario.bags[step]
-    rate_ul_per_h = int(round(bag.rate_ml_per_h * 1000.0))
-    vtbi_ul = int(round(bag.vtbi_ml * 1000.0))
-    r: Any = fwprogram.basic(pid, rate_ul_per_h, vtbi_ul)
-    if isinstance(r, Program):
-        return r, None
-    return None, str(r)
+    if bag.weight_kg is None:
+        r: Any = fwprogram.basic(pid, int(round(bag.rate_ml_per_h * 1000.0)),
+                                 int(round(bag.vtbi_ml * 1000.0)))
+        return (r, None) if isinstance(r, Program) else (None, str(r))
+    label = bag_label(bag)
+    if isinstance(label, str):
+        return None, label
+    entry = {"rate": _rate_text(bag.rate_ml_per_h), "unit": bag.rate_unit,
+             "vtbi_ml": _rate_text(bag.vtbi_ml)}
+    proposal: Any = fwprogram.propose(label, entry, pid)
+    if isinstance(proposal, str):
+        return None, proposal
+    r = fwprogram.confirm(proposal, proposal.echo)
+    return (r, None) if isinstance(r, Program) else (None, str(r))
 
 
 def prescribed_dose_ug(scenario: Scenario, hours: float) -> float:

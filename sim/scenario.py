@@ -31,19 +31,21 @@ import tomllib
 from dataclasses import dataclass, field
 from typing import Any
 
-from pump import codes
+from pump import codes, druglib
 from sim.engine import SimError
 from sim.faults import FAULTS
 from sim.plant import PlantConfig
 
-# SPEC §2: the bag label table, hours -> (rate mL/h, infusible mL). Data, not logic.
-BAG_TABLE: dict[int, tuple[float, float]] = {
-    24: (10.0, 240.0),
-    48: (5.0, 240.0),
-    72: (240.0 / 72.0, 240.0),
-    96: (2.5, 240.0),
-    168: (0.6, 100.8),
-}
+
+def _bag_table() -> dict[int, tuple[float, float]]:
+    """The label's bag options, hours -> (rate mL/h, infusible mL), from the firmware's drug
+    library (its default label version): one place for the label's numbers."""
+    drug = druglib.default().drug("blinatumomab")
+    assert drug is not None, "druglib.json has no blinatumomab entry"
+    return {h: (b.rate_ul_per_h / 1000.0, b.infused_ul / 1000.0) for h, b in drug.bags.items()}
+
+
+BAG_TABLE: dict[int, tuple[float, float]] = _bag_table()
 DEFAULT_OVERFILL_ML = 30.0
 DEFAULT_BAG_CHANGE_MIN = 10.0
 
@@ -67,6 +69,10 @@ class Bag:
     rate_ml_per_h: float             # what the operator keys
     vtbi_ml: float
     drug: str = "blinatumomab"
+    rate_unit: str = "mL/h"          # the unit the operator keys the rate in
+    dose_ug_per_m2_per_day: float | None = None
+    weight_kg: float | None = None
+    height_cm: float | None = None
 
 
 @dataclass
@@ -181,7 +187,7 @@ _PATIENT = ("weight_kg", "height_cm")
 _PRESCRIPTION = ("drug", "dose_ug_per_day", "dose_ug_per_m2_per_day", "max_dose_ug_per_day",
                  "bag_hours", "infusible_ml", "concentration_ug_per_ml",
                  "prepared_concentration_ug_per_ml", "overfill_ml", "fill_ml")
-_PROGRAMMING = ("rate_ml_per_h", "vtbi_ml")
+_PROGRAMMING = ("rate_ml_per_h", "vtbi_ml", "rate_unit")
 _STEP = _PRESCRIPTION + _PROGRAMMING + ("repeat", "pause_min", "interruption_h")
 _RUN = ("hours", "seed", "start_ticks", "sample_s", "resume_after_power_loss")
 _EXPECT = ("alarm", "alarm_within_min", "no_alarms_except", "final_state", "max_excess_ml",
@@ -321,10 +327,12 @@ def _bag(index: int, gap_ms: int, base: dict, over: dict, path: str,
             infusible / bag_hours
     if vtbi is None:
         vtbi = infusible
+    unit = _str(t, "rate_unit", where("rate_unit"), "mL/h")
     return Bag(index=index, gap_ms=gap_ms, bag_hours=bag_hours, dose_ug_per_day=dose,
                infusible_ml=infusible, concentration_ug_per_ml=conc,
                prepared_concentration_ug_per_ml=prepared, fill_ml=fill,
-               rate_ml_per_h=rate, vtbi_ml=vtbi, drug=drug)
+               rate_ml_per_h=rate, vtbi_ml=vtbi, drug=drug, rate_unit=unit or "mL/h",
+               dose_ug_per_m2_per_day=per_m2, weight_kg=weight, height_cm=height)
 
 
 def bsa_m2(weight_kg: float, height_cm: float) -> float:

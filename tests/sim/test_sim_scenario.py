@@ -75,7 +75,7 @@ def test_invalid_run_section_and_missing_name() -> None:
 
 @pytest.mark.parametrize("hours,rate_ul_per_h,vtbi_ul", [(24, 10000, 240000),
                                                         (48, 5000, 240000),
-                                                        (72, 3333, 240000),
+                                                        (72, 3300, 237600),
                                                         (96, 2500, 240000),
                                                         (168, 600, 100800)])
 def test_program_from_the_label_table(hours: int, rate_ul_per_h: int, vtbi_ul: int) -> None:
@@ -88,13 +88,20 @@ def test_program_from_the_label_table(hours: int, rate_ul_per_h: int, vtbi_ul: i
     assert bag.fill_ml == pytest.approx(vtbi_ul / 1000 + 30.0)
 
 
-def test_programming_overrides_the_label_and_rejections_come_back_coded() -> None:
-    sc = scenario.loads(GOOD + "[programming]\nrate_ml_per_h = 100.0\nvtbi_ml = 240.0\n")
+def test_keyed_values_go_through_the_firmware_checks() -> None:
+    """The operator's keyed rate, unit and VTBI reach the pump's own propose/confirm."""
+    for keyed, want in (("rate_ml_per_h = 100.0\nvtbi_ml = 240.0", "RATE_VOLUME_MISMATCH"),
+                        ("rate_ml_per_h = 1000.0", "RATE_VOLUME_MISMATCH"),
+                        ("rate_ml_per_h = 240.0", "RATE_VOLUME_MISMATCH"),
+                        ("rate_unit = \"mL/day\"\nrate_ml_per_h = 240.0", "UNIT_REJECTED"),
+                        ("vtbi_ml = 24.0", "RATE_VOLUME_MISMATCH")):
+        sc = scenario.loads(GOOD + "[programming]\n" + keyed + "\n")
+        prog, code = build_program(sc, 1)
+        assert prog is None and code == want, keyed
+    sc = scenario.loads(GOOD + "[programming]\nrate_ml_per_h = 10.0\nvtbi_ml = 240.0\n")
     prog, code = build_program(sc, 1)
-    assert prog is not None and prog.rate_ul_per_h == 100000
-    sc = scenario.loads(GOOD + "[programming]\nrate_ml_per_h = 1000.0\n")
-    prog, code = build_program(sc, 1)
-    assert prog is None and code == "RATE_VOLUME_MISMATCH"
+    assert code is None and prog is not None and prog.rate_ul_per_h == 10000
+    assert prog.conc_pg_per_ml == 116667 and prog.dose_ng_per_day == 28000
 
 
 def test_concentration_error_and_bsa_dosing() -> None:
@@ -135,7 +142,8 @@ interruption_h = 6
 def test_a_cycle_runs_bag_after_bag(tmp_path) -> None:
     from sim import runner
 
-    text = GOOD.replace("hours = 1.0\n", "") + """
+    # a bare mechanism cycle (no patient weight: rate/VTBI programs), short bags
+    text = GOOD.replace("hours = 1.0\n", "").replace("weight_kg = 70.0", "") + """
 [[steps]]
 dose_ug_per_day = 9.0
 bag_hours = 24
