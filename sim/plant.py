@@ -35,6 +35,8 @@ class PlantConfig:
     steps_per_stroke: int = 200
     pulses_per_rev: int = 4                 # rotation sensor slots
     cassette_sd: float = 0.01               # cassette-to-cassette factor ~ N(1, sd)
+    calibration_sd: float = 0.002           # error of the per-cassette stroke calibration
+    calibrated: bool = True                 # the firmware gets the cassette's measured stroke
     stroke_noise: float = 0.03              # stroke-to-stroke, uniform ±
     backpressure_per_mmhg: float = 0.0001   # fraction of stroke volume lost per mmHg
     compliance_ul_per_mmhg: float = 0.5     # downstream line compliance
@@ -57,6 +59,7 @@ class PlantConfig:
     def ideal(self) -> None:
         """No variation at all: the nominal plant."""
         self.cassette_sd = 0.0
+        self.calibration_sd = 0.0
         self.stroke_noise = 0.0
         self.rotation_jitter_steps = 0.0
         self.backpressure_per_mmhg = 0.0
@@ -77,6 +80,14 @@ class Plant:
             cum[i] = acc
             acc += v
         cum[_NOISE_TABLE] = acc
+        # Per-cassette calibration (SPEC §3): the stroke volume measured when the cassette is
+        # fitted, with the measurement's own error; drawn after the noise table so seeds keep
+        # their cassettes and noise.
+        err = rng.gauss(0.0, cfg.calibration_sd) if cfg.calibration_sd else 0.0
+        measured_ul = cfg.stroke_ul * (self.cassette_factor if cfg.calibrated else 1.0)
+        measured_ul *= 1.0 + (err if cfg.calibrated else 0.0)
+        # the firmware takes whole nL in multiples of 8 (2 x pulses a stroke)
+        self.calibrated_stroke_nl = 8 * int(round(measured_ul * 1000.0 / 8.0))
         self._f = f
         self._cum = cum
         self._cum_all = acc

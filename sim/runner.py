@@ -101,7 +101,8 @@ class Sim:
 
     # --- the controller's lifecycle ----------------------------------------------------------
     def _boot(self) -> str:
-        ctl = Controller(self.hal)
+        ctl = Controller(self.hal, stroke_nl=self.plant.calibrated_stroke_nl,
+                         steps_per_stroke=self.plant.cfg.steps_per_stroke)
         if self.rate_error is not None:
             ctl.delivery.fault_num = self.rate_error.numerator
             ctl.delivery.fault_den = self.rate_error.denominator
@@ -396,6 +397,7 @@ def _result(sim: Sim) -> dict[str, Any]:
         "bags_programmed": sim.bag_index + 1,
         "bags_completed": sim.bags_completed,
         "cassette_factor": _r(p.cassette_factor),
+        "calibrated_stroke_nl": p.calibrated_stroke_nl,
         "controller_steps": sim.hal.steps,
         "xfail": sc.expect.get("xfail"),
     }
