@@ -1,11 +1,13 @@
 """Board entry: build the board HAL and the controller, replay the journal, run the loop.
 
 The loop is tickless: it sleeps (machine.idle, woken by any interrupt) until the wake time
-the controller asked for, or at once when an interrupt has set a flag.
+the controller (or the serial protocol) asked for, at once when an interrupt has set a flag
+or bytes wait on the UART.
 """
 from boards import rp2_ref as board
 from pump.controller import Controller
 from pump.hal import EV_AIR, EV_DOOR, EV_ROTATION
+from pump.protocol import Protocol
 
 
 def main():
@@ -18,9 +20,14 @@ def main():
     ctl = Controller(hal)
     holder.append(ctl)
     ctl.boot(watchdog_reset=board.watchdog_reset())
+    proto = Protocol(ctl, hal.uart, hal.storage)
+    uart_any = getattr(hal.uart, "any", None)
     while True:
         wake = ctl.step(hal.ticks_ms())
+        wake = proto.poll(hal.ticks_ms(), wake)
         while hal.ticks_diff(wake, hal.ticks_ms()) > 0 and not ctl.pending():
+            if uart_any is not None and uart_any():
+                break
             board.idle()
 
 

@@ -95,6 +95,7 @@ def _optional(module: str, attr: str, name: str) -> None:
 def main(argv: list[str] | None = None) -> int:
     _optional("sim.suite", "add_parser", "suite")
     _optional("sim.study", "add_parser", "study")
+    _optional("hil.cli", "add_parser", "board")      # pumpsim board: a virtual board on a pty
     parser = argparse.ArgumentParser(prog="pumpsim", description="Infusion-pump simulator.")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
     for add in SUBCOMMANDS.values():

@@ -145,6 +145,9 @@ class Uart:
             return self._u.read(n)
         return None
 
+    def any(self):
+        return self._u.any()
+
     def write(self, b):
         return self._u.write(b)
 

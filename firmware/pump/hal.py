@@ -35,7 +35,9 @@ any implementation, may touch hardware at import time. Duck-typed: no base class
     hal.storage                      files for the journal: open(name, mode) -> file
                                      (read/write/flush/close), size(name) -> int (-1 if
                                      missing), remove(name)
-    hal.uart                         read(n) -> bytes or None (non-blocking), write(b)
+    hal.uart                         read(n) -> bytes or None (non-blocking), write(b);
+                                     any() -> int, bytes waiting (lets the main loop
+                                     leave its sleep for serial input; pump.protocol)
     hal.buzzer(on), hal.led(on)
     hal.wdt_feed()
 

@@ -1,0 +1,216 @@
+"""A virtual board behind two pseudo-terminals: its UART and its rig, opened by pyserial
+exactly like hardware (`serial.serial_for_url(board.uart_path)`).
+
+The board runs in a child process speaking the board pipe protocol (hil/vboard.mjs): on
+CPython (hil/simboard.py) or on MicroPython's WebAssembly port under Node (hil/vboard.mjs).
+A relay thread moves bytes between the ptys and the child: UART bytes both ways (hex on
+the pipe), rig command lines in and reply lines out.
+
+    with VirtualBoard("virtual-mpy") as vb:
+        print(vb.uart_path, vb.rig_path)
+"""
+
+from __future__ import annotations
+
+import errno
+import os
+import pty
+import select
+import shutil
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+import tty
+from pathlib import Path
+
+from hil.simboard import WRAP_SOON
+
+REPO = Path(__file__).resolve().parents[1]
+BACKINGS = ("virtual", "virtual-mpy", "virtual-lite")
+
+
+class BoardError(Exception):
+    """The virtual board could not start, or died."""
+
+
+class VirtualBoard:
+    def __init__(self, backing: str = "virtual", accel: int = 100,
+                 start_ticks: int = WRAP_SOON, boot_timeout: float = 30.0) -> None:
+        if backing not in BACKINGS:
+            raise BoardError(f"unknown virtual board {backing!r}: one of {', '.join(BACKINGS)}")
+        self.backing = backing
+        self.accel = accel
+        self.start_ticks = start_ticks
+        self.boot_timeout = boot_timeout
+        self.proc: subprocess.Popen[bytes] | None = None
+        self.uart_path = ""
+        self.rig_path = ""
+        self.root = ""
+        self.dropped = 0                # bytes no client read before the pty buffer filled
+        self._fds: list[int] = []
+        self._stop = threading.Event()
+        self._thread: threading.Thread | None = None
+        self._err = tempfile.TemporaryFile()
+        self.started_s = 0.0
+
+    def command(self) -> list[str]:
+        if self.backing == "virtual-mpy":
+            node = shutil.which("node")
+            if node is None:
+                raise BoardError("node is not on PATH: install Node.js, then `make setup`")
+            pkg = REPO / "node_modules" / "@micropython" / "micropython-webassembly-pyscript"
+            if not pkg.is_dir():
+                raise BoardError(f"{pkg} is missing: run `make setup` (npm ci)")
+            return [node, str(REPO / "hil" / "vboard.mjs"), "--firmware", str(REPO / "firmware"),
+                    "--accel", str(self.accel), "--start-ticks", str(self.start_ticks)]
+        plant = "mini" if self.backing == "virtual-lite" else "sim"
+        return [sys.executable, "-m", "hil.simboard", "--plant", plant, "--accel",
+                str(self.accel), "--start-ticks", str(self.start_ticks), "--root", self.root]
+
+    # --- lifecycle ----------------------------------------------------------------------------
+    def start(self) -> VirtualBoard:
+        t0 = time.monotonic()
+        self.root = tempfile.mkdtemp(prefix="vboard-")
+        env = dict(os.environ, PYTHONPATH=os.pathsep.join(
+            [str(REPO)] + [p for p in os.environ.get("PYTHONPATH", "").split(os.pathsep) if p]))
+        self.proc = subprocess.Popen(self.command(), stdin=subprocess.PIPE,
+                                     stdout=subprocess.PIPE, stderr=self._err, cwd=REPO, env=env)
+        assert self.proc.stdout is not None
+        out_fd = self.proc.stdout.fileno()
+        line = b""
+        deadline = time.monotonic() + self.boot_timeout
+        while not line.endswith(b"\n"):
+            r, _, _ = select.select([out_fd], [], [], max(0.0, deadline - time.monotonic()))
+            if not r:
+                self.close()
+                raise BoardError(f"{self.backing}: no READY within {self.boot_timeout:.0f} s\n"
+                                 f"{self.stderr_text()}")
+            b = os.read(out_fd, 1)
+            if not b:
+                self.close()
+                raise BoardError(f"{self.backing}: the board process exited during boot\n"
+                                 f"{self.stderr_text()}")
+            line += b
+        if line.strip() != b"READY":
+            self.close()
+            raise BoardError(f"{self.backing}: expected READY, got {line!r}")
+        um, us = pty.openpty()
+        rm, rs = pty.openpty()
+        for fd in (us, rs):
+            tty.setraw(fd)
+        for fd in (um, rm):
+            os.set_blocking(fd, False)
+        self._fds = [um, us, rm, rs]     # the slaves stay open here: no EIO between clients
+        self.uart_path = os.ttyname(us)
+        self.rig_path = os.ttyname(rs)
+        self._thread = threading.Thread(target=self._relay, name=f"relay-{self.backing}",
+                                        daemon=True)
+        self._thread.start()
+        self.started_s = time.monotonic() - t0
+        return self
+
+    def close(self) -> None:
+        self._stop.set()
+        p = self.proc
+        if p is not None and p.poll() is None:
+            try:
+                assert p.stdin is not None
+                p.stdin.write(b"Q\n")
+                p.stdin.flush()
+            except OSError:
+                pass
+            try:
+                p.wait(timeout=3)
+            except subprocess.TimeoutExpired:
+                p.kill()
+                p.wait()
+        if self._thread is not None:
+            self._thread.join(timeout=3)
+        for fd in self._fds:
+            try:
+                os.close(fd)
+            except OSError:
+                pass
+        self._fds = []
+        if self.root:
+            shutil.rmtree(self.root, ignore_errors=True)
+
+    def __enter__(self) -> VirtualBoard:
+        return self.start()
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def alive(self) -> bool:
+        return self.proc is not None and self.proc.poll() is None
+
+    def stderr_text(self, limit: int = 4000) -> str:
+        try:
+            self._err.seek(0)
+            return self._err.read().decode("utf-8", "replace")[-limit:]
+        except (OSError, ValueError):
+            return ""
+
+    # --- the relay ----------------------------------------------------------------------------
+    def _write_master(self, fd: int, data: bytes) -> None:
+        try:
+            os.write(fd, data)
+        except BlockingIOError:
+            self.dropped += len(data)     # nobody reads: a real UART loses bytes too
+        except OSError as e:
+            if e.errno not in (errno.EIO, errno.EAGAIN):
+                raise
+
+    def _relay(self) -> None:
+        p = self.proc
+        assert p is not None and p.stdin is not None and p.stdout is not None
+        um, _, rm, _ = self._fds
+        child_out = p.stdout.fileno()
+        child_in = p.stdin
+        from_child = b""
+        rig_in = b""
+        while not self._stop.is_set():
+            try:
+                r, _, _ = select.select([um, rm, child_out], [], [], 0.1)
+            except (OSError, ValueError):
+                return
+            try:
+                if um in r:
+                    data = _read(um)
+                    if data:
+                        child_in.write(b"U " + data.hex().encode() + b"\n")
+                        child_in.flush()
+                if rm in r:
+                    rig_in += _read(rm)
+                    while b"\n" in rig_in:
+                        line, rig_in = rig_in.split(b"\n", 1)
+                        line = line.strip(b"\r")
+                        if line:
+                            child_in.write(b"R " + line + b"\n")
+                            child_in.flush()
+                if child_out in r:
+                    data = os.read(child_out, 65536)
+                    if not data:
+                        return                    # the board process ended
+                    from_child += data
+                    while b"\n" in from_child:
+                        line, from_child = from_child.split(b"\n", 1)
+                        if line.startswith(b"U "):
+                            self._write_master(um, bytes.fromhex(line[2:].decode()))
+                        elif line.startswith(b"R "):
+                            self._write_master(rm, line[2:] + b"\n")
+            except (BrokenPipeError, ValueError):
+                return
+
+
+def _read(fd: int) -> bytes:
+    try:
+        return os.read(fd, 65536)
+    except (BlockingIOError, InterruptedError):
+        return b""
+    except OSError as e:
+        if e.errno == errno.EIO:
+            return b""
+        raise

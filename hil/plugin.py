@@ -1,0 +1,140 @@
+"""pytest plugin: fixtures `board` and `rig` for the HIL suite, whatever backs them.
+
+    pytest tests/hil                                   # virtual and virtual-mpy (default)
+    pytest tests/hil --board virtual-mpy               # one backing
+    pytest tests/hil --board /dev/ttyACM0 --rig /dev/ttyUSB0 --board-keys keys.json
+
+--board   comma-separated: `virtual` (firmware on CPython with the simulator's plant),
+          `virtual-mpy` (firmware on real MicroPython, WebAssembly port under Node),
+          `virtual-lite` (CPython with the MicroPython backing's plant), or a serial URL
+          (device path, pty, socket://host:port). Env HIL_BOARD works too.
+--rig     `virtual` (the virtual board's own rig; the default) or a rig controller's URL
+          (docs/rig.md). Tests that need a rig skip without one.
+--accel   board seconds per wall second: 100 for virtual boards unless given; 1 for a board
+          on a URL unless given (a virtual board started with `pumpsim board` runs at 100).
+
+A virtual board is started fresh for each test (factory state, fresh journal) and given
+keys generated for the session. A real board needs --board-keys (its clinician and service
+keys, `pumpctl keys`) and is brought to IDLE before each test.
+Registered through the `pytest11` entry point `hil` (pyproject.toml).
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Iterator
+from typing import Any
+
+import pytest
+
+from hil.bridge import BACKINGS, BoardError, VirtualBoard
+from hil.harness import BoardHandle, provision, to_idle
+from hil.rig import Rig, RigError
+from host.client import KeyRing, PumpClient
+
+DEFAULT_BOARDS = "virtual,virtual-mpy"
+
+
+def pytest_addoption(parser: pytest.Parser) -> None:
+    g = parser.getgroup("hil", "hardware-in-the-loop (hil/, docs/rig.md)")
+    g.addoption("--board", default=None,
+                help="virtual, virtual-mpy, virtual-lite or a serial URL; a comma-separated "
+                     f"list runs the suite on each (default {DEFAULT_BOARDS}; env HIL_BOARD)")
+    g.addoption("--rig", default="virtual",
+                help="virtual (the virtual board's rig) or a rig controller's serial URL")
+    g.addoption("--accel", type=int, default=None,
+                help="board seconds per wall second: virtual boards run this fast (default "
+                     "100); a board on a URL is taken to run at 1 unless given (e.g. a "
+                     "virtual board started with `pumpsim board`)")
+    g.addoption("--board-keys", default=None, help="key file of a real board (pumpctl keys)")
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    config.addinivalue_line("markers", "hil: a hardware-in-the-loop test (fixture board)")
+    config.addinivalue_line("markers", "needs_rig: the test injects conditions with a rig")
+
+
+def boards(config: pytest.Config) -> list[str]:
+    v = config.getoption("board") or os.environ.get("HIL_BOARD") or DEFAULT_BOARDS
+    return [s.strip() for s in str(v).split(",") if s.strip()]
+
+
+def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
+    if "board_spec" in metafunc.fixturenames:
+        metafunc.parametrize("board_spec", boards(metafunc.config), scope="function")
+
+
+@pytest.hookimpl(hookwrapper=True)
+def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo[Any]) -> Iterator[None]:
+    outcome = yield
+    rep = outcome.get_result()   # type: ignore[attr-defined]
+    if rep.when == "call":
+        item.stash[_FAILED] = rep.failed
+
+
+_FAILED = pytest.StashKey[bool]()
+
+
+@pytest.fixture(scope="session")
+def hil_keys(request: pytest.FixtureRequest) -> KeyRing:
+    path = request.config.getoption("board_keys")
+    return KeyRing.load(path) if path else KeyRing.generate("hil-session")
+
+
+@pytest.fixture
+def board(board_spec: str, request: pytest.FixtureRequest, hil_keys: KeyRing
+          ) -> Iterator[BoardHandle]:
+    given = request.config.getoption("accel")
+    if board_spec in BACKINGS:
+        accel = int(given or 100)
+        try:
+            vb = VirtualBoard(board_spec, accel=accel).start()
+        except BoardError as e:
+            pytest.fail(str(e), pytrace=False)
+        client = PumpClient(vb.uart_path, timeout=2.0, retries=2)
+        handle = BoardHandle(client, board_spec, float(accel), vb)
+        try:
+            provision(client, hil_keys)
+            yield handle
+        finally:
+            if request.node.stash.get(_FAILED, False):
+                print(handle.diagnostics())
+            client.close()
+            vb.close()
+        return
+    if request.config.getoption("board_keys") is None:
+        pytest.skip("a real board needs --board-keys FILE (its clinician and service keys)")
+    client = PumpClient(board_spec, keys=hil_keys, timeout=2.0, retries=3)
+    try:
+        to_idle(client)
+        yield BoardHandle(client, board_spec, float(given or 1), None)
+    finally:
+        client.close()
+
+
+@pytest.fixture
+def rig(board: BoardHandle, request: pytest.FixtureRequest) -> Iterator[Rig]:
+    opt = request.config.getoption("rig")
+    if opt == "virtual":
+        if board.vb is None:
+            pytest.skip("--rig virtual exists only with a virtual board: give --rig URL")
+        url = board.vb.rig_path
+    else:
+        url = opt
+    try:
+        r = Rig(url)
+        r.ping()
+        r.reset()
+    except RigError as e:
+        pytest.fail(str(e), pytrace=False)
+    try:
+        yield r
+    finally:
+        try:
+            r.reset()
+        except RigError:
+            pass
+        r.close()
+
+
+__all__ = ["board", "rig", "hil_keys", "PumpClient"]

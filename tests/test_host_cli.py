@@ -1,0 +1,243 @@
+"""pumpctl: every command against a virtual board on a pty (as a user would from a shell),
+the program-file formats, and `flash` against a directory standing in for a board and
+through a stand-in for mpremote (its command lines are checked)."""
+
+from __future__ import annotations
+
+import json
+import shutil
+import sys
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from hil.bridge import VirtualBoard
+from host import cli
+from host import flash as fl
+
+REPO = Path(__file__).resolve().parents[1]
+FIRMWARE = REPO / "firmware"
+
+
+@pytest.fixture(scope="module")
+def vboard() -> Iterator[VirtualBoard]:
+    with VirtualBoard("virtual", accel=100) as vb:
+        yield vb
+
+
+def run(capsys: pytest.CaptureFixture[str], *argv: str) -> tuple[int, str, str]:
+    rc = cli.main(list(argv))
+    out, err = capsys.readouterr()
+    return rc, out, err
+
+
+def test_pumpctl_session_on_a_virtual_board(vboard: VirtualBoard, tmp_path: Path,
+                                             capsys: pytest.CaptureFixture[str]) -> None:
+    kf = str(tmp_path / "keys.json")
+    base = ["--port", vboard.uart_path, "--keys", kf]
+    rc, out, _ = run(capsys, "--keys", kf, "keys", "generate", "--device", "bench-1")
+    assert rc == 0 and "mode 0600" in out
+    assert run(capsys, "--keys", kf, "keys", "generate")[0] == 2       # no silent overwrite
+    rc, out, _ = run(capsys, *base, "keys", "provision")
+    assert rc == 0 and "['c', 's']" in out
+    rc, out, _ = run(capsys, *base, "--json", "status")
+    s = json.loads(out)
+    assert rc == 0 and s["state"] == "IDLE" and s["keys"] == ["c", "s"]
+    # a bag label from the pharmacy calculator, programmed with the confirm step
+    from host.pharmacy import preparation
+
+    prep = preparation("blinatumomab", 70, dose_ug_per_day=28, bag_hours=24)
+    label = tmp_path / "bag.json"
+    label.write_text(json.dumps(prep))
+    rc, _, err = run(capsys, *base, "program", str(label), "--rate", "10 mL/min", "--yes")
+    assert rc == 1 and "UNIT_REJECTED" in err                            # SR-3
+    rc, out, _ = run(capsys, *base, "program", str(label), "--yes")
+    assert rc == 0 and "blinatumomab  rate 10 mL/h  VTBI 240 mL  dose 28 ug/day" in out
+    assert "state PROGRAMMED" in out
+    # a basic bench program replaces it; nothing starts until `start`
+    rc, out, _ = run(capsys, *base, "program", "--rate", "60 mL/h", "--vtbi", "10 mL", "--yes")
+    assert rc == 0 and "BASIC" in out
+    assert json.loads(run(capsys, *base, "--json", "status")[1])["state"] == "PROGRAMMED"
+    assert run(capsys, *base, "start")[1].strip() == "start: state RUNNING"
+    assert run(capsys, *base, "pause")[1].strip() == "pause: state PAUSED"
+    assert run(capsys, *base, "resume")[1].strip() == "resume: state RUNNING"
+    rc, out, _ = run(capsys, *base, "--json", "watch", "--period", "1", "--count", "2")
+    frames = [json.loads(x) for x in out.splitlines()]
+    assert rc == 0 and len(frames) == 2 and all(f["kind"] in ("TLM", "EVT") for f in frames)
+    rc, out, _ = run(capsys, *base, "ping", "--count", "20")
+    assert rc == 0 and "20 pings: median" in out
+    rc, out, _ = run(capsys, *base, "status")
+    assert rc == 0 and out.startswith("state ")
+    # the journal, as the service role
+    rc, _, _ = run(capsys, *base, "log", "--format", "json", "--out", str(tmp_path / "j.json"))
+    recs = json.loads((tmp_path / "j.json").read_text())
+    assert rc == 0 and any(r["kind"] == "PROGRAM" and r["rate_ul_per_h"] == 60000 for r in recs)
+    rc, out, _ = run(capsys, *base, "log", "--quiet")
+    assert rc == 0 and out.splitlines()[0].startswith("slot,seq,kind,state")
+    assert run(capsys, *base, "ack")[0] == 0
+    assert run(capsys, *base, "stop")[1].strip() == "stop: state PROGRAMMED"
+    # key rotation: new keys, authenticated with the current ones; the old ones stop working
+    new = str(tmp_path / "new.json")
+    assert run(capsys, "--keys", new, "keys", "generate")[0] == 0
+    rc, out, _ = run(capsys, "--port", vboard.uart_path, "--keys", new, "keys", "provision",
+                     "--current", kf)
+    assert rc == 0 and "['c', 's']" in out
+    assert run(capsys, *base, "clear")[0] == 1                      # old key: NOT_AUTHORISED
+    rc, out, _ = run(capsys, "--port", vboard.uart_path, "--keys", new, "clear")
+    assert rc == 0 and "state IDLE" in out
+    # no key file: privileged commands are a usage error, not a protocol error
+    rc, _, err = run(capsys, "--port", vboard.uart_path, "--keys", str(tmp_path / "none"),
+                     "start")
+    assert rc == 2 and "no key file" in err
+
+
+def test_pumpctl_without_port_or_board(capsys: pytest.CaptureFixture[str]) -> None:
+    rc, _, err = run(capsys, "--port", "", "status")
+    assert rc == 2 and "no port" in err
+    rc, _, err = run(capsys, "--port", "/dev/no-such-pump", "--timeout", "0.1", "status")
+    assert rc == 3 and "cannot open" in err
+
+
+def test_program_file_formats(tmp_path: Path) -> None:
+    lab = {"drug": "blinatumomab", "weight_g": 70000, "rate_ul_per_h": 10000,
+           "infusible_ul": 240000, "check": "ABC123"}
+    assert cli.program_request({"label": lab}, None, None) == (
+        "label", {"label": lab, "entry": {"rate": "10", "vtbi_ml": "240", "unit": "mL/h"}})
+    assert cli.program_request(lab, "5 mL/h", "120 mL")[1]["entry"] == \
+        {"rate": "5", "unit": "mL/h", "vtbi_ml": "120"}
+    assert cli.program_request({"basic": {"rate": "60 mL/h", "vtbi": "1 mL"}}, None, None) == \
+        ("basic", {"rate": "60 mL/h", "vtbi": "1 mL"})
+    toml = tmp_path / "p.toml"
+    toml.write_text('[label]\ndrug = "blinatumomab"\nrate_ul_per_h = 600\ninfusible_ul = 100800\n'
+                    'check = "X"\n[entry]\nrate_ml_per_h = 0.6\nvtbi_ml = 100.8\n')
+    kind, req = cli.program_request(cli.load_doc(str(toml)), None, None)
+    assert req["entry"] == {"rate": "0.6", "vtbi_ml": "100.8", "unit": "mL/h"}
+    for bad in ({"basic": {"rate": 10}}, {"nothing": 1}, {"label": {"check": "x"}}):
+        with pytest.raises(cli.UsageError):
+            cli.program_request(bad, None, None)
+    (tmp_path / "bad.json").write_text("{nope")
+    with pytest.raises(cli.UsageError, match="not valid JSON"):
+        cli.load_doc(str(tmp_path / "bad.json"))
+
+
+# --- flash -------------------------------------------------------------------------------------
+
+def board_copy(tmp_path: Path) -> Path:
+    """A board filesystem that is firmware/ plus a journal, with one file stale and one
+    missing."""
+    board = tmp_path / "board"
+    shutil.copytree(FIRMWARE, board, ignore=shutil.ignore_patterns("__pycache__"))
+    (board / "pump" / "crc.py").write_text("# an old version\n")
+    (board / "pump" / "ticks.py").unlink()
+    (board / "data").mkdir()
+    (board / "data" / "journal.bin").write_bytes(b"\0" * 96)
+    return board
+
+
+def test_flash_dry_run_lists_changes_against_a_directory(tmp_path: Path,
+                                                        capsys: pytest.CaptureFixture[str]
+                                                        ) -> None:
+    board = board_copy(tmp_path)
+    before = fl.dir_board(board)
+    rc, out, _ = run(capsys, "flash", "--target-dir", str(board), "--dry-run")
+    assert rc == 0
+    lines = out.splitlines()
+    assert "changed :/pump/crc.py" in lines and "new     :/pump/ticks.py" in lines
+    assert "extra   :/data/journal.bin  (on the board only; left alone)" in lines
+    assert lines[-1].startswith("2 to copy, ")
+    assert fl.dir_board(board).files == before.files            # a dry run copies nothing
+    rc, out, _ = run(capsys, "--json", "flash", "--target-dir", str(board), "--dry-run")
+    rep = json.loads(out.splitlines()[-1])
+    assert rep["changed"] == ["/pump/crc.py"] and rep["new"] == ["/pump/ticks.py"]
+
+
+def test_flash_copies_and_verifies_every_hash(tmp_path: Path,
+                                             capsys: pytest.CaptureFixture[str]) -> None:
+    board = board_copy(tmp_path)
+    rc, out, _ = run(capsys, "flash", "--target-dir", str(board))
+    assert rc == 0 and "verified" in out
+    assert fl.verify(fl.local_manifest(FIRMWARE), fl.dir_board(board)) == []
+    assert (board / "data" / "journal.bin").exists()             # never deleted
+    rc, out, _ = run(capsys, "flash", "--target-dir", str(board), "--dry-run")
+    assert "0 to copy" in out
+    empty = tmp_path / "fresh"
+    empty.mkdir()
+    p = fl.plan(fl.local_manifest(FIRMWARE), fl.dir_board(empty))
+    assert p.mkdirs[:1] == ["/boards"] and "/pump" in p.mkdirs
+
+
+def test_mpremote_command_lines(tmp_path: Path) -> None:
+    board = board_copy(tmp_path)
+    p = fl.plan(fl.local_manifest(FIRMWARE), fl.dir_board(board))
+    mp = fl.Mpremote("/dev/ttyACM0")
+    assert mp.list_command()[:4] == ["mpremote", "connect", "/dev/ttyACM0", "exec"]
+    assert "hashlib.sha256" in mp.list_command()[4]
+    assert mp.copy_command(p, FIRMWARE) == [
+        "mpremote", "connect", "/dev/ttyACM0",
+        "fs", "cp", str(FIRMWARE / "pump" / "crc.py"), ":/pump/crc.py", "+",
+        "fs", "cp", str(FIRMWARE / "pump" / "ticks.py"), ":/pump/ticks.py"]
+    p2 = fl.plan({"/a/b/c.py": "0" * 64}, fl.Board())
+    assert fl.Mpremote("socket://10.0.0.2:23", ["python", "-m", "mpremote"]).copy_command(
+        p2, Path("/src")) == [
+        "python", "-m", "mpremote", "connect", "socket://10.0.0.2:23",
+        "fs", "mkdir", ":/a", "+", "fs", "mkdir", ":/a/b", "+",
+        "fs", "cp", "/src/a/b/c.py", ":/a/b/c.py"]
+    listing = "D /pump\nH " + "ab" * 32 + " /pump/x.py\nnoise\n"
+    b = fl.parse_listing(listing)
+    assert b.dirs == {"/pump"} and b.files == {"/pump/x.py": "ab" * 32}
+
+
+FAKE_MPREMOTE = r'''
+import hashlib, os, shutil, sys
+root = os.environ["FAKE_BOARD"]
+log = open(os.environ["FAKE_LOG"], "a")
+log.write(" ".join(sys.argv[1:]).replace("\n", "\\n")[:200] + "\n")
+args = sys.argv[1:]
+assert args[0] == "connect", args
+args = args[2:]
+steps, cur = [], []
+for a in args:
+    if a == "+":
+        steps.append(cur); cur = []
+    else:
+        cur.append(a)
+steps.append(cur)
+for s in steps:
+    if s[0] == "exec":
+        for d, dirs, files in os.walk(root):
+            rel = "/" + os.path.relpath(d, root).replace(".", "").strip("/")
+            for n in sorted(dirs):
+                print("D", (rel.rstrip("/") + "/" + n))
+            for n in sorted(files):
+                h = hashlib.sha256(open(os.path.join(d, n), "rb").read()).hexdigest()
+                print("H", h, rel.rstrip("/") + "/" + n)
+    elif s[:2] == ["fs", "mkdir"]:
+        os.mkdir(root + s[2][1:])
+    elif s[:2] == ["fs", "cp"]:
+        shutil.copyfile(s[2], root + s[3][1:])
+    else:
+        sys.exit("fake mpremote: unsupported %r" % (s,))
+'''
+
+
+def test_flash_through_mpremote_stand_in(tmp_path: Path, capsys: pytest.CaptureFixture[str],
+                                         monkeypatch: pytest.MonkeyPatch) -> None:
+    board = board_copy(tmp_path)
+    shutil.rmtree(board / "boards")
+    fake = tmp_path / "fake_mpremote.py"
+    fake.write_text(FAKE_MPREMOTE)
+    log = tmp_path / "calls.log"
+    monkeypatch.setenv("FAKE_BOARD", str(board))
+    monkeypatch.setenv("FAKE_LOG", str(log))
+    mpremote = f"{sys.executable} {fake}"
+    rc, out, _ = run(capsys, "--port", "/dev/ttyACM9", "flash", "--mpremote", mpremote,
+                     "--dry-run")
+    assert rc == 0 and "would run: " in out and "mkdir   :/boards" in out
+    assert len(log.read_text().splitlines()) == 1                 # only the listing
+    rc, out, _ = run(capsys, "--port", "/dev/ttyACM9", "flash", "--mpremote", mpremote)
+    assert rc == 0 and "verified" in out
+    calls = log.read_text().splitlines()
+    assert len(calls) == 4                                         # list, copy, list
+    assert calls[2].startswith("connect /dev/ttyACM9 fs mkdir :/boards + ")
+    assert fl.verify(fl.local_manifest(FIRMWARE), fl.dir_board(board)) == []

@@ -1,0 +1,164 @@
+"""Property tests of the serial protocol parser (SR-13, SR-11): whatever bytes arrive, in
+whatever pieces, nothing raises past the parser, every byte the pump writes is a valid frame,
+and nothing privileged changes without a valid privileged frame."""
+
+from __future__ import annotations
+
+import json
+import tempfile
+import zlib
+
+from fakehal import FakeHal, run_for
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from pump import auth, codes, program, protocol
+from pump.codes import CLINICIAN
+from pump.controller import Controller
+
+KEY_C = bytes(range(32))
+KEY_S = bytes(range(32, 64))
+SETTINGS = settings(max_examples=150, deadline=None,
+                    suppress_health_check=[HealthCheck.too_slow])
+
+
+class Uart:
+    def __init__(self) -> None:
+        self.rx = bytearray()
+        self.tx = bytearray()
+
+    def read(self, n: int) -> bytes | None:
+        if not self.rx:
+            return None
+        out = bytes(self.rx[:n])
+        del self.rx[:n]
+        return out
+
+    def write(self, b: bytes) -> int:
+        self.tx += b
+        return len(b)
+
+
+def running_pump(root: str) -> tuple[FakeHal, Controller, Uart, protocol.Protocol]:
+    hal = FakeHal(root)
+    ctl = Controller(hal)
+    ctl.boot()
+    assert ctl.request("program", CLINICIAN, program.basic(1, 10000, 240000)) is None
+    assert ctl.request("start", CLINICIAN) is None
+    run_for(ctl, hal, 60000)
+    uart = Uart()
+    proto = protocol.Protocol(ctl, uart, hal.storage)
+    assert proto.keys.set("c", KEY_C.hex()) and proto.keys.set("s", KEY_S.hex())
+    return hal, ctl, uart, proto
+
+
+def privileged(ctl: Controller) -> tuple:
+    """What only a valid privileged frame may change."""
+    p = ctl.program
+    return (p.pid, p.rate_ul_per_h, p.vtbi_nl, p.check, ctl.auth_counter, ctl.lockout_until_s,
+            ctl.delivery.rate_ul_per_h, ctl.delivery.vtbi_nl)
+
+
+def check_output(data: bytes) -> list[tuple[str, str, dict]]:
+    """Every line the pump wrote is a frame with a valid CRC; never an INTERNAL error."""
+    out = []
+    for line in data.split(b"\n"):
+        if not line:
+            continue
+        sp = line.rfind(b" ")
+        assert sp > 0 and zlib.crc32(line[:sp]) == int(line[sp + 1:], 16), line
+        seq, kind, text = line[:sp].decode("ascii").split(" ", 2)
+        obj = json.loads(text)
+        assert kind in ("OK", "ERR", "EVT", "TLM"), line
+        if kind == "ERR":
+            assert obj["code"] != protocol.INTERNAL, line
+        out.append((seq, kind, obj))
+    assert len(data) <= 64 * protocol.MAX_REPLY
+    return out
+
+
+def feed_all(hal: FakeHal, ctl: Controller, uart: Uart, proto: protocol.Protocol,
+             chunks: list[bytes]) -> list[tuple[str, str, dict]]:
+    for c in chunks:
+        uart.rx += c
+        proto.poll(hal.ticks_ms())
+        hal.t += 700
+        ctl.step(hal.ticks_ms())
+    hal.t += 600000                                  # let any partial frame time out
+    proto.poll(hal.ticks_ms())
+    return check_output(bytes(uart.tx))
+
+
+@SETTINGS
+@given(st.lists(st.binary(min_size=0, max_size=700), min_size=1, max_size=8))
+def test_sr13_arbitrary_bytes_never_raise_nor_change_anything(chunks: list[bytes]) -> None:
+    with tempfile.TemporaryDirectory() as root:
+        hal, ctl, uart, proto = running_pump(root)
+        before = privileged(ctl)
+        feed_all(hal, ctl, uart, proto, chunks)
+        assert privileged(ctl) == before
+        assert ctl.state == codes.RUNNING            # random bytes never pass a CRC
+
+
+_json = st.recursive(
+    st.none() | st.booleans() | st.integers(-2**40, 2**40) | st.text(max_size=12),
+    lambda inner: st.lists(inner, max_size=4) | st.dictionaries(st.text(max_size=8), inner,
+                                                                 max_size=4),
+    max_leaves=12)
+_args = st.dictionaries(st.sampled_from(["basic", "rate", "vtbi", "echo", "label", "entry",
+                                         "slot", "key", "n", "period_s", "line_disconnected",
+                                         "x"]), _json, max_size=4)
+
+
+@st.composite
+def crc_valid_frames(draw: st.DrawFn) -> bytes:
+    """Frames a careless or hostile host can produce: any command, any JSON, a CRC that
+    checks, and either no tag or a tag that is not valid (wrong key, garbled, stale)."""
+    seq = draw(st.integers(0, 10**9 - 1))
+    cmd = draw(st.sampled_from(sorted(protocol.COMMANDS)) | st.text("ABCDEFXYZ_", max_size=8))
+    args = json.dumps(draw(_args))
+    body = f"{seq} {cmd} {args}"
+    kind = draw(st.sampled_from(["none", "wrong_key", "garbled", "bad_syntax"]))
+    if kind != "none":
+        slot = draw(st.sampled_from(["c", "s"]))
+        ctr = draw(st.integers(0, 2**31))
+        if kind == "wrong_key":
+            tag = auth.tag_hex(b"not the key, not the key, nope!!", slot, ctr, cmd, args)
+        elif kind == "garbled":
+            good = auth.tag_hex(KEY_C if slot == "c" else KEY_S, slot, ctr, cmd, args)
+            i = draw(st.integers(0, 63))
+            tag = good[:i] + ("0" if good[i] != "0" else "1") + good[i + 1:]
+        else:
+            tag = draw(st.text("0123456789abcdefg:", max_size=70))
+        body += f" {slot}:{ctr}:{tag}"
+    raw = body.encode("utf-8")
+    return raw + b" %08x\n" % zlib.crc32(raw)
+
+
+@SETTINGS
+@given(st.lists(crc_valid_frames(), min_size=1, max_size=12))
+def test_sr11_no_privileged_change_without_a_valid_tag(frames: list[bytes]) -> None:
+    with tempfile.TemporaryDirectory() as root:
+        hal, ctl, uart, proto = running_pump(root)
+        before = privileged(ctl)
+        out = feed_all(hal, ctl, uart, proto, frames)
+        assert privileged(ctl) == before             # program, counter, lockout: untouched
+        assert proto.pending is None                 # no proposal without a clinician
+        # only patient commands may have moved the state: pause, resume, stop
+        assert ctl.state in (codes.RUNNING, codes.PAUSED, codes.PROGRAMMED)
+        replies = [r for r in out if r[0] not in ("*", "?")]
+        assert len(replies) <= len(frames)
+
+
+@SETTINGS
+@given(st.binary(max_size=300), st.integers(1, 40))
+def test_valid_frame_after_any_garbage_is_answered(junk: bytes, piece: int) -> None:
+    """Resynchronisation: after garbage and a newline, the next good frame gets its reply."""
+    with tempfile.TemporaryDirectory() as root:
+        hal, ctl, uart, proto = running_pump(root)
+        body = b"4242 STATUS {}"
+        data = junk + b"\n" + body + b" %08x\n" % zlib.crc32(body)
+        chunks = [data[i:i + piece] for i in range(0, len(data), piece)]
+        out = feed_all(hal, ctl, uart, proto, chunks)
+        mine = [r for r in out if r[0] == "4242"]
+        assert len(mine) == 1 and mine[0][1] == "OK" and mine[0][2]["state"] == "RUNNING"
