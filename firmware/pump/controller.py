@@ -30,7 +30,8 @@ from pump.codes import (
     WATCHDOG_RESET,
 )
 from pump.delivery import Delivery
-from pump.hal import EV_AIR, EV_ALL, EV_DOOR, EV_MOTOR_FAULT
+from pump.hal import EV_AIR, EV_ALL, EV_DOOR, EV_MOTOR_FAULT, EV_ROTATION
+from pump.monitor import Monitor
 from pump.program import Program, from_record, to_record
 from pump.states import TRIGGERS, Machine
 
@@ -91,6 +92,9 @@ class Controller:
         self._role = 0
         self._arg = None
         self._pending_alarm = None
+        # Safety monitor (SR-5): its own sensor, program copy and envelope; it drops the
+        # motor enable and closes the clamp on its own, then latches through raise_alarm.
+        self.monitor = Monitor(hal, self, stroke_nl, steps_per_stroke)
 
     # --- inputs -------------------------------------------------------------------------
     def signal(self, flag):
@@ -161,9 +165,11 @@ class Controller:
         f = self._flags
         if f:
             self._flags = 0
-            self._on_flags(f)
+            if f & ~EV_ROTATION:                  # EV_ROTATION is the monitor's alone
+                self._on_flags(f)
+        self.monitor.check(now, f)                # safety monitor (SR-5): may stop things
         st = self.machine.state
-        wake = hal.ticks_add(now, _HOUSEKEEPING_MS)
+        wake = self.monitor.wake(hal.ticks_add(now, _HOUSEKEEPING_MS))
         if st == RUNNING:
             if not hal.door_closed():
                 self.raise_alarm(DOOR_OPEN)
@@ -247,6 +253,7 @@ class Controller:
             if prog is not None and prog.pid == p[jn.P_PROGRAM_ID]:
                 self.reserved_nl = p[jn.P_DELIVERED_NL]
                 self.delivery.load(prog.rate_ul_per_h, prog.vtbi_nl, self.reserved_nl)
+                self.monitor.load(prog, self.reserved_nl)     # monitor's own copy (SR-5)
                 trigger = _RESTORE.get(state, "restore_idle")
             elif state == LOCKOUT:
                 trigger = "restore_lockout"
@@ -296,6 +303,7 @@ class Controller:
     def before_stop_motor(self):
         self.delivery.stop(self.now)
         self.hal.motor.stop()
+        self.monitor.on_stop(self.now)            # monitor: not running; clamp closed
 
     def after_program(self):
         prog = self._arg
@@ -305,6 +313,7 @@ class Controller:
         self.reserved_nl = 0
         self.lockout_until_s = 0
         self.delivery.load(prog.rate_ul_per_h, prog.vtbi_nl, 0)
+        self.monitor.load(prog, 0)                # monitor's own CRC-checked copy (SR-5)
         j = self.journal
         to_record(prog, j.payload)
         j.append(jn.PROGRAM, codes.index_of(codes.STATES, self.machine.state))
@@ -316,6 +325,7 @@ class Controller:
 
     def after_prime(self):
         self.hal.motor.enable(True)
+        self.monitor.on_move(_PRIME_STEPS)        # monitor: these pulses are allowed
         self.hal.motor.move(_PRIME_STEPS, _PRIME_MS)
 
     def after_run(self):
@@ -327,6 +337,7 @@ class Controller:
                 self.flags |= FLAG_PREMED
             self.interrupted_at_s = 0
         self.hal.motor.enable(True)
+        self.monitor.on_start(self.now)           # monitor: running from now (SR-5)
         d = self.delivery
         d.start(self.now, self)
 
