@@ -8,7 +8,7 @@ returns None or a rejection code; bad input changes nothing (SR-13).
 The steady-state path (a RUNNING step that ends one motor segment and begins the next,
 journalling its write-ahead reservation) allocates nothing on MicroPython (PR-5).
 """
-from pump import codes
+from pump import calibration, codes, druglib
 from pump import journal as jn
 from pump.codes import (
     ALARM,
@@ -30,7 +30,7 @@ from pump.codes import (
     WATCHDOG_RESET,
 )
 from pump.delivery import Delivery
-from pump.hal import EV_AIR, EV_ALL, EV_DOOR, EV_MOTOR_FAULT, EV_ROTATION
+from pump.hal import EV_AIR, EV_ALL, EV_BATTERY, EV_DOOR, EV_MOTOR_FAULT, EV_ROTATION
 from pump.monitor import Monitor
 from pump.program import Program, from_record, to_record
 from pump.states import TRIGGERS, Machine
@@ -42,8 +42,10 @@ except ImportError:
         return x
 
 _HOUSEKEEPING_MS = const(60000)   # longest sleep when nothing else is due
+LOW_BATTERY_MV = const(3500)      # LOW_BATTERY below this (the board's comparator level)
 _PRIME_STEPS = const(4000)        # 20 strokes, about 1 mL at nominal calibration
 _PRIME_MS = const(60000)
+_EV_CALIBRATED = const(96)        # journal event code: calibration changed (arg: stroke nL)
 FLAG_INTERRUPTED = const(1)       # journal flag: an interruption is open
 FLAG_PREMED = const(2)            # journal flag: restart needs premedication (SR-7)
 INTERRUPTION_PREMED_S = const(4 * 3600)
@@ -65,15 +67,27 @@ _RESTORE = {
 
 
 class Controller:
-    def __init__(self, hal, journal=None, stroke_nl=50000, steps_per_stroke=200,
+    def __init__(self, hal, journal=None, stroke_nl=None, steps_per_stroke=None,
                  pause_reminder_s=900, lockout_s=12 * 3600):
+        """stroke_nl/steps_per_stroke: the cassette's calibration; None reads the one the
+        service role stored (pump/calibration.py), or the nominal 50 µL / 200 steps.
+        pause_reminder_s/lockout_s: used until a program from the drug library brings its
+        own values."""
         self.hal = hal
         self.journal = journal if journal is not None else jn.Journal(hal.storage)
+        self.cal_seq = -1
+        if stroke_nl is None or steps_per_stroke is None:
+            cal_s, cal_n, self.cal_seq = calibration.load(hal.storage)
+            stroke_nl = cal_s if stroke_nl is None else stroke_nl
+            steps_per_stroke = cal_n if steps_per_stroke is None else steps_per_stroke
         self.delivery = Delivery(hal.motor, hal.ticks_add, hal.ticks_diff, stroke_nl,
                                  steps_per_stroke)
         self.machine = Machine(self)
         self.pause_reminder_ms = pause_reminder_s * 1000
         self.lockout_s = lockout_s
+        self.default_pause_reminder_ms = self.pause_reminder_ms
+        self.default_lockout_s = lockout_s
+        self.battery_warned = False
         self.listener = None          # callable(kind, code, value): traces
         self.listeners = []           # more of the same: telemetry, simulator, monitor
         self.program = None
@@ -222,9 +236,12 @@ class Controller:
         self._emit("alarm", code, 0)
 
     def _on_flags(self, f):
+        hal = self.hal
+        if f & EV_BATTERY and not self.battery_warned and hal.battery_mv() <= LOW_BATTERY_MV:
+            self.battery_warned = True            # SR-10: warn once; the board dies anyway
+            self.annunciate(codes.LOW_BATTERY)
         if self.machine.state not in (RUNNING, PRIMING, PAUSED):
             return
-        hal = self.hal
         if f & EV_DOOR and not hal.door_closed():
             self.raise_alarm(DOOR_OPEN)
         elif f & EV_AIR and hal.air_detected():
@@ -254,6 +271,7 @@ class Controller:
                 self.reserved_nl = p[jn.P_DELIVERED_NL]
                 self.delivery.load(prog.rate_ul_per_h, prog.vtbi_nl, self.reserved_nl)
                 self.monitor.load(prog, self.reserved_nl)     # monitor's own copy (SR-5)
+                self._library_values(prog)
                 trigger = _RESTORE.get(state, "restore_idle")
             elif state == LOCKOUT:
                 trigger = "restore_lockout"
@@ -314,6 +332,7 @@ class Controller:
         self.lockout_until_s = 0
         self.delivery.load(prog.rate_ul_per_h, prog.vtbi_nl, 0)
         self.monitor.load(prog, 0)                # monitor's own CRC-checked copy (SR-5)
+        self._library_values(prog)
         j = self.journal
         to_record(prog, j.payload)
         j.append(jn.PROGRAM, codes.index_of(codes.STATES, self.machine.state))
@@ -378,7 +397,46 @@ class Controller:
         if dest == ALARM or dest == LOCKOUT:
             self._emit("alarm", self.alarm, 0)
 
+    # --- service --------------------------------------------------------------------------
+    def calibrate(self, args, role):
+        """Set the cassette calibration ({"stroke_nl": int, "steps_per_stroke": int}):
+        service role, SERVICE state. Stored power-safe, applied to delivery and to the
+        monitor together. Returns None or a code; bad input changes nothing."""
+        if role != SERVICE_ROLE:
+            return NOT_AUTHORISED
+        if not isinstance(args, dict) or not args:
+            return BAD_INPUT
+        for k in args:
+            if k not in ("stroke_nl", "steps_per_stroke"):
+                return BAD_INPUT
+        d = self.delivery
+        s = args.get("stroke_nl", d.stroke_nl)
+        n = args.get("steps_per_stroke", d.steps_per_stroke)
+        if not calibration.valid(s, n):
+            return BAD_INPUT
+        if self.machine.state != codes.SERVICE:
+            return INVALID_STATE
+        self.cal_seq += 1
+        calibration.save(self.hal.storage, s, n, self.cal_seq)
+        d.stroke_nl = s
+        d.steps_per_stroke = n
+        d.step_rem = 0
+        self.monitor = Monitor(self.hal, self, s, n)
+        self._journal(jn.EVENT, _EV_CALIBRATED, s)
+        return None
+
     # --- helpers --------------------------------------------------------------------------
+    def _library_values(self, prog):
+        """The drug library's lockout and pause-reminder times for the program's drug
+        (SR-6, SR-14); the defaults for a program without a library drug."""
+        drug = druglib.default().by_index.get(prog.drug) if prog.drug else None
+        if drug is None:
+            self.lockout_s = self.default_lockout_s
+            self.pause_reminder_ms = self.default_pause_reminder_ms
+        else:
+            self.lockout_s = drug.lockout_s
+            self.pause_reminder_ms = drug.pause_reminder_s * 1000
+
     def _lockout_active(self):
         return self.lockout_until_s != 0 and self.hal.rtc_s() < self.lockout_until_s
 

@@ -61,7 +61,8 @@ TABLE = (
     ("complete", (RUNNING,), COMPLETE, None, "before_stop_motor", "after_complete"),
     # Alarms that stop delivery (SR-10), and the over-infusion lockout (SR-5, SR-6).
     ("alarm", _ACTIVE, ALARM, None, "before_stop_motor", "after_alarm"),
-    ("lockout", _ACTIVE + (ALARM,), LOCKOUT, None, "before_stop_motor", "after_lockout"),
+    ("lockout", _ACTIVE + (ALARM, COMPLETE, IDLE), LOCKOUT, None, "before_stop_motor",
+     "after_lockout"),
     ("override", (LOCKOUT,), IDLE, "guard_override", None, "after_override"),
     ("stop", (ALARM,), PROGRAMMED, "guard_clinician", None, "after_alarm_cleared"),
     # Service role (SR-11).

@@ -4,7 +4,7 @@ from fakehal import FakeHal, run_for, run_until_state, tmpdir
 from pump import codes, program
 from pump.codes import CLINICIAN, PATIENT, SERVICE_ROLE
 from pump.controller import Controller
-from pump.hal import EV_AIR, EV_DOOR
+from pump.hal import EV_AIR, EV_BATTERY, EV_DOOR
 
 
 def _pump(tag="c", rate=10000, vtbi_ul=240000, start=True):
@@ -180,3 +180,52 @@ def test_sr11_auth_counter_strictly_increases_and_survives_power_loss():
     ctl2.boot()
     assert ctl2.auth_counter == 6
     assert not ctl2.accept_auth_counter(6)
+
+
+def test_service_calibration_is_stored_and_applied():
+    hal, ctl = _pump("cal", start=False)
+    good = {"stroke_nl": 50400, "steps_per_stroke": 200}
+    assert ctl.calibrate(good, CLINICIAN) == codes.NOT_AUTHORISED
+    assert ctl.calibrate(good, SERVICE_ROLE) == codes.INVALID_STATE   # not in SERVICE
+    assert ctl.request("clear", CLINICIAN) is None
+    assert ctl.request("service", SERVICE_ROLE) is None
+    for bad in (None, {}, {"stroke_nl": 50401}, {"stroke_nl": "50400"}, {"x": 1},
+                {"stroke_nl": 10 ** 9}, {"steps_per_stroke": 202}, {"stroke_nl": True}):
+        assert ctl.calibrate(bad, SERVICE_ROLE) == codes.BAD_INPUT, bad
+        assert ctl.delivery.stroke_nl == 50000
+    assert ctl.calibrate(good, SERVICE_ROLE) is None
+    assert ctl.delivery.stroke_nl == 50400 and ctl.monitor.stroke_nl == 50400
+    assert ctl.calibrate({"stroke_nl": 49600}, SERVICE_ROLE) is None
+    # power loss: the newest stored calibration is read back
+    ctl2 = Controller(hal)
+    assert ctl2.delivery.stroke_nl == 49600 and ctl2.monitor.stroke_nl == 49600
+    # a torn newest file leaves the previous calibration in force
+    with open(hal.storage.path("cal.%d" % (ctl.cal_seq & 1)), "wb") as f:
+        f.write(b"1 49600 2")
+    assert Controller(hal).delivery.stroke_nl == 50400
+
+
+def test_sr10_low_battery_warns_once():
+    hal, ctl = _pump("batt")
+    alarms = []
+    ctl.listener = lambda kind, code, v: alarms.append(code) if kind == "alarm" else None
+    ctl.signal(EV_BATTERY)
+    ctl.step(hal.ticks_ms())
+    assert alarms == []                       # comparator flag but the voltage is fine
+    hal.battery = 3400
+    ctl.signal(EV_BATTERY)
+    ctl.step(hal.ticks_ms())
+    ctl.signal(EV_BATTERY)
+    ctl.step(hal.ticks_ms())
+    assert alarms == [codes.LOW_BATTERY] and ctl.state == codes.RUNNING
+
+
+def test_sr6_library_lockout_and_pause_values_follow_the_drug():
+    from pump import druglib
+    hal, ctl = _pump("lib", start=False)
+    assert ctl.lockout_s == 12 * 3600            # basic program: the defaults
+    drug = druglib.default().drug("blinatumomab")
+    p = program.Program(5, 10000, 240000000, drug.index, 116667, 28000, 24, drug.flags)
+    assert ctl.request("program", CLINICIAN, p) is None
+    assert ctl.lockout_s == drug.lockout_s
+    assert ctl.pause_reminder_ms == drug.pause_reminder_s * 1000

@@ -211,11 +211,7 @@ def test_sr5_pulses_while_not_commanded_over_infusion():
         run_for(ctl, hal, 1)
         assert ctl.monitor.latched == codes.OVER_INFUSION, how
         assert not hal.motor.enabled() and hal.clamped
-        if how == "complete":
-            # no way into LOCKOUT from COMPLETE in the state table: annunciated, journalled
-            assert ctl.notice == codes.OVER_INFUSION
-        else:
-            assert ctl.state == codes.LOCKOUT and ctl.alarm == codes.OVER_INFUSION
+        assert ctl.state == codes.LOCKOUT and ctl.alarm == codes.OVER_INFUSION, how
 
 
 def test_priming_pulses_allowed_then_uncommanded_caught():
