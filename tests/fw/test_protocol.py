@@ -469,3 +469,17 @@ def test_keys_survive_a_torn_key_file():
     assert again.provisioned() == ["c", "s"] and again.hexes["c"] == KEY_C
     st.remove(auth.KEYS_FILE)
     assert auth.Keys(st).provisioned() == ["c", "s"]
+
+
+def test_service_calibration_over_the_protocol():
+    b = Bench("cal")
+    args = '{"stroke_nl": 50400}'
+    assert b.err("CAL", args, "c") == codes.NOT_AUTHORISED          # clinician key: no
+    assert b.err("CAL", args, "s") == codes.INVALID_STATE           # not in SERVICE
+    b.ok("SERVICE", slot="s")
+    assert b.err("CAL", '{"stroke_nl": "x"}', "s") == codes.BAD_INPUT
+    assert b.ctl.delivery.stroke_nl == 50000
+    b.ok("CAL", args, "s")
+    assert b.ctl.delivery.stroke_nl == 50400 and b.ctl.monitor.stroke_nl == 50400
+    b.ok("EXIT_SERVICE", slot="s")
+    assert b.ctl.state == codes.IDLE
