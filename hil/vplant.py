@@ -23,9 +23,9 @@ Host interface (all the Node script or a CPython loop needs):
     b.service(wall_ms) -> ms until the next call is due (the loop sleeps at most that)
     b.take() -> str      UART bytes to the host (hex text, '' when none)
 """
-import os
 from binascii import hexlify, unhexlify
 
+from boards.fs import DirStorage
 from pump.controller import Controller
 from pump.hal import EV_AIR, EV_DOOR, EV_PRESSURE, EV_ROTATION
 from pump.protocol import Protocol
@@ -41,32 +41,6 @@ STALL_MMHG = 1500
 PRESSURE_THRESHOLD_MMHG = 300
 QUANTUM_MS = 20                      # plant crossings are checked this often while moving
 RTC0_S = 800000000
-
-
-class Storage:
-    """Journal and key files in a directory (real, or MicroPython's in-memory FS)."""
-
-    def __init__(self, root):
-        self.root = root
-        try:
-            os.mkdir(root)
-        except OSError:
-            pass
-
-    def open(self, name, mode):
-        return open(self.root + "/" + name, mode)
-
-    def size(self, name):
-        try:
-            return os.stat(self.root + "/" + name)[6]
-        except OSError:
-            return -1
-
-    def remove(self, name):
-        try:
-            os.remove(self.root + "/" + name)
-        except OSError:
-            pass
 
 
 class Uart:
@@ -205,7 +179,7 @@ class Hal:
 
 class Board:
     def __init__(self, root, accel=100, start_ticks=0):
-        self.storage = Storage(root)
+        self.storage = DirStorage(root)
         self.accel = accel
         self.t = 0                    # virtual ms since the board was made (unwrapped)
         self.tick_off = start_ticks

@@ -3,11 +3,12 @@
 Nothing here runs at import: `make_hal(signal)` builds the hardware objects. `signal` is
 the controller's flag setter; interrupt handlers call only that (or bump a counter).
 """
-import os
 import time
 
 import machine
 from micropython import const
+
+from boards.fs import DirStorage
 
 # Pin map (GPIO numbers)
 _STEP = const(2)
@@ -109,32 +110,6 @@ class Rotation:
             self._signal(self._flag)
 
 
-class Storage:
-    """Journal files on the board's flash filesystem."""
-
-    def __init__(self, root="/data"):
-        self.root = root
-        try:
-            os.mkdir(root)
-        except OSError:
-            pass
-
-    def open(self, name, mode):
-        return open(self.root + "/" + name, mode)
-
-    def size(self, name):
-        try:
-            return os.stat(self.root + "/" + name)[6]
-        except OSError:
-            return -1
-
-    def remove(self, name):
-        try:
-            os.remove(self.root + "/" + name)
-        except OSError:
-            pass
-
-
 class Uart:
     def __init__(self):
         self._u = machine.UART(0, baudrate=115200, tx=machine.Pin(_UART_TX),
@@ -156,7 +131,7 @@ class Rp2Hal:
     def __init__(self, signal, ev_rotation, ev_door, ev_air):
         self.motor = Motor()
         self.rotation = Rotation(signal, ev_rotation)
-        self.storage = Storage()
+        self.storage = DirStorage("/data")
         self.uart = Uart()
         self._air = machine.Pin(_AIR, machine.Pin.IN)
         self._door = machine.Pin(_DOOR, machine.Pin.IN, machine.Pin.PULL_UP)

@@ -11,39 +11,15 @@ EV_ROTATION, as the board's counter interrupt does. Off by default (old behaviou
 """
 import os
 
+from boards.fs import DirStorage
 from pump.hal import EV_ROTATION
 from pump.ticks import TICKS_PERIOD, ticks_add, ticks_diff
 
 _MASK = TICKS_PERIOD - 1
 
 
-class Storage:
-    """Journal files in a real directory."""
-
-    def __init__(self, root):
-        self.root = root
-        try:
-            os.mkdir(root)
-        except OSError:
-            pass
-
-    def path(self, name):
-        return self.root + "/" + name
-
-    def open(self, name, mode):
-        return open(self.path(name), mode)
-
-    def size(self, name):
-        try:
-            return os.stat(self.path(name))[6]
-        except OSError:
-            return -1
-
-    def remove(self, name):
-        try:
-            os.remove(self.path(name))
-        except OSError:
-            pass
+class Storage(DirStorage):
+    """Journal files in a real directory, and a way to empty it."""
 
     def wipe(self):
         for n in os.listdir(self.root):
