@@ -23,7 +23,10 @@ def main():
     proto = Protocol(ctl, hal.uart, hal.storage)
     uart_any = getattr(hal.uart, "any", None)
     while True:
-        wake = ctl.step(hal.ticks_ms())
+        now = hal.ticks_ms()
+        wake = ctl.on_rotation(now)       # a compare-only wake: the monitor's edge check
+        if wake < 0:
+            wake = ctl.step(now)
         wake = proto.poll(hal.ticks_ms(), wake)
         while hal.ticks_diff(wake, hal.ticks_ms()) > 0 and not ctl.pending():
             if uart_any is not None and uart_any():

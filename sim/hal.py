@@ -20,7 +20,7 @@ from collections.abc import Callable
 from typing import Any
 
 from pump import ticks
-from pump.hal import EV_UART
+from pump.hal import EV_ROTATION, EV_UART
 from sim.engine import PRIO_WAKE, Engine, Entry
 from sim.plant import Plant
 
@@ -234,6 +234,8 @@ class SimHal:
         self.pre_step: Callable[[int], None] | None = None    # runner hook, engine ms
         self.steps = 0
         self._wake_entry: Entry | None = None
+        self._soon_entry: Entry | None = None    # a rotation-compare wake (light path)
+        self._light = False
         self._in_step = False
         self._again = False
         self._same_ms = 0
@@ -281,12 +283,17 @@ class SimHal:
     def attach(self, controller: Any) -> None:
         """Run `controller` from now on: step it at every wake it asks for, and on flags."""
         self.controller = controller
+        # the light compare path, unless the main loop's step was replaced (the fixed-tick
+        # loop of bench/bench_sim.py): then every wake goes through that step
+        self._light = hasattr(controller, "on_rotation") and "_step" not in self.__dict__
         self.wake()
 
     def detach(self) -> None:
         self.controller = None
         Engine.cancel(self._wake_entry)
         self._wake_entry = None
+        Engine.cancel(self._soon_entry)
+        self._soon_entry = None
 
     def interrupt(self, flag: int) -> None:
         """An ISR: set the controller's flag and have the main loop step it at once."""
@@ -303,11 +310,58 @@ class SimHal:
             return
         now = self.engine.now
         e = self._wake_entry
+        s = self._soon_entry
+        if s is not None and s[3] is not None:
+            return                      # a compare wake is due now: it steps if it must
         if e is not None and e[3] is not None:
             if e[0] <= now:
                 return
+            if self.controller._flags == EV_ROTATION and self._light:
+                # the rotation compare alone: a light wake now (Controller.on_rotation);
+                # the timed wake the controller asked for stays where it is
+                self._soon_entry = self.engine.schedule(now, PRIO_WAKE, self._compare)
+                return
             e[3] = None
         self._wake_entry = self.engine.schedule(now, PRIO_WAKE, self._step)
+
+    def _compare(self) -> None:
+        """A wake for the rotation compare alone: the controller's light path, or a full step
+        when it declines (returns -1). Equivalent to the full step (the same inputs, the
+        same returned wake), minus the work that is not due."""
+        self._soon_entry = None
+        ctl = self.controller
+        if ctl is None:
+            return
+        now = self.engine.now
+        if self.pre_step is not None:
+            self.pre_step(now)
+        tk = (now + self.tick_off) & _MASK
+        self._in_step = True
+        try:
+            wake = ctl.on_rotation(tk)
+        finally:
+            self._in_step = False
+        if wake < 0:
+            Engine.cancel(self._wake_entry)
+            self._wake_entry = None
+            self._step()
+            return
+        self.steps += 1
+        if self._again:
+            self._again = False
+            self._same_ms += 1
+            at = now if self._same_ms < 100 else now + 1
+        else:
+            self._same_ms = 0
+            dt = ticks.ticks_diff(wake, tk)
+            at = now + (dt if dt > 0 else 1)
+        if self.controller is ctl:
+            e = self._wake_entry
+            if e is not None and e[3] is not None:
+                if e[0] == at:
+                    return              # the wake already scheduled is the one asked for
+                e[3] = None
+            self._wake_entry = self.engine.schedule(at, PRIO_WAKE, self._step)
 
     def request(self, trigger: str, role: int, arg: Any = None) -> Any:
         """A command from keys or the protocol; the main loop steps right after."""

@@ -96,6 +96,8 @@ class Plant:
         # rotation sensor: edge m sits at pitch*m + off[m % ppr]
         ppr = cfg.pulses_per_rev
         self._pitch = cfg.steps_per_stroke / ppr
+        self._edges_x = math.nan      # _edges memo (nan equals nothing)
+        self._edges_m = 0
         j = min(cfg.rotation_jitter_steps, self._pitch * 0.45)
         self._off = [rng.uniform(-j, j) if j else 0.0 for _ in range(ppr)]
         # --- motion: cam(t) = cam0 + speed * (min(t, t1) - t0) -----------------------------
@@ -170,6 +172,8 @@ class Plant:
 
     def _edges(self, x: float) -> int:
         """Number of rotation-sensor edges at or below position x (an index, can be < 0)."""
+        if x == self._edges_x:          # a pure function of x: the last answer, again
+            return self._edges_m
         pitch = self._pitch
         off = self._off
         n = len(off)
@@ -178,6 +182,8 @@ class Plant:
             m -= 1
         elif pitch * (m + 1) + off[(m + 1) % n] <= x:
             m += 1
+        self._edges_x = x
+        self._edges_m = m + 1
         return m + 1
 
     # --- the books --------------------------------------------------------------------------
@@ -354,7 +360,16 @@ class Plant:
 
     # --- rotation sensor ----------------------------------------------------------------------
     def true_pulses(self, t: int) -> int:
-        return self._rot_true0 + abs(self._edges(self.cam(t)) - self._rot_p0)
+        # self.cam(t), inlined (hot path: every compare wake)
+        t0 = self.t0
+        if t > self.t1:
+            t = self.t1
+        if t < t0:
+            t = t0
+        x = self.cam0 + self.speed * (t - t0)
+        if x == self._edges_x:
+            return self._rot_true0 + abs(self._edges_m - self._rot_p0)
+        return self._rot_true0 + abs(self._edges(x) - self._rot_p0)
 
     def rotation_count(self, t: int) -> int:
         if self.rot_stuck is not None:

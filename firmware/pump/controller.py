@@ -207,6 +207,31 @@ class Controller:
                 self.machine.fire("prime_done")
         return wake
 
+    def on_rotation(self, now):
+        """A wake for the rotation compare alone (the board's soft IRQ, or a main loop with
+        only EV_ROTATION pending): while RUNNING with nothing else due, only the monitor's
+        edge check runs (Monitor.compare). The same as step(now) in that case, and returns
+        the next wake as step() does; returns -1, having done nothing, when step(now) must
+        run instead (other flags, another state, the door open, a segment due, or the monitor
+        busy with something else)."""
+        if self._flags != EV_ROTATION or self.machine.state != RUNNING:
+            return -1
+        hal = self.hal
+        d = self.delivery
+        if not hal.door_closed() or d.due(now):
+            return -1
+        self.now = now
+        self._flags = 0
+        m = self.monitor
+        if not m.compare(now):
+            self._flags = EV_ROTATION
+            return -1
+        hal.wdt_feed()
+        wake = m.wake(hal.ticks_add(now, _HOUSEKEEPING_MS))
+        if self.machine.state == RUNNING and d.running and hal.ticks_diff(d.seg_end, wake) < 0:
+            wake = d.seg_end
+        return wake
+
     def reserve(self, upto_nl):
         """Write-ahead: journal volume as delivered before the motor can move it (SR-9)."""
         if upto_nl > self.delivery.vtbi_nl:

@@ -242,6 +242,30 @@ class Monitor:
             self.c_stop = c
         self._arm(self.c_stop + self.allow + STOP_SLACK + 1)
 
+    def compare(self, now):
+        """The rotation compare fired while delivery runs: the edge check alone (the board's
+        soft-IRQ path, through Controller.on_rotation). Exactly check(now, EV_ROTATION) when
+        nothing else is going on (running, nothing pending, no back-off, no free flow to
+        report, door closed or clamp closed); otherwise it does nothing and returns False,
+        and the caller runs the full step. Returns True when done."""
+        if not self.running or self.pending is not None or self.backoff or self.free_flow:
+            return False
+        hal = self.hal
+        if self.clamp_open and not hal.door_closed():
+            return False
+        self.t_now = now
+        c = hal.rotation.count()
+        edge = c == self.armed            # woken by the compare, on the very pulse
+        self.armed = -1                   # the counter disarms when it fires
+        code = self._account(now, c, edge)
+        if code is None:
+            code = self._pressure()
+        if code is not None:
+            self._trip(code, now, c)
+            return True
+        self._arm_running(c)
+        return True
+
     def wake(self, wake):
         """The controller's next wake, brought forward when the monitor needs a step."""
         if self.pending is not None:

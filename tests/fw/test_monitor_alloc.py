@@ -97,3 +97,25 @@ def test_monitor_paused_watch_allocates_nothing():
     assert ctl.state == PAUSED
     print("bytes allocated over %d paused steps: %d" % (_STEPS, used))
     assert used == 0, used
+
+
+def _pulse_light(ctl, hal, end):
+    """The same pulse edge through the light path (Controller.on_rotation, the soft IRQ)."""
+    hal.spin(50)
+    hal.rotation.armed = -1
+    ctl.signal(EV_ROTATION)
+    if ctl.on_rotation(hal.ticks_ms()) < 0:
+        ctl.step(hal.ticks_ms())
+    hal.t += 4500
+
+
+def test_monitor_light_compare_path_allocates_nothing():
+    _skip_unless_micropython()
+    hal, ctl = _pump("mlight", 10000)
+    hal.cam_speed(0, 1)
+    ctl.monitor.n_check = 1
+    _measure(_pulse_light, ctl, hal, 50)
+    used = _measure(_pulse_light, ctl, hal, _STEPS)
+    assert ctl.monitor.trips == 0
+    print("bytes allocated over %d light compare wakes: %d" % (_STEPS, used))
+    assert used == 0, used
