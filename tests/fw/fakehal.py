@@ -318,3 +318,27 @@ def _pid():
         return os.getpid()
     except AttributeError:
         return 0
+
+
+def skip_unless_micropython():
+    """Allocation is measured on MicroPython only; under CPython pytest skips the test."""
+    import sys
+    if sys.implementation.name != "micropython":
+        import pytest
+        pytest.skip("allocation is measured on MicroPython (tests/test_micropython.py)")
+
+
+def heap_growth(fn, steps):
+    """Bytes the MicroPython heap grows by over `steps` calls of fn(), collector off."""
+    import gc
+    gc.collect()
+    gc.disable()
+    try:
+        a = gc.mem_alloc()
+        i = 0
+        while i < steps:
+            fn()
+            i += 1
+        return gc.mem_alloc() - a
+    finally:
+        gc.enable()

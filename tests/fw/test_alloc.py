@@ -3,10 +3,7 @@
 Steady state: RUNNING, each wake ends a motor segment, begins the next and journals its
 write-ahead reservation (a file write). Measured with gc.mem_alloc and the collector off.
 """
-import gc
-import sys
-
-from fakehal import FakeHal, advance, tmpdir
+from fakehal import FakeHal, advance, heap_growth, skip_unless_micropython, tmpdir
 
 from pump import program
 from pump.codes import CLINICIAN, RUNNING
@@ -15,29 +12,13 @@ from pump.controller import Controller
 _STEPS = 10000
 
 
-def _skip_unless_micropython():
-    if sys.implementation.name != "micropython":
-        import pytest
-        pytest.skip("allocation is measured on MicroPython (tests/test_micropython.py)")
-
-
 def _measure(ctl, hal, steps):
     end = hal.t + 10 * 24 * 3600000
-    gc.collect()
-    gc.disable()
-    try:
-        a = gc.mem_alloc()
-        i = 0
-        while i < steps:
-            advance(ctl, hal, end)
-            i += 1
-        return gc.mem_alloc() - a
-    finally:
-        gc.enable()
+    return heap_growth(lambda: advance(ctl, hal, end), steps)
 
 
 def test_pr5_steady_state_step_allocates_nothing():
-    _skip_unless_micropython()
+    skip_unless_micropython()
     hal = FakeHal(tmpdir("alloc"))
     ctl = Controller(hal)
     ctl.boot()

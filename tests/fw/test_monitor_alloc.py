@@ -5,10 +5,8 @@ the measure means nothing). The rotation compare is live (`hal.compare`), so the
 measured include the monitor's compare wakes on the pulse edges, the drift checkpoints, the
 segment ends with their journal writes, and, paused, the uncommanded-motion watch.
 """
-import gc
-import sys
 
-from fakehal import FakeHal, advance, tmpdir
+from fakehal import FakeHal, advance, heap_growth, skip_unless_micropython, tmpdir
 
 from pump import program
 from pump.codes import CLINICIAN, PATIENT, PAUSED, RUNNING
@@ -18,25 +16,9 @@ from pump.hal import EV_ROTATION
 _STEPS = 4000
 
 
-def _skip_unless_micropython():
-    if sys.implementation.name != "micropython":
-        import pytest
-        pytest.skip("allocation is measured on MicroPython (tests/test_micropython.py)")
-
-
 def _measure(fn, ctl, hal, steps):
     end = hal.t + 5 * 24 * 3600000
-    gc.collect()
-    gc.disable()
-    try:
-        a = gc.mem_alloc()
-        i = 0
-        while i < steps:
-            fn(ctl, hal, end)
-            i += 1
-        return gc.mem_alloc() - a
-    finally:
-        gc.enable()
+    return heap_growth(lambda: fn(ctl, hal, end), steps)
 
 
 def _pump(tag, rate):
@@ -51,7 +33,7 @@ def _pump(tag, rate):
 
 
 def test_monitor_steady_running_with_compare_wakes_allocates_nothing():
-    _skip_unless_micropython()
+    skip_unless_micropython()
     for rate in (10000, 600):
         hal, ctl = _pump("malloc%d" % rate, rate)
         _measure(advance, ctl, hal, 200)               # warm-up
@@ -76,7 +58,7 @@ def _pulse_step(ctl, hal, end):
 
 
 def test_monitor_per_pulse_check_allocates_nothing():
-    _skip_unless_micropython()
+    skip_unless_micropython()
     hal, ctl = _pump("mpulse", 10000)
     hal.cam_speed(0, 1)           # the camshaft follows spin() alone: a pulse a step
     ctl.monitor.n_check = 1
@@ -88,7 +70,7 @@ def test_monitor_per_pulse_check_allocates_nothing():
 
 
 def test_monitor_paused_watch_allocates_nothing():
-    _skip_unless_micropython()
+    skip_unless_micropython()
     hal, ctl = _pump("mpause", 10000)
     _measure(advance, ctl, hal, 100)
     assert ctl.request("pause", PATIENT) is None
@@ -110,7 +92,7 @@ def _pulse_light(ctl, hal, end):
 
 
 def test_monitor_light_compare_path_allocates_nothing():
-    _skip_unless_micropython()
+    skip_unless_micropython()
     hal, ctl = _pump("mlight", 10000)
     hal.cam_speed(0, 1)
     ctl.monitor.n_check = 1

@@ -430,13 +430,8 @@ def test_sr13_garbage_while_running_changes_nothing_and_delivery_goes_on():
 def test_pr5_idle_poll_allocates_nothing():
     """The main loop polls the protocol on every wake: with no bytes waiting, that costs
     no allocation on MicroPython (PR-5 holds with the protocol in the loop)."""
-    import sys
-    if sys.implementation.name != "micropython":
-        import pytest
-        pytest.skip("allocation is measured on MicroPython (tests/test_micropython.py)")
-    import gc
-
-    from fakehal import advance
+    from fakehal import advance, heap_growth, skip_unless_micropython
+    skip_unless_micropython()
     b = Bench("palloc")
     b.program_basic()
     b.ok("START", slot="c")
@@ -445,15 +440,7 @@ def test_pr5_idle_poll_allocates_nothing():
         advance(b.ctl, b.hal, end)
         b.proto.poll(b.hal.ticks_ms(), 0)
     b.uart.take()
-    gc.collect()
-    gc.disable()
-    try:
-        a = gc.mem_alloc()
-        for _ in range(2000):
-            b.proto.poll(b.hal.ticks_ms(), 0)
-        used = gc.mem_alloc() - a
-    finally:
-        gc.enable()
+    used = heap_growth(lambda: b.proto.poll(b.hal.ticks_ms(), 0), 2000)
     assert used == 0, used
 
 
