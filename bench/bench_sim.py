@@ -77,15 +77,8 @@ def run_fixed_tick(hours: float) -> tuple[float, int]:
         ctl = hal.controller
         if ctl is None:
             return
-        now = sim.engine.now
-        if hal.pre_step is not None:
-            hal.pre_step(now)
-        hal._in_step = True          # a flag raised during the step waits for the next tick
-        try:
-            ctl.step((now + hal.tick_off) & ((1 << 30) - 1))
-        finally:
-            hal._in_step = False
-            hal._again = False
+        now, _, _ = hal.run_controller(ctl.step)
+        hal._again = False           # a flag raised during the step waits for the next tick
         hal.steps += 1
         hal._wake_entry = sim.engine.schedule(now + FIXED_TICK_MS, PRIO_WAKE, step)
 

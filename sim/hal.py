@@ -332,29 +332,13 @@ class SimHal:
         ctl = self.controller
         if ctl is None:
             return
-        now = self.engine.now
-        if self.pre_step is not None:
-            self.pre_step(now)
-        tk = (now + self.tick_off) & _MASK
-        self._in_step = True
-        try:
-            wake = ctl.on_rotation(tk)
-        finally:
-            self._in_step = False
+        now, tk, wake = self.run_controller(ctl.on_rotation)
         if wake < 0:
             Engine.cancel(self._wake_entry)
             self._wake_entry = None
             self._step()
             return
-        self.steps += 1
-        if self._again:
-            self._again = False
-            self._same_ms += 1
-            at = now if self._same_ms < 100 else now + 1
-        else:
-            self._same_ms = 0
-            dt = ticks.ticks_diff(wake, tk)
-            at = now + (dt if dt > 0 else 1)
+        at = self._next_at(now, tk, wake)
         if self.controller is ctl:
             e = self._wake_entry
             if e is not None and e[3] is not None:
@@ -374,26 +358,37 @@ class SimHal:
         ctl = self.controller
         if ctl is None:
             return
+        now, tk, wake = self.run_controller(ctl.step)
+        at = self._next_at(now, tk, wake)
+        if self.controller is ctl:
+            self._wake_entry = self.engine.schedule(at, PRIO_WAKE, self._step)
+
+    def run_controller(self, call: Callable[[int], int]) -> tuple[int, int, int]:
+        """One main-loop call (Controller.step or on_rotation) at the engine's time: the
+        runner's hook first; a flag raised during the call waits for the next wake.
+        Returns (engine ms, ticks given, wake asked for)."""
         now = self.engine.now
         if self.pre_step is not None:
             self.pre_step(now)
         tk = (now + self.tick_off) & _MASK
         self._in_step = True
         try:
-            wake = ctl.step(tk)
+            wake = call(tk)
         finally:
             self._in_step = False
+        return now, tk, wake
+
+    def _next_at(self, now: int, tk: int, wake: int) -> int:
+        """Engine ms of the next wake: at once when a flag arrived during the call (at most
+        100 times in one ms, then 1 ms on), else the tick the controller asked for."""
         self.steps += 1
         if self._again:
             self._again = False
             self._same_ms += 1
-            at = now if self._same_ms < 100 else now + 1
-        else:
-            self._same_ms = 0
-            dt = ticks.ticks_diff(wake, tk)
-            at = now + (dt if dt > 0 else 1)
-        if self.controller is ctl:
-            self._wake_entry = self.engine.schedule(at, PRIO_WAKE, self._step)
+            return now if self._same_ms < 100 else now + 1
+        self._same_ms = 0
+        dt = ticks.ticks_diff(wake, tk)
+        return now + (dt if dt > 0 else 1)
 
     # --- power --------------------------------------------------------------------------------
     def power_off(self) -> None:
