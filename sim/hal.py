@@ -19,6 +19,7 @@ import tempfile
 from collections.abc import Callable
 from typing import Any
 
+from boards.fs import DirStorage as FileStorage
 from pump import ticks
 from pump.hal import EV_ROTATION, EV_UART
 from sim.engine import PRIO_WAKE, Engine, Entry
@@ -28,31 +29,15 @@ _MASK = ticks.TICKS_PERIOD - 1
 RTC_START_S = 800000000           # 2025-05-08, seconds since 2000-01-01
 
 
-class DirStorage:
-    """Journal files in a real directory (a fresh temp dir unless one is given)."""
+class DirStorage(FileStorage):
+    """Journal files in a real directory (a fresh temp dir unless one is given): the
+    board's file storage (boards/fs.py), plus clean-up of a temp dir it made."""
 
     def __init__(self, root: str | None = None) -> None:
         self.owned = root is None
-        self.root = root if root is not None else tempfile.mkdtemp(prefix="pumpsim-")
-        os.makedirs(self.root, exist_ok=True)
-
-    def path(self, name: str) -> str:
-        return os.path.join(self.root, name)
-
-    def open(self, name: str, mode: str) -> Any:
-        return open(self.path(name), mode)
-
-    def size(self, name: str) -> int:
-        try:
-            return os.stat(self.path(name)).st_size
-        except OSError:
-            return -1
-
-    def remove(self, name: str) -> None:
-        try:
-            os.remove(self.path(name))
-        except OSError:
-            pass
+        root = root if root is not None else tempfile.mkdtemp(prefix="pumpsim-")
+        os.makedirs(root, exist_ok=True)
+        super().__init__(root)
 
     def cleanup(self) -> None:
         if self.owned:

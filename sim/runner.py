@@ -23,9 +23,11 @@ from __future__ import annotations
 
 import functools
 import json
+import operator
 import os
 import shutil
 import time
+from collections.abc import Callable
 from fractions import Fraction
 from typing import Any
 
@@ -405,6 +407,21 @@ def _result(sim: Sim) -> dict[str, Any]:
     return res
 
 
+# [expect] keys that compare one result field with the expected value: key -> (field, test)
+_COMPARED: dict[str, tuple[str, Callable[[Any, Any], bool]]] = {
+    "final_state": ("final_state", operator.eq),
+    "max_excess_ml": ("excess_ml", operator.le),
+    "max_fault_excess_ml": ("fault_excess_ml", operator.le),
+    "delivered_ml_min": ("delivered_ml", operator.ge),
+    "delivered_ml_max": ("delivered_ml", operator.le),
+    "max_bolus_ml": ("bolus_ml", operator.le),
+    "dose_ug_min": ("dose_ug", operator.ge),
+    "dose_ug_max": ("dose_ug", operator.le),
+    "accepted": ("accepted", operator.eq),
+    "reject_code": ("reject_code", operator.eq),
+}
+
+
 def evaluate(sc: Scenario, res: dict[str, Any]) -> list[dict[str, Any]]:
     """Check each [expect] entry against the result."""
     out: list[dict[str, Any]] = []
@@ -426,26 +443,9 @@ def evaluate(sc: Scenario, res: dict[str, Any]) -> list[dict[str, Any]]:
         elif key == "no_alarms_except":
             extra = sorted({c for c in codes_seen if c not in want})
             add(key, want, extra, not extra)
-        elif key == "final_state":
-            add(key, want, res["final_state"], res["final_state"] == want)
-        elif key == "max_excess_ml":
-            add(key, want, res["excess_ml"], res["excess_ml"] <= want)
-        elif key == "max_fault_excess_ml":
-            add(key, want, res["fault_excess_ml"], res["fault_excess_ml"] <= want)
-        elif key == "delivered_ml_min":
-            add(key, want, res["delivered_ml"], res["delivered_ml"] >= want)
-        elif key == "delivered_ml_max":
-            add(key, want, res["delivered_ml"], res["delivered_ml"] <= want)
-        elif key == "max_bolus_ml":
-            add(key, want, res["bolus_ml"], res["bolus_ml"] <= want)
-        elif key == "dose_ug_min":
-            add(key, want, res["dose_ug"], res["dose_ug"] >= want)
-        elif key == "dose_ug_max":
-            add(key, want, res["dose_ug"], res["dose_ug"] <= want)
-        elif key == "accepted":
-            add(key, want, res["accepted"], res["accepted"] == want)
-        elif key == "reject_code":
-            add(key, want, res["reject_code"], res["reject_code"] == want)
+        elif key in _COMPARED:
+            field, ok = _COMPARED[key]
+            add(key, want, res[field], ok(res[field], want))
     return out
 
 
