@@ -8,7 +8,7 @@ from pathlib import Path
 from typing import Any
 
 from hil.bridge import VirtualBoard
-from host.client import Frame, KeyRing, PumpClient, PumpError, PumpProtocolError, decode
+from host.client import Frame, KeyRing, PumpClient, PumpError
 
 FIRMWARE = Path(__file__).resolve().parents[1] / "firmware"
 
@@ -48,19 +48,10 @@ class BoardHandle:
         c = self.client
         c._write(raw)
         got: list[Frame] = []
-        deadline = time.monotonic() + wait_s
-        while len(got) < want:
-            line = c._readline(deadline)
-            if line is None:
+        for f in c.frames(time.monotonic() + wait_s):
+            got.append(f)
+            if len(got) >= want:
                 break
-            try:
-                f = decode(line)
-            except PumpProtocolError:
-                continue
-            if f.seq == "*":
-                c._event(f)
-            else:
-                got.append(f)
         return got
 
     def diagnostics(self) -> str:

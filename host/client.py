@@ -234,6 +234,24 @@ class PumpClient:
         if self.on_event is not None:
             self.on_event(f)
 
+    def frames(self, deadline: float, bad: list[bytes] | None = None) -> Iterator[Frame]:
+        """The reply frames that arrive until `deadline` (time.monotonic). Telemetry goes to
+        events on the way; lines that do not decode are skipped (kept in `bad` if given)."""
+        while True:
+            line = self._readline(deadline)
+            if line is None:
+                return
+            try:
+                f = decode(line)
+            except PumpProtocolError:
+                if bad is not None:
+                    bad.append(line)
+                continue
+            if f.seq == "*":
+                self._event(f)
+            else:
+                yield f
+
     def transact(self, raw: bytes, seq: int, command: str) -> Frame:
         """Send raw (seq) and wait for its reply, resending the same bytes on a timeout or a
         `?` error (the pump could not read it). Telemetry seen meanwhile goes to events."""
@@ -244,22 +262,11 @@ class PumpClient:
                 self.retransmits += 1
             self._write(raw)
             self.sent += 1
-            deadline = time.monotonic() + self.timeout
-            while True:
-                line = self._readline(deadline)
-                if line is None:
-                    break
-                try:
-                    f = decode(line)
-                except PumpProtocolError:
-                    seen.append(line)
-                    continue
-                if f.seq == "*":
-                    self._event(f)
-                elif f.seq == want and f.kind in ("OK", "ERR"):
+            for f in self.frames(time.monotonic() + self.timeout, seen):
+                if f.seq == want and f.kind in ("OK", "ERR"):
                     return f
-                elif f.seq == "?":
-                    seen.append(line)
+                if f.seq == "?":
+                    seen.append(f.raw)
                     break                  # our frame may have been garbled: resend now
                 # else: a late reply to an earlier frame: ignore
         tail = b"".join(seen[-3:])
