@@ -94,14 +94,14 @@ def _crc_ints(values):
     return crc32(b)
 
 
-def _is_int(v):
+def is_int(v):
     return isinstance(v, int) and not isinstance(v, bool)
 
 
 def basic(pid, rate_ul_per_h, vtbi_ul):
     """A Program from a rate (µL/h) and VTBI (µL), or a rejection code. Never raises.
     No drug library checks: for service and bench use, not for a prescription."""
-    if not (_is_int(pid) and _is_int(rate_ul_per_h) and _is_int(vtbi_ul)):
+    if not (is_int(pid) and is_int(rate_ul_per_h) and is_int(vtbi_ul)):
         return BAD_INPUT
     if pid < 0 or pid >= (1 << 30):
         return BAD_INPUT
@@ -235,7 +235,7 @@ def _field(d, key, lo, hi):
     if key not in d:
         return _ABSENT
     v = d[key]
-    if not _is_int(v) or v < lo or (hi is not None and v > hi):
+    if not is_int(v) or v < lo or (hi is not None and v > hi):
         return None
     return v
 
@@ -450,7 +450,7 @@ def propose(rx, entry, pid, lib=None):
 
 
 def _propose(rx, entry, pid, lib):
-    if not _is_int(pid) or pid < 0 or pid >= (1 << 30) or not isinstance(entry, dict):
+    if not is_int(pid) or pid < 0 or pid >= (1 << 30) or not isinstance(entry, dict):
         return BAD_INPUT
     if not isinstance(rx, dict) or not isinstance(rx.get("drug"), str):
         return BAD_INPUT
@@ -506,20 +506,27 @@ def _propose(rx, entry, pid, lib):
     return Proposal(fields, echo)
 
 
+def same_echo(echo, mine):
+    """True when `echo` (a list or tuple) repeats `mine` exactly: same length, and each value
+    the same value of the same type (1 is not 1.0 nor True). Never raises."""
+    if not isinstance(echo, (tuple, list)) or len(echo) != len(mine):
+        return False
+    i = 0
+    for v in echo:
+        if type(v) is not type(mine[i]) or v != mine[i]:
+            return False
+        i += 1
+    return True
+
+
 def confirm(proposal, echo):
     """The Program when `echo` repeats the proposal's echo exactly (same values, same
     types), else BAD_INPUT. Never raises."""
     try:
         if not isinstance(proposal, Proposal) or not proposal.intact():
             return BAD_INPUT
-        mine = proposal.echo
-        if not isinstance(echo, (tuple, list)) or len(echo) != len(mine):
+        if not same_echo(echo, proposal.echo):
             return BAD_INPUT
-        i = 0
-        for v in echo:
-            if type(v) is not type(mine[i]) or v != mine[i]:
-                return BAD_INPUT
-            i += 1
         f = proposal._fields
         return Program(f[0], f[1], f[2], f[3], f[4], f[5], f[6], f[7])
     except Exception:   # noqa: BLE001 - never raise on user input

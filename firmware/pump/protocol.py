@@ -318,7 +318,7 @@ class Protocol:
 
     def _watch(self, args, role, trig, ctr):
         p = args.get("period_s", 0)
-        if not _int(p) or p < 0 or p > 3600:
+        if not program.is_int(p) or p < 0 or p > 3600:
             return BAD_INPUT
         self.period_ms = p * 1000
         self.next_tlm = self.hal.ticks_ms()
@@ -393,7 +393,7 @@ class Protocol:
             return BAD_INPUT
         kind, prop = self.pending[0], self.pending[1]
         if kind == "basic":
-            if not _same_list(echo, mine):
+            if not isinstance(echo, list) or not program.same_echo(echo, mine):
                 return BAD_INPUT
             prog = prop
         else:
@@ -411,7 +411,7 @@ class Protocol:
         j = self.ctl.journal
         slot = args.get("slot", 0)
         n = args.get("n", _LOG_MAX)
-        if not _int(slot) or not _int(n) or slot < 0 \
+        if not program.is_int(slot) or not program.is_int(n) or slot < 0 \
                 or slot >= j.capacity or n < 1 or n > _LOG_MAX:
             return BAD_INPUT
         recs = []
@@ -443,21 +443,6 @@ class Protocol:
         if len(args) != 2 or not self.keys.set(slot, args.get("key")):
             return BAD_INPUT
         return {"keys": self.keys.provisioned()}
-
-
-def _int(v):
-    return isinstance(v, int) and not isinstance(v, bool)
-
-
-def _same_list(a, b):
-    if not isinstance(a, list) or len(a) != len(b):
-        return False
-    i = 0
-    for v in a:
-        if type(v) is not type(b[i]) or v != b[i]:
-            return False
-        i += 1
-    return True
 
 
 def _qty(text, unit):
