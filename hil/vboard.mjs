@@ -19,37 +19,13 @@ import path from "node:path";
 import readline from "node:readline";
 import { fileURLToPath } from "node:url";
 
+import { copyTree } from "../tools/mpyfs.mjs";
+
 const HERE = path.dirname(fileURLToPath(import.meta.url));
-const EXT = new Set([".py", ".json"]);
 
 function opt(name, dflt) {
     const i = process.argv.indexOf(name);
     return i > 0 && i + 1 < process.argv.length ? process.argv[i + 1] : dflt;
-}
-
-function mkdirs(FS, dir) {
-    let cur = "";
-    for (const part of dir.split("/").filter(Boolean)) {
-        cur += "/" + part;
-        try {
-            FS.mkdir(cur);
-        } catch {
-            // exists
-        }
-    }
-}
-
-function copyTree(FS, hostDir, target) {
-    mkdirs(FS, target);
-    for (const e of fs.readdirSync(hostDir, { withFileTypes: true })) {
-        const h = path.join(hostDir, e.name);
-        const t = path.posix.join(target, e.name);
-        if (e.isDirectory()) {
-            if (e.name !== "__pycache__" && !e.name.startsWith(".")) copyTree(FS, h, t);
-        } else if (e.isFile() && EXT.has(path.extname(e.name))) {
-            FS.writeFile(t, fs.readFileSync(h));
-        }
-    }
 }
 
 function fail(msg) {

@@ -17,10 +17,11 @@
 import fs from "node:fs";
 import path from "node:path";
 
+import { copyTree, mkdirs } from "./mpyfs.mjs";
+
 const USAGE =
     "usage: node tools/mpy_run.mjs [--heap KB] [--mount HOSTDIR:/TARGET ...] [--path /TARGET ...] " +
     "(SCRIPT.py | -c CODE) [args...]";
-const DATA_EXTENSIONS = new Set([".py", ".json", ".txt", ".toml", ".csv"]);
 
 function die(message, code = 2) {
     process.stderr.write(`mpy_run: ${message}\n`);
@@ -65,19 +66,7 @@ function parseArgs(argv) {
     die(`no script given\n${USAGE}`);
 }
 
-function mkdirs(FS, dir) {
-    let cur = "";
-    for (const part of dir.split("/").filter(Boolean)) {
-        cur += "/" + part;
-        try {
-            FS.mkdir(cur);
-        } catch (e) {
-            // EEXIST is fine; anything else shows up at writeFile.
-        }
-    }
-}
-
-function copyTree(FS, hostDir, target) {
+function mountTree(FS, hostDir, target) {
     let st;
     try {
         st = fs.statSync(hostDir);
@@ -85,20 +74,7 @@ function copyTree(FS, hostDir, target) {
         die(`--mount: no such directory ${hostDir}`);
     }
     if (!st.isDirectory()) die(`--mount: not a directory: ${hostDir}`);
-    mkdirs(FS, target);
-    let count = 0;
-    for (const entry of fs.readdirSync(hostDir, { withFileTypes: true })) {
-        const hostPath = path.join(hostDir, entry.name);
-        const targetPath = path.posix.join(target, entry.name);
-        if (entry.isDirectory()) {
-            if (entry.name === "__pycache__" || entry.name.startsWith(".")) continue;
-            count += copyTree(FS, hostPath, targetPath);
-        } else if (entry.isFile() && DATA_EXTENSIONS.has(path.extname(entry.name))) {
-            FS.writeFile(targetPath, fs.readFileSync(hostPath));
-            count += 1;
-        }
-    }
-    return count;
+    return copyTree(FS, hostDir, target);
 }
 
 // Runs the user's code with __name__ == "__main__" and turns SystemExit into a status code,
@@ -151,7 +127,7 @@ async function main() {
         stderr: (data) => process.stderr.write(data),
     });
 
-    for (const m of opts.mounts) copyTree(mp.FS, m.host, m.target);
+    for (const m of opts.mounts) mountTree(mp.FS, m.host, m.target);
 
     let file;
     let src = null;
