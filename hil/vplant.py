@@ -26,6 +26,7 @@ Host interface (all the Node script or a CPython loop needs):
 from binascii import hexlify, unhexlify
 
 from boards.fs import DirStorage
+from boards.memuart import MemUart
 from pump.controller import Controller
 from pump.hal import EV_AIR, EV_DOOR, EV_PRESSURE, EV_ROTATION
 from pump.protocol import Protocol
@@ -41,26 +42,6 @@ STALL_MMHG = 1500
 PRESSURE_THRESHOLD_MMHG = 300
 QUANTUM_MS = 20                      # plant crossings are checked this often while moving
 RTC0_S = 800000000
-
-
-class Uart:
-    def __init__(self):
-        self.rx = bytearray()
-        self.tx = bytearray()
-
-    def read(self, n):
-        if not self.rx:
-            return None
-        out = bytes(self.rx[:n])
-        self.rx = self.rx[n:]
-        return out
-
-    def any(self):
-        return len(self.rx)
-
-    def write(self, b):
-        self.tx += b
-        return len(b)
 
 
 class Motor:
@@ -133,7 +114,7 @@ class Hal:
         self.b = board
         self.motor = Motor(board)
         self.rotation = Rotation(board)
-        self.uart = Uart()
+        self.uart = MemUart()
         self.storage = board.storage
         self.buzzing = False
         self.clamped = False
@@ -345,15 +326,13 @@ class Board:
     def feed(self, hex_text):
         if self.hal is None:
             return                                   # no power: the bytes are lost
-        self.hal.uart.rx += unhexlify(hex_text)
+        self.hal.uart.feed(unhexlify(hex_text))
         self.wake_at = self.t
 
     def take(self):
         if self.hal is None or not self.hal.uart.tx:
             return ""
-        out = hexlify(bytes(self.hal.uart.tx)).decode()
-        self.hal.uart.tx = bytearray()
-        return out
+        return hexlify(self.hal.uart.take()).decode()
 
     def rig(self, line):
         """One rig command (docs/rig.md): its reply line."""

@@ -20,6 +20,7 @@ from collections.abc import Callable
 from typing import Any
 
 from boards.fs import DirStorage as FileStorage
+from boards.memuart import MemUart
 from pump import ticks
 from pump.hal import EV_ROTATION, EV_UART
 from sim.engine import PRIO_WAKE, Engine, Entry
@@ -88,38 +89,16 @@ class MemStorage:
         self.files.clear()
 
 
-class SimUart:
-    """In-memory byte queues. The host side feeds and takes; the firmware reads and writes."""
+class SimUart(MemUart):
+    """In-memory byte queues (boards/memuart.py); feeding bytes raises the UART interrupt."""
 
     def __init__(self, hal: SimHal) -> None:
+        super().__init__()
         self.hal = hal
-        self.rx = bytearray()        # host -> firmware
-        self.tx = bytearray()        # firmware -> host
 
     def feed(self, data: bytes) -> None:
-        self.rx += data
+        super().feed(data)
         self.hal.interrupt(EV_UART)
-
-    def read(self, n: int = -1) -> bytes | None:
-        if not self.rx:
-            return None
-        if n is None or n < 0 or n > len(self.rx):
-            n = len(self.rx)
-        out = bytes(self.rx[:n])
-        del self.rx[:n]
-        return out
-
-    def any(self) -> int:
-        return len(self.rx)
-
-    def write(self, b: bytes) -> int:
-        self.tx += b
-        return len(b)
-
-    def take(self) -> bytes:
-        out = bytes(self.tx)
-        self.tx.clear()
-        return out
 
 
 class SimMotor:

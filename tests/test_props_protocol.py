@@ -12,6 +12,7 @@ from fakehal import FakeHal, run_for
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+from boards.memuart import MemUart
 from pump import auth, codes, program, protocol
 from pump.codes import CLINICIAN
 from pump.controller import Controller
@@ -22,31 +23,14 @@ SETTINGS = settings(max_examples=150, deadline=None,
                     suppress_health_check=[HealthCheck.too_slow])
 
 
-class Uart:
-    def __init__(self) -> None:
-        self.rx = bytearray()
-        self.tx = bytearray()
-
-    def read(self, n: int) -> bytes | None:
-        if not self.rx:
-            return None
-        out = bytes(self.rx[:n])
-        del self.rx[:n]
-        return out
-
-    def write(self, b: bytes) -> int:
-        self.tx += b
-        return len(b)
-
-
-def running_pump(root: str) -> tuple[FakeHal, Controller, Uart, protocol.Protocol]:
+def running_pump(root: str) -> tuple[FakeHal, Controller, MemUart, protocol.Protocol]:
     hal = FakeHal(root)
     ctl = Controller(hal)
     ctl.boot()
     assert ctl.request("program", CLINICIAN, program.basic(1, 10000, 240000)) is None
     assert ctl.request("start", CLINICIAN) is None
     run_for(ctl, hal, 60000)
-    uart = Uart()
+    uart = MemUart()
     proto = protocol.Protocol(ctl, uart, hal.storage)
     assert proto.keys.set("c", KEY_C.hex()) and proto.keys.set("s", KEY_S.hex())
     return hal, ctl, uart, proto
@@ -77,7 +61,7 @@ def check_output(data: bytes) -> list[tuple[str, str, dict]]:
     return out
 
 
-def feed_all(hal: FakeHal, ctl: Controller, uart: Uart, proto: protocol.Protocol,
+def feed_all(hal: FakeHal, ctl: Controller, uart: MemUart, proto: protocol.Protocol,
              chunks: list[bytes]) -> list[tuple[str, str, dict]]:
     for c in chunks:
         uart.rx += c

@@ -4,39 +4,13 @@ from binascii import hexlify, unhexlify
 
 from fakehal import FakeHal, run_for, tmpdir
 
+from boards.memuart import MemUart
 from pump import auth, codes, program, protocol
 from pump.controller import Controller
 from pump.crc import crc32
 
 KEY_C = "c1" * 32
 KEY_S = "5e" * 32
-
-
-class Uart:
-    """An in-memory UART: the test feeds rx and takes tx."""
-
-    def __init__(self):
-        self.rx = bytearray()
-        self.tx = bytearray()
-
-    def feed(self, b):
-        self.rx += b
-
-    def read(self, n):
-        if not self.rx:
-            return None
-        out = bytes(self.rx[:n])
-        self.rx = self.rx[n:]
-        return out
-
-    def write(self, b):
-        self.tx += b
-        return len(b)
-
-    def take(self):
-        out = bytes(self.tx)
-        self.tx = bytearray()
-        return out
 
 
 def mk(seq, cmd, args="{}", slot=None, ctr=0, key=None):
@@ -69,7 +43,7 @@ class Bench:
         self.hal = FakeHal(tmpdir(tag))
         self.ctl = Controller(self.hal)
         self.ctl.boot()
-        self.uart = Uart()
+        self.uart = MemUart()
         self.proto = protocol.Protocol(self.ctl, self.uart, self.hal.storage)
         if keys:
             assert self.proto.keys.set("c", KEY_C)
@@ -289,7 +263,7 @@ def test_sr11_replayed_privileged_frame_refused_even_after_power_loss():
     ctl = Controller(b.hal)
     ctl.boot()
     assert ctl.auth_counter == 10
-    uart = Uart()
+    uart = MemUart()
     proto = protocol.Protocol(ctl, uart, b.hal.storage)
     uart.feed(again)
     proto.poll(b.hal.ticks_ms())
