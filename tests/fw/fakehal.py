@@ -342,3 +342,19 @@ def heap_growth(fn, steps):
         return gc.mem_alloc() - a
     finally:
         gc.enable()
+
+
+def pump(tag, rate=10000, vtbi_ul=240000, start=True, start_ticks=0, compare=False):
+    """A booted controller on a fresh FakeHal with a basic program accepted (and started):
+    (hal, controller). `compare` turns on the rotation compare interrupt."""
+    from pump import program
+    from pump.codes import CLINICIAN
+    from pump.controller import Controller
+    hal = FakeHal(tmpdir(tag), start_ticks)
+    hal.compare = compare
+    ctl = Controller(hal)
+    ctl.boot()
+    assert ctl.request("program", CLINICIAN, program.basic(1, rate, vtbi_ul)) is None
+    if start:
+        assert ctl.request("start", CLINICIAN) is None
+    return hal, ctl

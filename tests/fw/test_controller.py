@@ -1,5 +1,5 @@
 """Controller: requests, roles, alarms, bad input (SR-13), power loss (SR-9)."""
-from fakehal import FakeHal, run_for, run_until_state, tmpdir
+from fakehal import pump, run_for, run_until_state
 
 from pump import codes, program
 from pump.codes import CLINICIAN, PATIENT, SERVICE_ROLE
@@ -8,13 +8,7 @@ from pump.hal import EV_AIR, EV_BATTERY, EV_DOOR
 
 
 def _pump(tag="c", rate=10000, vtbi_ul=240000, start=True):
-    hal = FakeHal(tmpdir(tag))
-    ctl = Controller(hal)
-    ctl.boot()
-    assert ctl.request("program", CLINICIAN, program.basic(1, rate, vtbi_ul)) is None
-    if start:
-        assert ctl.request("start", CLINICIAN) is None
-    return hal, ctl
+    return pump(tag, rate, vtbi_ul, start)
 
 
 def _snapshot(hal, ctl):

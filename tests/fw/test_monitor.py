@@ -6,7 +6,7 @@ rotation compare interrupt fire on the ms the armed count is reached, as on the 
 step) against the programmed line (rate x time spent RUNNING). Runs on CPython and
 MicroPython.
 """
-from fakehal import FakeHal, advance, run_for, tmpdir
+from fakehal import advance, pump, run_for
 
 from pump import codes, program
 from pump import journal as jn
@@ -20,14 +20,7 @@ _H = 3600000
 
 
 def _pump(tag, rate, vtbi_ul=240000, start=True, start_ticks=0):
-    hal = FakeHal(tmpdir("mon-" + tag), start_ticks)
-    hal.compare = True
-    ctl = Controller(hal)
-    ctl.boot()
-    assert ctl.request("program", CLINICIAN, program.basic(1, rate, vtbi_ul)) is None
-    if start:
-        assert ctl.request("start", CLINICIAN) is None
-    return hal, ctl
+    return pump("mon-" + tag, rate, vtbi_ul, start, start_ticks, compare=True)
 
 
 class Books:
