@@ -26,6 +26,7 @@ Beyond DESIGN §6 (extensions, nothing renamed):
 
 from __future__ import annotations
 
+import functools
 import math
 import tomllib
 from dataclasses import dataclass, field
@@ -37,15 +38,14 @@ from sim.faults import FAULTS
 from sim.plant import PlantConfig
 
 
-def _bag_table() -> dict[int, tuple[float, float]]:
+@functools.cache
+def bag_table() -> dict[int, tuple[float, float]]:
     """The label's bag options, hours -> (rate mL/h, infusible mL), from the firmware's drug
     library (its default label version): one place for the label's numbers."""
     drug = druglib.default().drug("blinatumomab")
     assert drug is not None, "druglib.json has no blinatumomab entry"
     return {h: (b.rate_ul_per_h / 1000.0, b.infused_ul / 1000.0) for h, b in drug.bags.items()}
 
-
-BAG_TABLE: dict[int, tuple[float, float]] = _bag_table()
 DEFAULT_OVERFILL_ML = 30.0
 DEFAULT_BAG_CHANGE_MIN = 10.0
 
@@ -297,7 +297,7 @@ def _bag(index: int, gap_ms: int, base: dict, over: dict, path: str,
     bag_hours = _num(t, "bag_hours", where("bag_hours"), None, 0.0, gt=True)
     if bag_hours is None:
         raise _fail(where("bag_hours") + ".bag_hours", "missing (expected a number of hours)")
-    label = BAG_TABLE.get(int(bag_hours)) if bag_hours == int(bag_hours) else None
+    label = bag_table().get(int(bag_hours)) if bag_hours == int(bag_hours) else None
     infusible = _num(t, "infusible_ml", where("infusible_ml"), None, 0.0, gt=True)
     if infusible is None:
         infusible = label[1] if label is not None else 240.0

@@ -35,7 +35,7 @@ EXIT_OK = 0
 EXIT_FAILED = 1
 EXIT_INVALID = 2
 
-# rate mL/h -> bag hours (the label's bags, sim/scenario.BAG_TABLE)
+# rate mL/h -> bag hours (the label's bags, sim.scenario.bag_table())
 RATES: dict[float, int] = {10.0: 24, 5.0: 48, 0.6: 168}
 
 

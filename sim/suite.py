@@ -27,7 +27,7 @@ from pathlib import Path
 from typing import Any, TextIO
 
 from sim import report
-from sim.scenario import BAG_TABLE, Scenario, ScenarioError, load, loads
+from sim.scenario import Scenario, ScenarioError, bag_table, load, loads
 
 EXIT_OK, EXIT_FAIL, EXIT_INVALID = 0, 1, 2
 
@@ -311,10 +311,10 @@ def main_suite(args: argparse.Namespace) -> int:
 
 def label_bag(rate_ml_per_h: float) -> tuple[int, float]:
     """(bag hours, label rate) of the bag whose label rate is rate_ml_per_h (within 1 %)."""
-    for h, (rate, _ml) in sorted(BAG_TABLE.items()):
+    for h, (rate, _ml) in sorted(bag_table().items()):
         if abs(rate - rate_ml_per_h) <= 0.01 * rate:
             return h, rate
-    known = ", ".join("%.3g" % r for r, _ in sorted(BAG_TABLE.values()))
+    known = ", ".join("%.3g" % r for r, _ in sorted(bag_table().values()))
     raise ScenarioError("--rate: %g mL/h is not the label rate of any bag (%s)"
                         % (rate_ml_per_h, known))
 
