@@ -15,7 +15,6 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from sim import runner, scenario  # noqa: E402
-from sim.engine import PRIO_WAKE  # noqa: E402
 
 CYCLE = """
 name = "bench-adult-cycle1-24h-bags"
@@ -69,26 +68,16 @@ CPU: list[float] = []
 
 
 def run_fixed_tick(hours: float) -> tuple[float, int]:
-    """The same cycle, but the main loop steps the controller every 100 ms."""
+    """The same cycle, but the main loop polls: a wake every 100 ms whatever the firmware
+    asked for (SimHal.fixed_tick_ms), interrupts waiting for the next tick."""
     sim = runner.Sim(cycle(1, hours))
-    hal = sim.hal
-
-    def step() -> None:
-        ctl = hal.controller
-        if ctl is None:
-            return
-        now, _, _ = hal.run_controller(ctl.step)
-        hal._again = False           # a flag raised during the step waits for the next tick
-        hal.steps += 1
-        hal._wake_entry = sim.engine.schedule(now + FIXED_TICK_MS, PRIO_WAKE, step)
-
-    hal._step = step            # type: ignore[method-assign]
+    sim.hal.fixed_tick_ms = FIXED_TICK_MS
     t = time.perf_counter()
     try:
         sim.run()
     finally:
         sim.close()
-    return time.perf_counter() - t, hal.steps
+    return time.perf_counter() - t, sim.hal.steps
 
 
 def main() -> None:

@@ -1,16 +1,19 @@
 """Board entry: build the board HAL and the controller, replay the journal, run the loop.
 
-The loop is tickless: it sleeps (machine.idle, woken by any interrupt) until the wake time
-the controller (or the serial protocol) asked for, at once when an interrupt has set a flag
-or bytes wait on the UART.
+The loop is pump.runtime.run: one wake at a time through Runtime.service (the order every
+backing shares), sleeping in between (`board.idle`, woken by any interrupt) until the wake
+time the firmware asked for, at once when an interrupt has set a flag or bytes wait on the
+UART. `main(board)` takes the board module; a test passes a fake board with the same three
+functions (make_hal, watchdog_reset, idle).
 """
-from boards import rp2_ref as board
 from pump.controller import Controller
 from pump.hal import EV_AIR, EV_DOOR, EV_ROTATION
-from pump.protocol import Protocol
+from pump.runtime import Runtime, run
 
 
-def main():
+def main(board=None, stop=None):
+    if board is None:
+        from boards import rp2_ref as board
     holder = []
 
     def signal(flag):
@@ -19,19 +22,10 @@ def main():
     hal = board.make_hal(signal, EV_ROTATION, EV_DOOR, EV_AIR)
     ctl = Controller(hal)
     holder.append(ctl)
-    ctl.boot(watchdog_reset=board.watchdog_reset())
-    proto = Protocol(ctl, hal.uart, hal.storage)
-    uart_any = getattr(hal.uart, "any", None)
-    while True:
-        now = hal.ticks_ms()
-        wake = ctl.on_rotation(now)       # a compare-only wake: the monitor's edge check
-        if wake < 0:
-            wake = ctl.step(now)
-        wake = proto.poll(hal.ticks_ms(), wake)
-        while hal.ticks_diff(wake, hal.ticks_ms()) > 0 and not ctl.pending():
-            if uart_any is not None and uart_any():
-                break
-            board.idle()
+    rt = Runtime(hal, ctl)
+    rt.boot(board.watchdog_reset())
+    run(rt, board.idle, stop)
+    return rt
 
 
 if __name__ == "__main__" or __name__ == "main":

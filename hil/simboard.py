@@ -25,8 +25,8 @@ from typing import Any
 import hil  # noqa: F401  (puts firmware/ on sys.path)
 from pump.controller import Controller
 from pump.hal import EV_PRESSURE
-from pump.protocol import Protocol
-from sim.engine import PRIO_WAKE, Engine, Entry
+from pump.runtime import Runtime
+from sim.engine import Engine
 from sim.hal import DirStorage, SimHal
 from sim.plant import Plant, PlantConfig
 
@@ -42,14 +42,12 @@ class SimBoard:
         self.plant = Plant(self.engine, PlantConfig(), seed)
         self.storage = DirStorage(root)
         self.hal = SimHal(self.engine, self.plant, self.storage, start_ticks)
-        self.hal.pre_step = self._pre_step
         self.ctl: Any = None
-        self.proto: Any = None
+        self.rt: Any = None
         self.w0: float | None = None
         self.steps_before = 0           # driver steps of earlier boots (the rig counts all)
         self.extra_pulses = 0
         self.source_mmhg = 0            # external pressure source on the rig (0: none)
-        self._poll_entry: Entry | None = None
         plant_pressure = self.hal.pressure_mmhg
 
         def pressure_mmhg() -> int:
@@ -61,31 +59,11 @@ class SimBoard:
     # --- firmware ---------------------------------------------------------------------------
     def boot(self) -> None:
         ctl = Controller(self.hal)
-        ctl.boot()
-        self.proto = Protocol(ctl, self.hal.uart, self.storage, idle_ms=max(2000, 500 * self.accel))
+        rt = Runtime(self.hal, ctl, idle_ms=max(2000, 500 * self.accel))
+        rt.boot()
         self.ctl = ctl
-        self.hal.attach(ctl)
-
-    def _pre_step(self, now: int) -> None:
-        self._poll()
-
-    def _poll(self) -> None:
-        """The protocol's turn in the board's main loop (before each controller step)."""
-        proto = self.proto
-        if proto is None:
-            return
-        hal = self.hal
-        tk = hal.ticks_ms()
-        w = proto.poll(tk, None)
-        Engine.cancel(self._poll_entry)
-        self._poll_entry = None
-        if w is None:
-            return
-        dt = hal.ticks_diff(w, tk)
-        if dt <= 0:
-            hal.wake()
-        else:
-            self._poll_entry = self.engine.schedule(self.engine.now + dt, PRIO_WAKE, self._poll)
+        self.rt = rt
+        self.hal.attach(rt)
 
     def power_off(self) -> None:
         if self.ctl is None:
@@ -93,8 +71,7 @@ class SimBoard:
         self.hal.power_off()
         self.ctl.journal.close()
         self.ctl = None
-        self.proto = None
-        Engine.cancel(self._poll_entry)
+        self.rt = None
         self.hal.uart.rx.clear()
         self.hal.uart.tx.clear()
 
@@ -112,8 +89,6 @@ class SimBoard:
         target = int((wall_ms - self.w0) * self.accel)
         eng = self.engine
         eng.run_until(max(target, eng.now))
-        self._poll()                    # flush telemetry raised by the steps just run
-        eng.run_until(eng.now)          # and step at once if a command was handled
         nxt = eng.peek()
         if nxt is None:
             return 50.0

@@ -29,7 +29,7 @@ from boards.fs import DirStorage
 from boards.memuart import MemUart
 from pump.controller import Controller
 from pump.hal import EV_AIR, EV_DOOR, EV_PRESSURE, EV_ROTATION
-from pump.protocol import Protocol
+from pump.runtime import Runtime
 from pump.ticks import TICKS_PERIOD, ticks_add, ticks_diff
 
 _MASK = TICKS_PERIOD - 1
@@ -182,7 +182,7 @@ class Board:
         # firmware
         self.hal = None
         self.ctl = None
-        self.proto = None
+        self.rt = None
         self.wake_at = 0
 
     # --- plant ------------------------------------------------------------------------------
@@ -255,10 +255,9 @@ class Board:
         self.last_pos = 0
         self.hal.rotation.offset = self.pulses()
         self.ctl = Controller(self.hal)
-        self.ctl.boot()
         idle = 500 * self.accel
-        self.proto = Protocol(self.ctl, self.hal.uart, self.storage,
-                              idle_ms=idle if idle > 2000 else 2000)
+        self.rt = Runtime(self.hal, self.ctl, idle if idle > 2000 else 2000)
+        self.rt.boot()
         self.wake_at = self.t
         self.high = self.pressure() >= PRESSURE_THRESHOLD_MMHG
 
@@ -268,23 +267,14 @@ class Board:
         self.settle()
         self.ctl.journal.close()
         self.ctl = None
-        self.proto = None
+        self.rt = None
         self.hal.motor.on = False
         self.hal = None
         self.powered = False
 
     def _step(self):
-        hal = self.hal
-        now = hal.ticks_ms()
-        w = self.ctl.step(now)
-        n = 0
-        while True:
-            w2 = self.proto.poll(hal.ticks_ms(), w)
-            if w2 != now or n > 8:
-                break
-            w = self.ctl.step(now)                   # a command was handled: step again
-            n += 1
-        dt = ticks_diff(w2, now)
+        now = self.hal.ticks_ms()
+        dt = ticks_diff(self.rt.service(now), now)
         self.wake_at = self.t + (dt if dt > 0 else 1)
 
     def advance(self, target):

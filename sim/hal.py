@@ -22,7 +22,7 @@ from typing import Any
 from boards.fs import DirStorage as FileStorage
 from boards.memuart import MemUart
 from pump import ticks
-from pump.hal import EV_ROTATION, EV_UART
+from pump.hal import EV_UART
 from sim.engine import PRIO_WAKE, Engine, Entry
 from sim.plant import Plant
 
@@ -194,12 +194,13 @@ class SimHal:
         self.buzzer_on_count = 0
         self.led_on = False
         self.wdt_feeds = 0
+        self.runtime: Any = None
+        self.fixed_tick_ms = 0         # > 0: a polling main loop, a wake every fixed_tick_ms
         self.controller: Any = None
         self.pre_step: Callable[[int], None] | None = None    # runner hook, engine ms
         self.steps = 0
         self._wake_entry: Entry | None = None
         self._soon_entry: Entry | None = None    # a rotation-compare wake (light path)
-        self._light = False
         self._in_step = False
         self._again = False
         self._same_ms = 0
@@ -243,16 +244,17 @@ class SimHal:
     def wdt_feed(self) -> None:
         self.wdt_feeds += 1
 
-    # --- the board's main loop ----------------------------------------------------------------
-    def attach(self, controller: Any) -> None:
-        """Run `controller` from now on: step it at every wake it asks for, and on flags."""
-        self.controller = controller
-        # the light compare path, unless the main loop's step was replaced (the fixed-tick
-        # loop of bench/bench_sim.py): then every wake goes through that step
-        self._light = hasattr(controller, "on_rotation") and "_step" not in self.__dict__
+    # --- the engine glue: the board's main loop, minus the sleeping -----------------------------
+    def attach(self, runtime: Any) -> None:
+        """Run the firmware (a pump.runtime.Runtime) from now on: the engine calls
+        Runtime.service at every wake it asks for, and at once whenever an interrupt (a plant
+        signal, UART bytes) or a command needs one — what pump.runtime.run does on a board."""
+        self.runtime = runtime
+        self.controller = runtime.ctl
         self.wake()
 
     def detach(self) -> None:
+        self.runtime = None
         self.controller = None
         Engine.cancel(self._wake_entry)
         self._wake_entry = None
@@ -260,76 +262,62 @@ class SimHal:
         self._soon_entry = None
 
     def interrupt(self, flag: int) -> None:
-        """An ISR: set the controller's flag and have the main loop step it at once."""
+        """An ISR: set the controller's flag and have the main loop serve a wake at once."""
         ctl = self.controller
         if ctl is not None:
             ctl.signal(flag)
             self.wake()
 
     def wake(self) -> None:
-        if self.controller is None:
+        """Serve a wake now (the board leaving its sleep). The timed wake the firmware asked
+        for stays scheduled; the wake now re-decides it."""
+        if self.runtime is None:
             return
         if self._in_step:
             self._again = True
             return
+        if self.fixed_tick_ms and self._wake_entry is not None:
+            return                      # polling: flags wait for the next tick
         now = self.engine.now
-        e = self._wake_entry
         s = self._soon_entry
         if s is not None and s[3] is not None:
-            return                      # a compare wake is due now: it steps if it must
-        if e is not None and e[3] is not None:
-            if e[0] <= now:
-                return
-            if self.controller._flags == EV_ROTATION and self._light:
-                # the rotation compare alone: a light wake now (Controller.on_rotation);
-                # the timed wake the controller asked for stays where it is
-                self._soon_entry = self.engine.schedule(now, PRIO_WAKE, self._compare)
-                return
-            e[3] = None
-        self._wake_entry = self.engine.schedule(now, PRIO_WAKE, self._step)
+            return                      # a wake is already due now
+        e = self._wake_entry
+        if e is not None and e[3] is not None and e[0] <= now:
+            return
+        self._soon_entry = self.engine.schedule(now, PRIO_WAKE, self._on_soon)
 
-    def _compare(self) -> None:
-        """A wake for the rotation compare alone: the controller's light path, or a full step
-        when it declines (returns -1). Equivalent to the full step (the same inputs, the
-        same returned wake), minus the work that is not due."""
+    def request(self, trigger: str, role: int, arg: Any = None) -> Any:
+        """A command from keys; the main loop serves a wake right after."""
+        r = self.controller.request(trigger, role, arg)
+        self.wake()
+        return r
+
+    def _on_soon(self) -> None:
         self._soon_entry = None
-        ctl = self.controller
-        if ctl is None:
+        self._service()
+
+    def _on_timed(self) -> None:
+        self._wake_entry = None
+        self._service()
+
+    def _service(self) -> None:
+        rt = self.runtime
+        if rt is None:
             return
-        now, tk, wake = self.run_controller(ctl.on_rotation)
-        if wake < 0:
-            Engine.cancel(self._wake_entry)
-            self._wake_entry = None
-            self._step()
-            return
+        now, tk, wake = self.run_firmware(rt.service)
         at = self._next_at(now, tk, wake)
-        if self.controller is ctl:
+        if self.runtime is rt:
             e = self._wake_entry
             if e is not None and e[3] is not None:
                 if e[0] == at:
                     return              # the wake already scheduled is the one asked for
                 e[3] = None
-            self._wake_entry = self.engine.schedule(at, PRIO_WAKE, self._step)
+            self._wake_entry = self.engine.schedule(at, PRIO_WAKE, self._on_timed)
 
-    def request(self, trigger: str, role: int, arg: Any = None) -> Any:
-        """A command from keys or the protocol; the main loop steps right after."""
-        r = self.controller.request(trigger, role, arg)
-        self.wake()
-        return r
-
-    def _step(self) -> None:
-        self._wake_entry = None
-        ctl = self.controller
-        if ctl is None:
-            return
-        now, tk, wake = self.run_controller(ctl.step)
-        at = self._next_at(now, tk, wake)
-        if self.controller is ctl:
-            self._wake_entry = self.engine.schedule(at, PRIO_WAKE, self._step)
-
-    def run_controller(self, call: Callable[[int], int]) -> tuple[int, int, int]:
-        """One main-loop call (Controller.step or on_rotation) at the engine's time: the
-        runner's hook first; a flag raised during the call waits for the next wake.
+    def run_firmware(self, call: Callable[[int], int]) -> tuple[int, int, int]:
+        """One call into the firmware (Runtime.service) at the engine's time: the runner's
+        hook first; a flag raised during the call waits for the next wake.
         Returns (engine ms, ticks given, wake asked for)."""
         now = self.engine.now
         if self.pre_step is not None:
@@ -344,8 +332,11 @@ class SimHal:
 
     def _next_at(self, now: int, tk: int, wake: int) -> int:
         """Engine ms of the next wake: at once when a flag arrived during the call (at most
-        100 times in one ms, then 1 ms on), else the tick the controller asked for."""
+        100 times in one ms, then 1 ms on), else the tick the firmware asked for."""
         self.steps += 1
+        if self.fixed_tick_ms:
+            self._again = False
+            return now + self.fixed_tick_ms
         if self._again:
             self._again = False
             self._same_ms += 1

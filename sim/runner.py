@@ -34,6 +34,7 @@ from typing import Any
 from pump import codes
 from pump.codes import CLINICIAN, COMPLETE, PAUSED, RUNNING
 from pump.controller import Controller
+from pump.runtime import Runtime
 from sim.engine import PRIO_FAULT, PRIO_SAMPLE, Engine
 from sim.faults import FAULTS
 from sim.hal import DirStorage, MemStorage, SimHal
@@ -113,9 +114,10 @@ class Sim:
         else:
             ctl.listener = self._listener
         self.controller = ctl
-        state = ctl.boot()
+        rt = Runtime(self.hal, ctl)
+        state = rt.boot()
         self.state = state
-        self.hal.attach(ctl)
+        self.hal.attach(rt)
         return state
 
     def power_loss(self, duration_ms: int, ticks_reset: bool = True) -> None:

@@ -193,5 +193,7 @@ def watchdog_reset():
     return machine.reset_cause() == machine.WDT_RESET
 
 
-def idle():
+def idle(wake):
+    """Sleep until any interrupt (the 1 ms system tick included); `wake`, the tick the
+    firmware wants to run at, is a hint this board does not need."""
     machine.idle()

@@ -174,7 +174,6 @@ class Controller:
     # --- the tickless step ----------------------------------------------------------------
     def step(self, now):
         hal = self.hal
-        hal.wdt_feed()
         self.now = now
         f = self._flags
         if f:
@@ -226,7 +225,6 @@ class Controller:
         if not m.compare(now):
             self._flags = EV_ROTATION
             return -1
-        hal.wdt_feed()
         wake = m.wake(hal.ticks_add(now, _HOUSEKEEPING_MS))
         if self.machine.state == RUNNING and d.running and hal.ticks_diff(d.seg_end, wake) < 0:
             wake = d.seg_end

@@ -125,15 +125,16 @@ class Protocol:
         ctl.listeners.append(self._on_event)
 
     # --- input ----------------------------------------------------------------------------
-    def poll(self, now, wake=None):
-        """Read the UART, answer complete frames, push telemetry. Returns the tick to wake
-        at next (`wake` or earlier); `now` when it did something, so the loop steps again."""
+    def poll(self, now):
+        """Read the UART, answer complete frames, push queued events and due telemetry.
+        Returns True when bytes were read (frames answered: the controller steps again at
+        once, pump.runtime)."""
         hal = self.hal
-        busy = False
+        got = False
         reads = 0
         data = self.uart.read(MAX_FRAME)
         while data:
-            busy = True
+            got = True
             self.last_rx = now
             self.feed(data)
             reads += 1
@@ -145,17 +146,22 @@ class Protocol:
             self._err("?", BAD_FRAME, "truncated")
         if self.events:
             self._flush_events()
-            busy = True
-        if self.period_ms:
-            if hal.ticks_diff(now, self.next_tlm) >= 0:
-                self.next_tlm = hal.ticks_add(now, self.period_ms)
-                self._send("*", "TLM", self._snapshot())
-            if wake is None or hal.ticks_diff(self.next_tlm, wake) < 0:
-                wake = self.next_tlm
-        if (self.n or self.over) and (wake is None or
-                       hal.ticks_diff(hal.ticks_add(self.last_rx, self.idle_ms), wake) < 0):
-            wake = hal.ticks_add(self.last_rx, self.idle_ms)
-        return now if busy else wake
+        if self.period_ms and hal.ticks_diff(now, self.next_tlm) >= 0:
+            self.next_tlm = hal.ticks_add(now, self.period_ms)
+            self._send("*", "TLM", self._snapshot())
+        return got
+
+    def wake(self, now, wake):
+        """The tick to wake at next: `wake`, or earlier for the next periodic telemetry frame
+        or to drop a partial line that stopped arriving."""
+        hal = self.hal
+        if self.period_ms and hal.ticks_diff(self.next_tlm, wake) < 0:
+            wake = self.next_tlm
+        if self.n or self.over:
+            drop = hal.ticks_add(self.last_rx, self.idle_ms)
+            if hal.ticks_diff(drop, wake) < 0:
+                wake = drop
+        return wake
 
     def feed(self, data):
         """Bytes from the UART: split into lines and answer each complete one."""

@@ -412,9 +412,15 @@ def test_pr5_idle_poll_allocates_nothing():
     end = b.hal.t + 24 * 3600000
     for _ in range(50):
         advance(b.ctl, b.hal, end)
-        b.proto.poll(b.hal.ticks_ms(), 0)
+        b.proto.poll(b.hal.ticks_ms())
     b.uart.take()
-    used = heap_growth(lambda: b.proto.poll(b.hal.ticks_ms(), 0), 2000)
+
+    def serve():
+        now = b.hal.ticks_ms()
+        b.proto.poll(now)
+        b.proto.wake(now, now)
+
+    used = heap_growth(serve, 2000)
     assert used == 0, used
 
 
