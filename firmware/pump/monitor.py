@@ -36,7 +36,7 @@ Detectors (all arithmetic in integer nL; docs/monitor.md derives every constant)
 Steady path (a step, a compare wake): small-int arithmetic on attributes only; nothing is
 allocated on MicroPython (tests/fw/test_monitor_alloc.py). Every value stays below 2**30.
 """
-from pump.codes import FREE_FLOW, OCCLUSION, OVER_INFUSION, SENSOR_FAULT, UNDER_INFUSION
+from pump.codes import OCCLUSION, OVER_INFUSION, SENSOR_FAULT, UNDER_INFUSION
 from pump.hal import EV_ROTATION
 from pump.program import Program
 
