@@ -396,7 +396,8 @@ def add_parser(sub: Any) -> None:
     p.add_argument("--full", action="store_true",
                    help="the full campaign: 100 runs per cell and 10,000 nominal pump-days")
     p.add_argument("--cells", default=",".join(CELLS), metavar="LIST",
-                   help="fault cells, comma-separated (default: all): " + ", ".join(CELLS))
+                   help="fault cells, comma-separated (default: all): "
+                   + ", ".join(CELLS).replace("%", "%%"))
     p.add_argument("--rates", default="10,5,0.6", metavar="LIST",
                    help="rates in mL/h, comma-separated, among 10, 5, 0.6 (default: all)")
     p.add_argument("--seed", type=int, default=5, help="master seed (default 5)")

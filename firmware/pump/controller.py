@@ -15,11 +15,13 @@ from pump.codes import (
     BAD_INPUT,
     CLINICIAN,
     DOOR_OPEN,
+    FREE_FLOW,
     INFUSION_COMPLETE,
     INVALID_STATE,
     LOCKOUT,
     LOCKOUT_ACTIVE,
     NOT_AUTHORISED,
+    OCCLUSION,
     OVER_INFUSION,
     PATIENT,
     PAUSE_TIMEOUT,
@@ -106,9 +108,9 @@ class Controller:
         self._role = 0
         self._arg = None
         self._pending_alarm = None
-        # Safety monitor (SR-5): its own sensor, program copy and envelope; it drops the
-        # motor enable and closes the clamp on its own, then latches through raise_alarm.
-        self.monitor = Monitor(hal, self, stroke_nl, steps_per_stroke)
+        # Safety monitor (SR-5): its own sensor, program copy and envelope; it can only stop
+        # (motor enable dropped, clamp closed), on its own; step() latches what it found.
+        self.monitor = Monitor(hal, stroke_nl, steps_per_stroke)
 
     # --- inputs -------------------------------------------------------------------------
     def signal(self, flag):
@@ -180,14 +182,21 @@ class Controller:
             self._flags = 0
             if f & ~EV_ROTATION:                  # EV_ROTATION is the monitor's alone
                 self._on_flags(f)
-        self.monitor.check(now, f)                # safety monitor (SR-5): may stop things
+        d = self.delivery
+        if d.backing_off and hal.ticks_diff(now, d.backoff_end) >= 0:
+            self._end_back_off(now)
+        m = self.monitor
+        code = m.check(now, f)                    # safety monitor (SR-5): may stop things
+        if code is not None or m.free_flow:
+            self._monitor_stopped(code, now)      # the monitor has returned: latch it now
         st = self.machine.state
-        wake = self.monitor.wake(hal.ticks_add(now, _HOUSEKEEPING_MS))
+        wake = m.wake(hal.ticks_add(now, _HOUSEKEEPING_MS))
+        if d.backing_off and hal.ticks_diff(d.backoff_end, wake) < 0:
+            wake = d.backoff_end
         if st == RUNNING:
             if not hal.door_closed():
                 self.raise_alarm(DOOR_OPEN)
                 return wake
-            d = self.delivery
             if d.due(now):
                 if not d.service(now, self):
                     self.machine.fire("complete")
@@ -210,9 +219,9 @@ class Controller:
         """A wake for the rotation compare alone (the board's soft IRQ, or a main loop with
         only EV_ROTATION pending): while RUNNING with nothing else due, only the monitor's
         edge check runs (Monitor.compare). The same as step(now) in that case, and returns
-        the next wake as step() does; returns -1, having done nothing, when step(now) must
-        run instead (other flags, another state, the door open, a segment due, or the monitor
-        busy with something else)."""
+        the next wake as step() does; returns -1 when step(now) must run instead (other
+        flags, another state, the door open, a segment due, the monitor busy with something
+        else, or a trip it found: it has stopped the pump, and step() latches the alarm)."""
         if self._flags != EV_ROTATION or self.machine.state != RUNNING:
             return -1
         hal = self.hal
@@ -249,6 +258,35 @@ class Controller:
             r = self.machine.fire("alarm")
         self._pending_alarm = None
         return r
+
+    def _monitor_stopped(self, code, now):
+        """The monitor has stopped the pump on its own (enable low, clamp closed) and
+        returned `code` (or None, having only closed the clamp on an open door): latch the
+        alarm, annunciate FREE_FLOW, and after an occlusion back the camshaft off."""
+        if code is not None and self.raise_alarm(code) is not None:
+            self.annunciate(code)     # the state table has no way into ALARM/LOCKOUT from here
+        if self.monitor.take_free_flow():
+            self.annunciate(FREE_FLOW)
+        if code == OCCLUSION:
+            self._back_off(now)
+
+    def _back_off(self, now):
+        """Occlusion back-off (PR-3), with the alarm latched: run the camshaft backwards by
+        what the line's compliance holds above the monitor's pressure baseline, the clamp
+        closed, so that clearing the occlusion releases next to no bolus. The monitor is
+        told the pulses first and watches them."""
+        d = self.delivery
+        steps = d.backoff_steps(self.monitor.pressure_rise())
+        if steps > 0:
+            self.monitor.on_backoff(steps)        # monitor: these reverse pulses are allowed
+            self.hal.motor.enable(True)
+            d.back_off(now, steps)
+
+    def _end_back_off(self, now):
+        self.delivery.end_back_off()
+        self.hal.motor.enable(False)
+        self.monitor.on_move_end()                # monitor: no more pulses allowed
+        self._back_off(now)                       # a second pass if the line is still pressed
 
     def annunciate(self, code):
         """An alarm that informs without stopping (PAUSE_TIMEOUT, LOW_BATTERY, ...)."""
@@ -366,9 +404,11 @@ class Controller:
         self.reserved_nl = 0
 
     def after_prime(self):
-        self.hal.motor.enable(True)
-        self.monitor.on_move(_PRIME_STEPS)        # monitor: these pulses are allowed
-        self.hal.motor.move(_PRIME_STEPS, _PRIME_MS)
+        hal = self.hal
+        hal.motor.enable(True)
+        if self.monitor.on_move(_PRIME_STEPS):    # monitor: these pulses are allowed
+            hal.clamp(False)                      # the line primes through the open clamp
+        hal.motor.move(_PRIME_STEPS, _PRIME_MS)
 
     def after_run(self):
         self.alarm = None
@@ -379,7 +419,8 @@ class Controller:
                 self.flags |= FLAG_PREMED
             self.interrupted_at_s = 0
         self.hal.motor.enable(True)
-        self.monitor.on_start(self.now)           # monitor: running from now (SR-5)
+        if self.monitor.on_start(self.now):       # monitor: running from now (SR-5)
+            self.hal.clamp(False)                 # delivery opens the line
         d = self.delivery
         d.start(self.now, self)
 
@@ -444,7 +485,7 @@ class Controller:
         d.stroke_nl = s
         d.steps_per_stroke = n
         d.step_rem = 0
-        self.monitor = Monitor(self.hal, self, s, n)
+        self.monitor = Monitor(self.hal, s, n)
         self._journal(jn.EVENT, _EV_CALIBRATED, s)
         return None
 

@@ -14,6 +14,13 @@ match the rate; when it ends, commanded volume equals the VTBI and delivery is c
 A stop part-way through a segment counts the steps the motor really moved, rounded up
 (in doubt, volume counts as delivered: SR-9).
 
+The occlusion back-off (PR-3) is a reverse schedule: once the monitor has stopped the pump
+for an occlusion and the controller has latched the alarm, the camshaft runs backwards by
+the volume the line's compliance holds above the baseline pressure (`backoff_steps`,
+`back_off`), so that clearing the occlusion releases next to no bolus. It is not delivery
+and is not counted; the controller enables the motor for it and tells the monitor which
+pulses it may see.
+
 Every value stays below 2**30 so the steady path allocates nothing on a 32-bit board.
 """
 try:
@@ -27,11 +34,15 @@ SEG_UNITS = const(10)          # default segment: 36 s
 # The longest the schedule may slip when a wake comes late before it restarts from now
 # instead of catching up (a late wake must never turn into a burst: no bolus).
 _MAX_SLIP_MS = const(1000)
+_BACKOFF_MS_PER_STEP = const(4)
+_BACKOFF_MAX_STROKES = const(5)
+_BACKOFF_PASSES = const(2)     # a second pass when the first left the line still pressed
+_RELIEVED_MMHG = const(20)     # no (further) back-off at or below this rise
 
 
 class Delivery:
     def __init__(self, motor, ticks_add, ticks_diff, stroke_nl=50000, steps_per_stroke=200,
-                 seg_units=SEG_UNITS):
+                 seg_units=SEG_UNITS, compliance_nl_per_mmhg=500):
         if not (1000 <= stroke_nl <= 200000) or not (1 <= steps_per_stroke <= 5000):
             raise ValueError("bad pump calibration: %d nL, %d steps" % (stroke_nl,
                                                                         steps_per_stroke))
@@ -42,6 +53,10 @@ class Delivery:
         self.steps_per_stroke = steps_per_stroke
         self.seg_units = seg_units
         self.seg_ms = seg_units * _MS_PER_UNIT
+        self.compliance_nl_per_mmhg = compliance_nl_per_mmhg   # the cassette's line
+        self.backing_off = False      # a back-off pass is running the camshaft backwards
+        self.backoff_end = 0          # ticks when it ends
+        self.backoff_passes = 0
         # Test hook (simulator fault `controller_rate_error`): the scheduler computes
         # rate * num / den. Never set on a board; the monitor's own copy is unaffected.
         self.fault_num = 1
@@ -71,6 +86,8 @@ class Delivery:
 
         `ledger`, when given, has reserve(upto_nl): it is called with the volume the new
         segment will reach before the motor is told to move (write-ahead journal)."""
+        self.backing_off = False      # a new move replaces a back-off still running
+        self.backoff_passes = 0
         if self.commanded_nl >= self.vtbi_nl or self.rate_ul_per_h <= 0:
             return False
         self.running = True
@@ -99,8 +116,10 @@ class Delivery:
         return True
 
     def stop(self, now):
-        """Stop the motor; count what it moved of the current segment, rounded up."""
+        """Stop the motor (delivery or a back-off); count what it moved of the current
+        segment, rounded up."""
         self.motor.stop()
+        self.backing_off = False
         if not self.running:
             return
         self.running = False
@@ -116,6 +135,33 @@ class Delivery:
             self.commanded_nl = self.vtbi_nl
         self.seg_nl = 0
         self.step_rem = 0
+
+    def backoff_steps(self, rise_mmhg):
+        """Steps to run backwards for a pressure `rise_mmhg` above the baseline: the volume
+        the line's compliance holds, rounded up, at most 5 strokes; 0 when the line is
+        relieved (at most 20 mmHg left) or both passes of this run were made."""
+        if rise_mmhg <= _RELIEVED_MMHG or self.backoff_passes >= _BACKOFF_PASSES:
+            return 0
+        sps = self.steps_per_stroke
+        nl = rise_mmhg * self.compliance_nl_per_mmhg
+        steps = (nl * sps + self.stroke_nl - 1) // self.stroke_nl
+        if steps > _BACKOFF_MAX_STROKES * sps:
+            steps = _BACKOFF_MAX_STROKES * sps
+        return steps
+
+    def back_off(self, now, steps):
+        """One back-off pass from now: `steps` backwards at 4 ms a step (the controller has
+        enabled the motor and told the monitor)."""
+        ms = steps * _BACKOFF_MS_PER_STEP
+        self.backoff_passes += 1
+        self.motor.move(-steps, ms)
+        self.backing_off = True
+        self.backoff_end = self.ticks_add(now, ms + 1)
+
+    def end_back_off(self):
+        """The pass is over: the motor stops (the controller drops the enable)."""
+        self.motor.stop()
+        self.backing_off = False
 
     def _begin(self, start, now, ledger):
         rate = self.rate_ul_per_h

@@ -1,13 +1,17 @@
 """The independent safety monitor (SR-5, SR-10): watches the camshaft with its own sensor
-and its own copy of the program, and stops the pump on its own.
+and its own copy of the program, and stops the pump on its own. It can only stop.
 
 It does not trust delivery.py. Its inputs are the rotation sensor (4 pulses a stroke, one
 every `pulse_nl` = stroke_nl / 4 of nominal volume), the clock, the pressure sensor, the
 door/cassette switch, and what the controller tells it: a program was accepted (`load`),
 delivery started (`on_start`), stopped (`on_stop`), the motor was asked to move outside
-delivery (`on_move`: priming). Its outputs are the motor enable line, the downstream clamp,
-the rotation compare value, and an alarm handed to the controller (`sink.raise_alarm`,
-which latches it, journals it and, for OVER_INFUSION, starts the lockout).
+delivery (`on_move`: priming; `on_backoff`/`on_move_end`: the occlusion back-off). It sees
+the board through `StopOnly`: its sensors, the rotation compare, and two actuators that can
+only stop, the motor enable dropped and the downstream clamp closed. It never starts or
+moves the motor and never opens the clamp: that is the controller's (it asks `on_start` /
+`on_move` whether the clamp may open). It never calls the controller either: `check`
+returns the alarm code after the monitor has stopped the pump, and the controller latches
+it (and, for OCCLUSION, backs the camshaft off) once the monitor has returned.
 
 Detectors (all arithmetic in integer nL; docs/monitor.md derives every constant):
 
@@ -23,17 +27,16 @@ Detectors (all arithmetic in integer nL; docs/monitor.md derives every constant)
   U > 6 pulses -> UNDER_INFUSION.
 - dead/stuck sensor: the envelope grew by 4 pulses with no pulse at all -> SENSOR_FAULT.
 - uncommanded motion: more than one pulse beyond what was allowed while delivery is not
-  running (paused, stopped, alarm, after a prime) -> OVER_INFUSION.
+  running (paused, stopped, alarm, after a prime or a back-off) -> OVER_INFUSION.
 - occlusion: pressure >= 300 mmHg, or a rise of >= 100 mmHg over the running baseline that
-  is still rising -> OCCLUSION, then the camshaft is backed off by the volume the line's
-  compliance holds, so little is left to bolus on release (PR-3).
+  is still rising -> OCCLUSION (`pressure_rise` tells the controller's back-off how much).
 - free flow: the door/cassette switch open while the clamp is open -> clamp closed and
-  motor enable dropped at once, FREE_FLOW journalled and annunciated.
+  motor enable dropped at once; `take_free_flow` tells the controller to annunciate it.
 
 Steady path (a step, a compare wake): small-int arithmetic on attributes only; nothing is
 allocated on MicroPython (tests/fw/test_monitor_alloc.py). Every value stays below 2**30.
 """
-from pump.codes import FREE_FLOW, OCCLUSION, OVER_INFUSION, SENSOR_FAULT, UNDER_INFUSION
+from pump.codes import OCCLUSION, OVER_INFUSION, SENSOR_FAULT, UNDER_INFUSION
 from pump.hal import EV_ROTATION
 from pump.program import Program
 
@@ -57,24 +60,43 @@ _CHECKPOINT_MS = const(300000)  # a drift check at an edge at least every 5 min 
 _MAX_UNITS = const(10000)     # 3.6 s units in one envelope update (10 h) before capping
 P_OCCLUSION_MMHG = const(300)  # absolute downstream limit (the board's comparator too)
 P_RISE_MMHG = const(100)      # rise over the running baseline, while still rising
-_P_RELIEVED_MMHG = const(20)  # back off again if more than this is left after one pass
-_BACKOFF_MS_PER_STEP = const(4)
-_BACKOFF_MAX_STROKES = const(5)
-_BACKOFF_PASSES = const(2)
 _NO_BASE = const(1 << 29)     # pressure baseline not yet known
 
 
-class Monitor:
-    """One per controller. `sink` is the controller: raise_alarm(code) -> None or a code,
-    annunciate(code)."""
+class StopOnly:
+    """The monitor's view of the board (SR-5): its sensors, the rotation compare, the clock,
+    and two actuators that can only stop: the motor power stage's enable, dropped, and the
+    downstream clamp, closed. Nothing here can enable or move the motor or open the clamp.
+    Built from the HAL once; the sensor reads are the HAL's own bound methods (no extra
+    call on the steady path)."""
 
-    def __init__(self, hal, sink, stroke_nl=50000, steps_per_stroke=200,
-                 compliance_nl_per_mmhg=500):
+    def __init__(self, hal):
+        self.count = hal.rotation.count
+        self.arm = hal.rotation.arm
+        self.pressure_mmhg = hal.pressure_mmhg
+        self.door_closed = hal.door_closed
+        self.ticks_diff = hal.ticks_diff
+        self._enable = hal.motor.enable
+        self._clamp = hal.clamp
+
+    def motor_off(self):
+        """Drop the motor power stage's enable line."""
+        self._enable(False)
+
+    def clamp_close(self):
+        """Close the downstream pinch clamp."""
+        self._clamp(True)
+
+
+class Monitor:
+    """One per controller. It keeps no reference to the HAL: only its `StopOnly` view."""
+
+    def __init__(self, hal, stroke_nl=50000, steps_per_stroke=200):
         if stroke_nl % (2 * PULSES_PER_STROKE) or steps_per_stroke % PULSES_PER_STROKE:
             raise ValueError("monitor calibration: %d nL, %d steps" % (stroke_nl,
                                                                        steps_per_stroke))
-        self.hal = hal
-        self.sink = sink
+        io = StopOnly(hal)
+        self.io = io
         self.stroke_nl = stroke_nl
         self.steps_per_stroke = steps_per_stroke
         self.steps_per_pulse = steps_per_stroke // PULSES_PER_STROKE
@@ -85,19 +107,15 @@ class Monitor:
         self.cusum_h_nl = _CUSUM_H * half
         self.under_h_nl = _UNDER_H * half
         self.sensor_nl = _SENSOR_H * half
-        self.compliance = compliance_nl_per_mmhg
         self.prog = None              # the monitor's own copy (pump.program.Program)
         self.rate = 0                 # µL/h, from the copy
         self.cap_nl = 0               # envelope cap: the VTBI still to go at load
         self.n_check = 1              # pulses between drift checkpoints
         self.running = False
-        self.clamp_open = False
+        self.clamp_open = False       # the controller may have opened it (on_start/on_move)
         self.latched = None           # the monitor's latest trip (None after a start)
-        self.pending = None           # a trip found where it cannot be raised (in a fire)
+        self.pending = None           # a trip found and acted on, reported at the next check
         self.free_flow = False        # the clamp had to close with the door open
-        self.backoff = False          # an occlusion back-off is moving the camshaft
-        self.backoff_end = 0
-        self.backoff_passes = 0
         self.trips = 0
         self.t_now = 0
         self.t_last = 0
@@ -105,8 +123,8 @@ class Monitor:
         self.c_stop = 0               # count when the motor was last released/stopped
         self.allow = 0                # pulses allowed beyond c_stop (prime, back-off)
         self._reset_books()
-        hal.clamp(True)               # closed until delivery starts (SR-5)
-        c = hal.rotation.count()
+        io.clamp_close()              # closed until delivery starts (SR-5)
+        c = io.count()
         self.c_last = c
         self.c_stop = c
         self._arm(c + STOP_SLACK + 1)
@@ -132,18 +150,19 @@ class Monitor:
         self._reset_books()
 
     def on_start(self, now):
-        """Delivery starts or resumes at now. Called inside a state transition: a fault
-        found here is kept pending and raised at the next check (the controller steps at
-        once: the compare is armed at the current count)."""
-        hal = self.hal
-        c = hal.rotation.count()
+        """Delivery starts or resumes at now. Returns True when the monitor watches it and
+        the door is closed: the controller may open the clamp. False when it refuses (its
+        own copy is missing or corrupt, or a fault is pending): the motor enable is dropped
+        and the fault is reported at the next check (the controller steps at once: the
+        compare is armed at the current count)."""
+        io = self.io
+        c = io.count()
         self.latched = None
-        self.backoff = False
         self.c_last = c
         self.t_last = now
         self.edge_ok = False
         self.since_pulse_nl = 0
-        p = hal.pressure_mmhg()
+        p = io.pressure_mmhg()
         if p < self.p_base:
             self.p_base = p
         self.p_prev = p
@@ -152,31 +171,41 @@ class Monitor:
             # the monitor's own copy is missing or corrupt: it cannot watch, so no delivery
             self.pending = SENSOR_FAULT
         if self.pending is not None:
-            hal.motor.enable(False)
+            io.motor_off()
             self._arm(c)
-            return
+            return False
         self.running = True
-        if hal.door_closed():
-            hal.clamp(False)
-            self.clamp_open = True
+        self.clamp_open = io.door_closed()
         self._arm_running(c)
+        return self.clamp_open
 
     def on_move(self, steps):
-        """The motor is asked to move `steps` outside delivery (priming, line disconnected)."""
-        hal = self.hal
-        c = hal.rotation.count()
+        """The motor is asked to move `steps` outside delivery (priming, line disconnected):
+        these pulses are allowed. Returns True when the door is closed: the controller may
+        open the clamp."""
+        self._allow(steps)
+        self.clamp_open = self.io.door_closed()
+        return self.clamp_open
+
+    def on_backoff(self, steps):
+        """The controller runs the camshaft `steps` backwards after an occlusion (the clamp
+        stays closed): these pulses are allowed, and none beyond them."""
+        self._allow(steps)
+
+    def on_move_end(self):
+        """The back-off ended: from now on every pulse beyond STOP_SLACK is uncommanded, and
+        pulses beyond what it was allowed stay so."""
+        c = self.io.count()
+        if c - self.c_stop > self.allow + STOP_SLACK:
+            c = self.c_stop + self.allow
         self.c_stop = c
-        self.allow = (steps if steps >= 0 else -steps) // self.steps_per_pulse + 1
-        if hal.door_closed():
-            hal.clamp(False)
-            self.clamp_open = True
-        self._arm(c + self.allow + STOP_SLACK + 1)
+        self.allow = 0
+        self._arm(c + STOP_SLACK + 1)
 
     def on_stop(self, now):
         """Delivery (or a prime) stopped at now: settle the books, close the clamp, and from
         now on every pulse beyond STOP_SLACK is uncommanded motion."""
-        hal = self.hal
-        c = hal.rotation.count()
+        c = self.io.count()
         if self.running:
             self.running = False
             code = self._account(now, c, False)
@@ -186,9 +215,6 @@ class Monitor:
         elif self.latched is None and c - self.c_stop > self.allow + STOP_SLACK:
             self._safe_stop()
             self.pending = OVER_INFUSION
-        if self.backoff:                  # a back-off cut short: the motor was stopped
-            self.backoff = False
-            hal.motor.enable(False)
         self.edge_ok = False
         self.c_stop = c
         self.c_last = c
@@ -202,24 +228,18 @@ class Monitor:
     # --- the check, at every controller step ----------------------------------------------
     def check(self, now, flags):
         """Run the detectors. `flags` are the interrupt flags of this step (EV_ROTATION:
-        the compare fired). May raise an alarm through the sink."""
-        hal = self.hal
+        the compare fired). Returns None, or the code of a trip: the monitor has already
+        stopped the pump (enable low, clamp closed); the controller latches the alarm."""
+        io = self.io
         self.t_now = now
-        c = hal.rotation.count()
+        c = io.count()
         if self.pending is not None:
             code = self.pending
             self.pending = None
-            self._trip(code, now, c)
-            return
-        if self.clamp_open and not hal.door_closed():
+            return self._trip(code, c)
+        if self.clamp_open and not io.door_closed():
             # free flow: the cassette/door opened with the line open (SR-5)
             self._safe_stop()
-        if self.free_flow:
-            self.free_flow = False
-            self.sink.annunciate(FREE_FLOW)
-        if self.backoff and hal.ticks_diff(now, self.backoff_end) >= 0:
-            self._end_backoff(now, c)
-            c = hal.rotation.count()
         edge = False
         if flags & EV_ROTATION:
             edge = c == self.armed        # woken by the compare, on the very pulse
@@ -229,40 +249,42 @@ class Monitor:
             if code is None:
                 code = self._pressure()
             if code is not None:
-                self._trip(code, now, c)
-                return
+                return self._trip(code, c)
             self._arm_running(c)
-            return
+            return None
         if c - self.c_stop > self.allow + STOP_SLACK:
             if self.latched is None:
-                self._trip(OVER_INFUSION, now, c)
-                return
+                return self._trip(OVER_INFUSION, c)
             # already stopped for a fault: keep it stopped, follow the count
             self._safe_stop()
             self.c_stop = c
         self._arm(self.c_stop + self.allow + STOP_SLACK + 1)
+        return None
 
     def compare(self, now):
         """The rotation compare fired while delivery runs: the edge check alone (the board's
         soft-IRQ path, through Controller.on_rotation). Exactly check(now, EV_ROTATION) when
-        nothing else is going on (running, nothing pending, no back-off, no free flow to
-        report, door closed or clamp closed); otherwise it does nothing and returns False,
-        and the caller runs the full step. Returns True when done."""
-        if not self.running or self.pending is not None or self.backoff or self.free_flow:
+        nothing else is going on (running, nothing pending, no free flow to report, door
+        closed or clamp closed) and nothing is found: returns True. Otherwise returns False
+        and the caller runs the full step: having done nothing, or, when a detector
+        tripped, having stopped the pump at once with the trip pending, so that the step's
+        check reports it."""
+        if not self.running or self.pending is not None or self.free_flow:
             return False
-        hal = self.hal
-        if self.clamp_open and not hal.door_closed():
+        io = self.io
+        if self.clamp_open and not io.door_closed():
             return False
         self.t_now = now
-        c = hal.rotation.count()
+        c = io.count()
         edge = c == self.armed            # woken by the compare, on the very pulse
         self.armed = -1                   # the counter disarms when it fires
         code = self._account(now, c, edge)
         if code is None:
             code = self._pressure()
         if code is not None:
-            self._trip(code, now, c)
-            return True
+            self._safe_stop()
+            self.pending = code
+            return False
         self._arm_running(c)
         return True
 
@@ -270,9 +292,20 @@ class Monitor:
         """The controller's next wake, brought forward when the monitor needs a step."""
         if self.pending is not None:
             return self.t_now
-        if self.backoff and self.hal.ticks_diff(self.backoff_end, wake) < 0:
-            return self.backoff_end
         return wake
+
+    def take_free_flow(self):
+        """True once after the monitor closed the clamp with the door open (FREE_FLOW, for
+        the controller to journal and annunciate)."""
+        ff = self.free_flow
+        self.free_flow = False
+        return ff
+
+    def pressure_rise(self):
+        """Downstream pressure now above the lowest seen while running (mmHg): what an
+        occlusion has stored in the line's compliance, for the controller's back-off."""
+        base = self.p_base if self.p_base != _NO_BASE else 0
+        return self.io.pressure_mmhg() - base
 
     # --- detectors --------------------------------------------------------------------------
     def _account(self, now, c, edge):
@@ -315,7 +348,7 @@ class Monitor:
 
     def _advance_env(self, now):
         """Envelope growth (nL) from t_last to now at the programmed rate, capped."""
-        dt = self.hal.ticks_diff(now, self.t_last)
+        dt = self.io.ticks_diff(now, self.t_last)
         self.t_last = now
         if dt <= 0:
             return 0
@@ -336,7 +369,7 @@ class Monitor:
         return add
 
     def _pressure(self):
-        p = self.hal.pressure_mmhg()
+        p = self.io.pressure_mmhg()
         if p < self.p_base:
             self.p_base = p
         rising = p > self.p_prev
@@ -345,21 +378,22 @@ class Monitor:
             return OCCLUSION
         return None
 
-    # --- acting -------------------------------------------------------------------------------
+    # --- acting: stop only ------------------------------------------------------------------
     def _safe_stop(self):
         """Stop without asking anyone: motor power stage off, clamp closed (SR-5)."""
-        self.hal.motor.enable(False)
+        self.io.motor_off()
         self._close_clamp()
 
     def _close_clamp(self):
-        hal = self.hal
-        if self.clamp_open and not hal.door_closed():
+        io = self.io
+        if self.clamp_open and not io.door_closed():
             self.free_flow = True
-            hal.motor.enable(False)
-        hal.clamp(True)
+            io.motor_off()
+        io.clamp_close()
         self.clamp_open = False
 
-    def _trip(self, code, now, c):
+    def _trip(self, code, c):
+        """Stop, latch the trip in the monitor's own books, and hand the code back."""
         self.running = False
         self.latched = code
         self.trips += 1
@@ -368,51 +402,15 @@ class Monitor:
         self.c_last = c
         self.allow = 0
         self.edge_ok = False
-        if self.sink.raise_alarm(code) is not None:
-            # the state table has no way into ALARM/LOCKOUT from here: still journal it
-            self.sink.annunciate(code)
-        if self.free_flow:
-            self.free_flow = False
-            self.sink.annunciate(FREE_FLOW)
-        if code == OCCLUSION:
-            self.backoff_passes = 0
-            self._start_backoff(now)
-        self._arm(self.c_stop + self.allow + STOP_SLACK + 1)
+        self._arm(c + STOP_SLACK + 1)
+        return code
 
-    def _start_backoff(self, now):
-        """Run the camshaft backwards by the volume the line's compliance holds above the
-        baseline pressure, so that releasing the occlusion gives next to no bolus (PR-3)."""
-        hal = self.hal
-        base = self.p_base if self.p_base != _NO_BASE else 0
-        rise = hal.pressure_mmhg() - base
-        if rise <= _P_RELIEVED_MMHG or self.backoff_passes >= _BACKOFF_PASSES:
-            return
-        self.backoff_passes += 1
-        sps = self.steps_per_stroke
-        nl = rise * self.compliance
-        steps = (nl * sps + self.stroke_nl - 1) // self.stroke_nl
-        if steps > _BACKOFF_MAX_STROKES * sps:
-            steps = _BACKOFF_MAX_STROKES * sps
-        ms = steps * _BACKOFF_MS_PER_STEP
-        c = hal.rotation.count()
+    def _allow(self, steps):
+        """`steps` of motor travel outside delivery are allowed from the count now."""
+        c = self.io.count()
         self.c_stop = c
-        self.allow = steps // self.steps_per_pulse + 1
-        hal.motor.enable(True)
-        hal.motor.move(-steps, ms)
-        self.backoff = True
-        self.backoff_end = hal.ticks_add(now, ms + 1)
+        self.allow = (steps if steps >= 0 else -steps) // self.steps_per_pulse + 1
         self._arm(c + self.allow + STOP_SLACK + 1)
-
-    def _end_backoff(self, now, c):
-        hal = self.hal
-        hal.motor.stop()
-        hal.motor.enable(False)
-        self.backoff = False
-        if c - self.c_stop > self.allow + STOP_SLACK:
-            c = self.c_stop + self.allow      # more than asked: caught as uncommanded next
-        self.c_stop = c
-        self.allow = 0
-        self._start_backoff(now)              # a second pass if pressure is still up
 
     def _arm_running(self, c):
         """Compare at the count that would take the fast envelope past TOL, or at the next
@@ -430,7 +428,7 @@ class Monitor:
     def _arm(self, count):
         if count != self.armed:           # an armed compare stays armed until it fires
             self.armed = count
-            self.hal.rotation.arm(count)
+            self.io.arm(count)
 
     def _reset_books(self):
         self.env_nl = 0               # envelope: what may have been delivered by now
@@ -444,4 +442,3 @@ class Monitor:
         self.e_ref = 0
         self.p_base = _NO_BASE
         self.p_prev = 0
-        self.backoff_passes = 0

@@ -443,11 +443,11 @@ def test_occlusion_backoff_then_started_again_while_still_occluded():
     hal.occlude()
     b = Books(ctl, hal, 10000)
     assert b.run(_H, codes.ALARM) and ctl.alarm == codes.OCCLUSION
-    assert ctl.monitor.backoff and hal.motor.enabled()      # backing off now
+    assert ctl.delivery.backing_off and hal.motor.enabled()      # backing off now
     # cleared to PROGRAMMED meanwhile: the back-off is not delivery, it runs to its end
     assert ctl.request("stop", CLINICIAN) is None
     run_for(ctl, hal, 60000)
-    assert not ctl.monitor.backoff and not hal.motor.enabled()
+    assert not ctl.delivery.backing_off and not hal.motor.enabled()
     assert ctl.state == codes.PROGRAMMED and hal.stored_nl() <= 50000
     # started again with the line still closed: caught again within 100 mmHg
     stored = hal.stored_nl()
@@ -463,10 +463,10 @@ def test_occlusion_backoff_cut_short_by_a_resume():
     run_for(ctl, hal, 600000)
     hal.occlude()
     b = Books(ctl, hal, 10000)
-    assert b.run(_H, codes.ALARM) and ctl.monitor.backoff
+    assert b.run(_H, codes.ALARM) and ctl.delivery.backing_off
     hal.occluded_at = None                        # cleared at once; resumed at once
     assert ctl.request("resume", CLINICIAN) is None
-    assert not ctl.monitor.backoff and ctl.state == codes.RUNNING
+    assert not ctl.delivery.backing_off and ctl.state == codes.RUNNING
     b2 = Books(ctl, hal, 10000)
     b2.run(_H)
     assert ctl.state == codes.RUNNING and b2.alarms == []

@@ -91,3 +91,11 @@ def test_cli_study_subcommand(tmp_path, capsys: pytest.CaptureFixture[str]) -> N
     assert "runaway-x100 | 0.6 | 1 | 1 |" in capsys.readouterr().out
     assert cli.main(["study", "--cells", "nonsense", "--out", str(tmp_path)]) == 2
     assert cli.main(["study", "--rates", "7", "--out", str(tmp_path)]) == 2
+
+
+def test_cli_study_help_lists_every_cell(capsys: pytest.CaptureFixture[str]) -> None:
+    with pytest.raises(SystemExit) as e:
+        cli.main(["study", "--help"])
+    assert e.value.code == 0
+    out = " ".join(capsys.readouterr().out.split())
+    assert "drift+10%" in out and "occlusion" in out
