@@ -28,7 +28,7 @@ from pathlib import Path
 from hil.simboard import WRAP_SOON
 
 REPO = Path(__file__).resolve().parents[1]
-BACKINGS = ("virtual", "virtual-mpy", "virtual-lite")
+BACKINGS = ("virtual", "virtual-mpy")
 
 
 class BoardError(Exception):
@@ -65,9 +65,8 @@ class VirtualBoard:
                 raise BoardError(f"{pkg} is missing: run `make setup` (npm ci)")
             return [node, str(REPO / "hil" / "vboard.mjs"), "--firmware", str(REPO / "firmware"),
                     "--accel", str(self.accel), "--start-ticks", str(self.start_ticks)]
-        plant = "mini" if self.backing == "virtual-lite" else "sim"
-        return [sys.executable, "-m", "hil.simboard", "--plant", plant, "--accel",
-                str(self.accel), "--start-ticks", str(self.start_ticks), "--root", self.root]
+        return [sys.executable, "-m", "hil.simboard", "--accel", str(self.accel),
+                "--start-ticks", str(self.start_ticks), "--root", self.root]
 
     # --- lifecycle ----------------------------------------------------------------------------
     def start(self) -> VirtualBoard:

@@ -23,8 +23,8 @@ from hil.bridge import BACKINGS, BoardError, VirtualBoard
 def add_parser(sub: Any) -> None:
     p = sub.add_parser("board", help="start a virtual board; print its UART and rig ports")
     p.add_argument("--backing", choices=BACKINGS, default="virtual",
-                   help="virtual: CPython + the simulator's plant; virtual-mpy: MicroPython "
-                        "(WebAssembly under Node); virtual-lite: CPython + the mpy plant")
+                   help="virtual: the virtual board on CPython; virtual-mpy: the same board "
+                        "on MicroPython (WebAssembly under Node)")
     p.add_argument("--mpy", action="store_true", help="same as --backing virtual-mpy")
     p.add_argument("--accel", type=int, default=100, help="board seconds per wall second")
     p.add_argument("--keys", help="provision this key file's keys (generated if missing)")

@@ -17,7 +17,7 @@ class BoardHandle:
     def __init__(self, client: PumpClient, kind: str, accel: float = 1.0,
                  vb: VirtualBoard | None = None) -> None:
         self.client = client
-        self.kind = kind                # virtual, virtual-mpy, virtual-lite, or the URL
+        self.kind = kind                # virtual, virtual-mpy, or the URL
         self.accel = accel              # board seconds per wall second
         self.vb = vb
 

@@ -4,9 +4,9 @@
     pytest tests/hil --board virtual-mpy               # one backing
     pytest tests/hil --board /dev/ttyACM0 --rig /dev/ttyUSB0 --board-keys keys.json
 
---board   comma-separated: `virtual` (firmware on CPython with the simulator's plant),
-          `virtual-mpy` (firmware on real MicroPython, WebAssembly port under Node),
-          `virtual-lite` (CPython with the MicroPython backing's plant), or a serial URL
+--board   comma-separated: `virtual` (the virtual board, hil/vboard.py, on CPython),
+          `virtual-mpy` (the same board on real MicroPython, WebAssembly port under Node),
+          or a serial URL
           (device path, pty, socket://host:port). Env HIL_BOARD works too.
 --rig     `virtual` (the virtual board's own rig; the default) or a rig controller's URL
           (docs/rig.md). Tests that need a rig skip without one.
@@ -38,7 +38,7 @@ DEFAULT_BOARDS = "virtual,virtual-mpy"
 def pytest_addoption(parser: pytest.Parser) -> None:
     g = parser.getgroup("hil", "hardware-in-the-loop (hil/, docs/rig.md)")
     g.addoption("--board", default=None,
-                help="virtual, virtual-mpy, virtual-lite or a serial URL; a comma-separated "
+                help="virtual, virtual-mpy or a serial URL; a comma-separated "
                      f"list runs the suite on each (default {DEFAULT_BOARDS}; env HIL_BOARD)")
     g.addoption("--rig", default="virtual",
                 help="virtual (the virtual board's rig) or a rig controller's serial URL")

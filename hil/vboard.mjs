@@ -1,7 +1,7 @@
 #!/usr/bin/env node
-// The virtual board on real MicroPython: the WebAssembly port under Node runs the firmware
-// (firmware/ copied to /flash) with the minimal plant of hil/vplant.py, on a virtual clock
-// accelerated against Node's. A board on a pipe:
+// The virtual board on real MicroPython: the WebAssembly port under Node runs hil/vboard.py
+// (the firmware's main loop on the one plant, plant/) with the firmware (firmware/ copied to
+// /flash), on a virtual clock accelerated against Node's. A board on a pipe:
 //
 //   node hil/vboard.mjs [--firmware DIR] [--accel N] [--start-ticks N]
 //
@@ -50,12 +50,13 @@ const mp = await loadMicroPython({
     stderr: (d) => process.stderr.write(d),
 });
 copyTree(mp.FS, firmware, "/flash");
-mp.FS.writeFile("/flash/vplant.py", fs.readFileSync(path.join(HERE, "vplant.py")));
+copyTree(mp.FS, path.join(HERE, "..", "plant"), "/flash/plant");
+mp.FS.writeFile("/flash/vboard.py", fs.readFileSync(path.join(HERE, "vboard.py")));
 
 let vp;
 try {
     mp.runPython("import sys\nsys.path.insert(0, '/flash')");
-    vp = mp.pyimport("vplant");
+    vp = mp.pyimport("vboard");
     vp.start("/data", accel, startTicks);
 } catch (e) {
     fail(`boot failed: ${e && e.message ? e.message : e}`);

@@ -35,6 +35,7 @@ class Runtime:
         self.hal = hal
         self.ctl = ctl
         self.proto = Protocol(ctl, hal.uart, hal.storage, idle_ms)
+        self.wake = -1                    # the tick asked for by the last wake (-1: none yet)
         self.wakes = 0
 
     def boot(self, watchdog_reset=False):
@@ -56,8 +57,11 @@ class Runtime:
             wake = ctl.step(now)
             n += 1
             if n >= _AGAIN:
-                return now                # frames still waiting: come back at once
-        return proto.wake(now, wake)
+                wake = now                # frames still waiting: come back at once
+                break
+        wake = proto.wake(now, wake)
+        self.wake = wake
+        return wake
 
     def pending(self):
         """True when something waits for a wake now: an interrupt flag or UART bytes."""
@@ -65,14 +69,18 @@ class Runtime:
 
 
 def run(rt, idle, stop=None):
-    """The board's main loop: serve a wake, then sleep until the next one. `idle(wake)` sleeps
-    until an interrupt or the tick `wake` (the board may ignore the hint: machine.idle()
-    returns on any interrupt, the 1 ms system tick included). `stop()`, when given, ends the
-    loop (tests and virtual boards; a board runs for ever)."""
+    """The board's main loop: sleep until the wake asked for (or an interrupt, or UART
+    bytes), serve it, again. `idle(wake)` sleeps until an interrupt or the tick `wake` (a
+    hint: machine.idle() returns on any interrupt, the 1 ms system tick included). `stop()`,
+    when given, ends the loop (tests, virtual boards: a board runs for ever); a later call
+    goes on where it stopped, sleeping until the same wake."""
     hal = rt.hal
-    while stop is None or not stop():
-        wake = rt.service(hal.ticks_ms())
-        while hal.ticks_diff(wake, hal.ticks_ms()) > 0 and not rt.pending():
+    while True:
+        while rt.wake >= 0 and hal.ticks_diff(rt.wake, hal.ticks_ms()) > 0 \
+                and not rt.pending():
             if stop is not None and stop():
                 return
-            idle(wake)
+            idle(rt.wake)
+        if stop is not None and stop():
+            return
+        rt.service(hal.ticks_ms())
