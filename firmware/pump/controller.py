@@ -29,17 +29,12 @@ from pump.codes import (
     SERVICE_ROLE,
     WATCHDOG_RESET,
 )
+from pump.compat import const
 from pump.delivery import Delivery
 from pump.hal import EV_AIR, EV_ALL, EV_BATTERY, EV_DOOR, EV_MOTOR_FAULT, EV_ROTATION
 from pump.monitor import Monitor
 from pump.program import Program, from_record, to_record
 from pump.states import TRIGGERS, Machine
-
-try:
-    from micropython import const
-except ImportError:
-    def const(x):  # type: ignore[misc]
-        return x
 
 _HOUSEKEEPING_MS = const(60000)   # longest sleep when nothing else is due
 LOW_BATTERY_MV = const(3500)      # LOW_BATTERY below this (the board's comparator level)
