@@ -29,7 +29,10 @@ from typing import Any
 import serial
 
 from pump import auth as fw_auth
+from pump import codes
+from pump import journal as jn
 from pump import protocol as fw_protocol
+from pump.states import TRIGGERS
 
 SLOTS = {"clinician": "c", "service": "s"}     # role name -> key slot; patient: no key
 MUTATING = {"PAUSE", "STOP", "RESUME", "SILENCE", "ACK", "START", "CLEAR", "OVERRIDE", "PRIME",
@@ -367,10 +370,7 @@ class PumpClient:
     def log_records(self, progress: Callable[[int, int], None] | None = None
                     ) -> list[dict[str, Any]]:
         """The whole journal, decoded with the firmware's own parser, oldest first."""
-        from pump import codes
-        from pump.journal import Journal
-
-        j = Journal(None)
+        j = jn.Journal(None)
         out = []
         slot = 0
         cap = 1
@@ -381,7 +381,7 @@ class PumpClient:
             for i, h in enumerate(recs):
                 p = j.parse(bytes.fromhex(h))
                 if p is not None:
-                    out.append(record_dict(slot + i, p, codes))
+                    out.append(record_dict(slot + i, p))
             if progress is not None:
                 progress(slot, cap)
             if len(recs) < 4:
@@ -436,10 +436,8 @@ class PumpClient:
                 "p90_ms": rt[min(n - 1, int(n * 0.9))], "max_ms": rt[-1]}
 
 
-def record_dict(slot: int, parsed: tuple, codes: Any) -> dict[str, Any]:
+def record_dict(slot: int, parsed: tuple) -> dict[str, Any]:
     """A journal record (pump.journal.Journal.parse) as a flat dict for CSV/JSON."""
-    from pump import journal as jn
-
     kind, state, seq, p = parsed
     kinds = {jn.CHECKPOINT: "CHECKPOINT", jn.PROGRAM: "PROGRAM", jn.EVENT: "EVENT"}
     d: dict[str, Any] = {"slot": slot, "seq": seq, "kind": kinds.get(kind, str(kind)),
@@ -454,18 +452,19 @@ def record_dict(slot: int, parsed: tuple, codes: Any) -> dict[str, Any]:
         d.update(program_id=p[jn.P_PROGRAM_ID], delivered_nl=p[jn.P_DELIVERED_NL],
                  lockout_until_s=p[jn.P_LOCKOUT_UNTIL_S], rtc_s=p[jn.P_RTC_S],
                  alarm=codes.ALARMS[alarm] if alarm < len(codes.ALARMS) else alarm,
-                 event=p[jn.P_EVENT], event_name=event_name(p[jn.P_EVENT], codes),
+                 event=p[jn.P_EVENT], event_name=event_name(p[jn.P_EVENT]),
                  arg=p[jn.P_ARG], auth_counter=p[jn.P_AUTH_COUNTER], flags=p[jn.P_FLAGS])
     return d
 
 
-def event_name(ev: int, codes: Any) -> str:
-    """The controller's journal event code as a name: a trigger (1 + its index in the state
-    table's triggers) or an annunciated alarm (64 + its index in codes.ALARMS); '' for 0."""
-    from pump.states import TRIGGERS
-
-    if 1 <= ev <= len(TRIGGERS):
-        return str(TRIGGERS[ev - 1])
-    if 64 < ev < 64 + len(codes.ALARMS):
-        return str(codes.ALARMS[ev - 64])
-    return "" if ev == 0 else str(ev)
+def event_name(ev: int) -> str:
+    """A journal event code (pump.codes EV_*) as a name: the trigger that fired ("start"),
+    the alarm annunciated ("PAUSE_TIMEOUT"), "calibrated", "" for none, and "unknown:<n>"
+    for a code no firmware event has."""
+    meaning = codes.event_of(ev, TRIGGERS)
+    if meaning is None:
+        return f"unknown:{ev}"
+    kind, name = meaning
+    if kind == codes.EV_CALIBRATED:
+        return "calibrated"
+    return "" if name is None else str(name)
