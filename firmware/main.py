@@ -21,7 +21,7 @@ def main():
     holder.append(ctl)
     ctl.boot(watchdog_reset=board.watchdog_reset())
     proto = Protocol(ctl, hal.uart, hal.storage)
-    uart_any = getattr(hal.uart, "any", None)
+    uart = hal.uart
     while True:
         now = hal.ticks_ms()
         wake = ctl.on_rotation(now)       # a compare-only wake: the monitor's edge check
@@ -29,7 +29,7 @@ def main():
             wake = ctl.step(now)
         wake = proto.poll(hal.ticks_ms(), wake)
         while hal.ticks_diff(wake, hal.ticks_ms()) > 0 and not ctl.pending():
-            if uart_any is not None and uart_any():
+            if uart.any():
                 break
             board.idle()
 
