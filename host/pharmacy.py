@@ -13,14 +13,9 @@ import argparse
 import json
 import sys
 from fractions import Fraction
-from pathlib import Path
 from typing import Any
 
-_FIRMWARE = Path(__file__).resolve().parents[1] / "firmware"
-if str(_FIRMWARE) not in sys.path:
-    sys.path.insert(0, str(_FIRMWARE))
-
-from pump import druglib, program  # noqa: E402
+from pump import druglib, program
 
 
 class RxError(Exception):
