@@ -19,25 +19,13 @@ from pathlib import Path
 from typing import Any
 
 from host import flash as fl
-from host.client import (
-    SLOTS,
-    KeyMissing,
-    KeyRing,
-    PumpClient,
-    PumpConnectionError,
-    PumpError,
-    PumpRefused,
-    PumpTimeout,
-)
+from host.client import SLOTS, KeyRing, PumpClient
+from host.errors import KeyMissing, PumpError, PumpRefused, UsageError
 from host.pharmacy import rx_main
 
 DEFAULT_KEYS = Path(os.environ.get("XDG_CONFIG_HOME", Path.home() / ".config")) / "pumpctl" \
     / "keys.json"
 FIRMWARE_DIR = Path(__file__).resolve().parent.parent / "firmware"
-
-
-class UsageError(Exception):
-    """Bad arguments or a bad input file (exit 2)."""
 
 
 # --- helpers -------------------------------------------------------------------------------------
@@ -469,21 +457,19 @@ def main(argv: list[str] | None = None) -> int:
         return int(e.code or 0)
     try:
         return int(args.fn(args))
-    except UsageError as e:
+    except PumpError as e:
         print(f"pumpctl: {e}", file=sys.stderr)
-        return 2
-    except KeyMissing as e:
-        print(f"pumpctl: {e}", file=sys.stderr)
-        return 2
-    except PumpRefused as e:
-        print(f"pumpctl: {e}", file=sys.stderr)
+        return exit_code(e)
+
+
+def exit_code(e: PumpError) -> int:
+    """pumpctl's exit status for an error: 1 the pump refused, 2 bad arguments, input file or
+    missing key, 3 anything else (no answer, the port, a flash)."""
+    if isinstance(e, PumpRefused):
         return 1
-    except (PumpTimeout, PumpConnectionError) as e:
-        print(f"pumpctl: {e}", file=sys.stderr)
-        return 3
-    except (PumpError, fl.FlashError) as e:
-        print(f"pumpctl: {e}", file=sys.stderr)
-        return 3
+    if isinstance(e, (UsageError, KeyMissing)):
+        return 2
+    return 3
 
 
 if __name__ == "__main__":

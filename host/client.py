@@ -8,7 +8,7 @@
 
 Any `serial_for_url` URL works: a device path, a pty, `socket://host:port`. A retry resends
 the very same frame (same seq, same counter); the pump answers a repeated frame from its reply
-cache, so a retry never runs a command twice. Every failure is a `PumpError`.
+cache, so a retry never runs a command twice. Every failure is a `PumpError` (host.errors).
 """
 
 from __future__ import annotations
@@ -28,51 +28,35 @@ from typing import Any
 
 import serial
 
+from host.errors import (
+    FrameTooLarge,
+    KeyFileError,
+    KeyMissing,
+    NotAuthorised,
+    PumpConnectionError,
+    PumpError,
+    PumpProtocolError,
+    PumpRefused,
+    PumpTimeout,
+    UsageError,
+)
 from pump import auth as fw_auth
 from pump import codes
 from pump import journal as jn
 from pump import protocol as fw_protocol
 from pump.states import TRIGGERS
 
+# The client's public names; the error family (host.errors) is importable from here too.
+__all__ = [
+    "MUTATING", "SLOTS", "Frame", "KeyRing", "PumpClient", "decode", "encode", "event_name",
+    "record_dict",
+    "FrameTooLarge", "KeyFileError", "KeyMissing", "NotAuthorised", "PumpConnectionError",
+    "PumpError", "PumpProtocolError", "PumpRefused", "PumpTimeout", "UsageError",
+]
+
 SLOTS = {"clinician": "c", "service": "s"}     # role name -> key slot; patient: no key
 MUTATING = {"PAUSE", "STOP", "RESUME", "SILENCE", "ACK", "START", "CLEAR", "OVERRIDE", "PRIME",
             "PROPOSE", "CONFIRM", "SERVICE", "EXIT_SERVICE", "CAL", "KEY"}
-
-
-# --- errors --------------------------------------------------------------------------------------
-
-class PumpError(Exception):
-    """Base of every error this package raises."""
-
-
-class PumpConnectionError(PumpError):
-    """The port could not be opened or failed while in use."""
-
-
-class PumpTimeout(PumpError):
-    """No reply to a frame after every retry."""
-
-
-class PumpProtocolError(PumpError):
-    """The pump said something that is not a valid frame of the protocol."""
-
-
-class KeyMissing(PumpError):
-    """A privileged command, and no key for its role in the key ring."""
-
-
-class PumpRefused(PumpError):
-    """The pump answered ERR: `code` says why (SPEC §6 codes, docs/protocol.md)."""
-
-    def __init__(self, command: str, code: str, why: str = "") -> None:
-        self.command = command
-        self.code = code
-        self.why = why
-        super().__init__(f"{command} refused: {code}" + (f" ({why})" if why else ""))
-
-
-class NotAuthorised(PumpRefused):
-    """NOT_AUTHORISED or REPLAYED: the role or the authentication was not accepted."""
 
 
 # --- frames --------------------------------------------------------------------------------------
@@ -96,8 +80,8 @@ def encode(seq: int, command: str, args: dict[str, Any] | None = None,
         body += f" {slot}:{counter}:{fw_auth.tag_hex(key, slot, counter, command, args_text)}"
     raw = body.encode("ascii")
     if len(raw) + 10 > fw_protocol.MAX_FRAME:
-        raise PumpError(f"{command}: frame of {len(raw) + 10} bytes exceeds the pump's "
-                        f"{fw_protocol.MAX_FRAME}")
+        raise FrameTooLarge(f"{command}: a frame of {len(raw) + 10} bytes; the pump takes at "
+                            f"most {fw_protocol.MAX_FRAME}")
     return raw + b" %08x\n" % zlib.crc32(raw)
 
 
@@ -137,13 +121,16 @@ class KeyRing:
         try:
             d = json.loads(Path(path).read_text(encoding="utf-8"))
         except (OSError, ValueError) as e:
-            raise PumpError(f"cannot read key file {path}: {e}") from e
+            raise KeyFileError(f"cannot read key file {path}: {e} (expected JSON: "
+                               '{"c": "<hex>", "s": "<hex>"})') from e
         if not isinstance(d, dict):
-            raise PumpError(f"key file {path}: expected a JSON object")
+            raise KeyFileError(f"key file {path}: expected a JSON object "
+                               '{"c": "<hex>", "s": "<hex>"}')
         keys = {s: d[s] for s in SLOTS.values() if isinstance(d.get(s), str)}
         for s, h in keys.items():
             if not fw_auth.valid_hex(h):
-                raise PumpError(f"key file {path}: slot {s!r} is not a 16..64-byte hex key")
+                raise KeyFileError(f"key file {path}: slot {s!r}: expected a 16..64-byte "
+                                   "hex key")
         return cls(keys, str(d.get("device", "")))
 
     def save(self, path: str | os.PathLike[str]) -> None:
@@ -290,7 +277,8 @@ class PumpClient:
         for again in (False, True):
             slot = SLOTS.get(role)
             if role != "patient" and slot is None:
-                raise PumpError(f"unknown role {role!r}: patient, clinician or service")
+                raise UsageError(f"unknown role {role!r}: expected patient, clinician or "
+                                 "service")
             key = self.keys.key(slot) if slot else None
             if slot and key is None:
                 raise KeyMissing(f"{command} needs the {role} key: none in the key ring "
