@@ -8,13 +8,9 @@ Prints `name: value unit` lines. Run: .venv/bin/python bench/bench_sim.py
 from __future__ import annotations
 
 import statistics
-import sys
 import time
-from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
-
-from sim import runner, scenario  # noqa: E402
+from sim import runner, scenario
 
 CYCLE = """
 name = "bench-adult-cycle1-24h-bags"

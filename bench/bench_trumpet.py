@@ -9,19 +9,15 @@ bench/out/trumpet/.
 from __future__ import annotations
 
 import statistics
-import sys
+import tempfile
 import time
 from pathlib import Path
 
+from sim import trumpet
+from sim.runner import run_scenario
+from sim.suite import label_bag, run_trumpet, trumpet_scenario
+
 REPO = Path(__file__).resolve().parents[1]
-if str(REPO) not in sys.path:
-    sys.path.insert(0, str(REPO))
-
-import tempfile  # noqa: E402
-
-from sim import trumpet  # noqa: E402
-from sim.runner import run_scenario  # noqa: E402
-from sim.suite import label_bag, run_trumpet, trumpet_scenario  # noqa: E402
 
 RATES = ((10.0, 5), (0.6, 31))   # (mL/h, the window PR-6 judges at that rate)
 SEEDS = range(1, 51)

@@ -72,10 +72,8 @@ class VirtualBoard:
     def start(self) -> VirtualBoard:
         t0 = time.monotonic()
         self.root = tempfile.mkdtemp(prefix="vboard-")
-        env = dict(os.environ, PYTHONPATH=os.pathsep.join(
-            [str(REPO)] + [p for p in os.environ.get("PYTHONPATH", "").split(os.pathsep) if p]))
         self.proc = subprocess.Popen(self.command(), stdin=subprocess.PIPE,
-                                     stdout=subprocess.PIPE, stderr=self._err, cwd=REPO, env=env)
+                                     stdout=subprocess.PIPE, stderr=self._err, cwd=REPO)
         assert self.proc.stdout is not None
         out_fd = self.proc.stdout.fileno()
         line = b""

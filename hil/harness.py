@@ -4,13 +4,10 @@ whatever backs it — a virtual board on CPython or MicroPython, or hardware on 
 from __future__ import annotations
 
 import time
-from pathlib import Path
 from typing import Any
 
 from hil.bridge import VirtualBoard
 from host.client import Frame, KeyRing, PumpClient, PumpError
-
-FIRMWARE = Path(__file__).resolve().parents[1] / "firmware"
 
 
 class BoardHandle:
@@ -87,26 +84,3 @@ def to_idle(client: PumpClient) -> None:
                 return
         except PumpError:
             return
-
-
-def firmware_source(*names: str) -> str:
-    out = ""
-    for n in names:
-        p = FIRMWARE / "pump" / n
-        if p.is_file():
-            out += p.read_text(encoding="utf-8")
-    return out
-
-
-def has_monitor() -> bool:
-    """The safety monitor (SR-5) is in the firmware and imported by the controller."""
-    if not (FIRMWARE / "pump" / "monitor.py").is_file():
-        return False
-    return any(ln.lstrip().startswith(("from ", "import ")) and "monitor" in ln
-               for ln in firmware_source("controller.py").splitlines())
-
-
-def detects_occlusion() -> bool:
-    """Some firmware module acts on the downstream pressure (EV_PRESSURE / pressure_mmhg)."""
-    src = firmware_source("controller.py", "monitor.py")
-    return "EV_PRESSURE" in src or "pressure_mmhg" in src

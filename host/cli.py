@@ -19,24 +19,13 @@ from pathlib import Path
 from typing import Any
 
 from host import flash as fl
-from host.client import (
-    SLOTS,
-    KeyMissing,
-    KeyRing,
-    PumpClient,
-    PumpConnectionError,
-    PumpError,
-    PumpRefused,
-    PumpTimeout,
-)
+from host.client import SLOTS, KeyRing, PumpClient
+from host.errors import KeyMissing, PumpError, PumpRefused, UsageError
+from host.pharmacy import rx_main
 
 DEFAULT_KEYS = Path(os.environ.get("XDG_CONFIG_HOME", Path.home() / ".config")) / "pumpctl" \
     / "keys.json"
 FIRMWARE_DIR = Path(__file__).resolve().parent.parent / "firmware"
-
-
-class UsageError(Exception):
-    """Bad arguments or a bad input file (exit 2)."""
 
 
 # --- helpers -------------------------------------------------------------------------------------
@@ -227,13 +216,27 @@ def cmd_program(args: argparse.Namespace) -> int:
     return 0
 
 
-def _simple(method: str, role_default: str = "patient") -> Callable[[argparse.Namespace], int]:
+# The one-frame commands: name -> (the client call, given the role; the role it needs by
+# default; help). Those a patient may give also take `--as clinician` (after an alarm).
+ONE_FRAME: dict[str, tuple[Callable[[PumpClient, str], dict[str, Any]], str, str]] = {
+    "start": (lambda pump, role: pump.start(), "clinician",
+              "start the confirmed program (clinician)"),
+    "pause": (PumpClient.pause, "patient", "pause delivery"),
+    "resume": (PumpClient.resume, "patient", "resume (after an alarm: --as clinician)"),
+    "stop": (PumpClient.stop, "patient", "stop delivery (after an alarm: --as clinician)"),
+    "ack": (PumpClient.silence, "patient", "acknowledge: silence the alarm sound"),
+    "clear": (lambda pump, role: pump.clear(), "clinician", "forget the program (clinician)"),
+    "override": (lambda pump, role: pump.override(), "clinician",
+                 "end an over-infusion lockout (clinician)"),
+}
+
+
+def _one_frame(name: str, call: Callable[[PumpClient, str], dict[str, Any]]
+               ) -> Callable[[argparse.Namespace], int]:
     def run(args: argparse.Namespace) -> int:
-        role = getattr(args, "as_role", None) or role_default
-        with connect(args, need_keys=role != "patient") as pump:
-            fn = getattr(pump, method)
-            r = fn(role=role) if method in ("pause", "stop", "resume", "silence") else fn()
-        _out(args, r, f"{method}: state {r.get('state')}")
+        with connect(args, need_keys=args.as_role != "patient") as pump:
+            r = call(pump, args.as_role)
+        _out(args, r, f"{name}: state {r.get('state')}")
         return 0
     return run
 
@@ -379,11 +382,6 @@ def cmd_keys(args: argparse.Namespace) -> int:
 
 
 def cmd_rx(argv: list[str]) -> int:
-    try:
-        from host.pharmacy import rx_main
-    except ImportError as e:
-        print(f"pumpctl rx: the pharmacy calculator is not installed ({e})", file=sys.stderr)
-        return 2
     return int(rx_main(argv) or 0)
 
 
@@ -416,19 +414,14 @@ def parser() -> argparse.ArgumentParser:
     s.add_argument("--vtbi", help="keyed VTBI, '<n> mL' (default: the label's)")
     s.add_argument("--yes", action="store_true", help="confirm without asking (scripts)")
     s.set_defaults(fn=cmd_program)
-    for name, method, role, text in (
-            ("start", "start", "clinician", "start the confirmed program (clinician)"),
-            ("pause", "pause", "patient", "pause delivery"),
-            ("resume", "resume", "patient", "resume (after an alarm: --as clinician)"),
-            ("stop", "stop", "patient", "stop delivery (after an alarm: --as clinician)"),
-            ("ack", "silence", "patient", "acknowledge: silence the alarm sound"),
-            ("clear", "clear", "clinician", "forget the program (clinician)"),
-            ("override", "override", "clinician", "end an over-infusion lockout (clinician)")):
+    for name, (call, role, text) in ONE_FRAME.items():
         s = sub.add_parser(name, help=text)
         if role == "patient":
             s.add_argument("--as", dest="as_role", choices=("patient", "clinician"),
                            default="patient")
-        s.set_defaults(fn=_simple(method, role))
+        else:
+            s.set_defaults(as_role=role)
+        s.set_defaults(fn=_one_frame(name, call))
     s = sub.add_parser("log", help="download the journal (service key) as CSV or JSON")
     s.add_argument("--format", choices=("csv", "json"), default="csv")
     s.add_argument("--out", help="file (default: stdout)")
@@ -464,21 +457,19 @@ def main(argv: list[str] | None = None) -> int:
         return int(e.code or 0)
     try:
         return int(args.fn(args))
-    except UsageError as e:
+    except PumpError as e:
         print(f"pumpctl: {e}", file=sys.stderr)
-        return 2
-    except KeyMissing as e:
-        print(f"pumpctl: {e}", file=sys.stderr)
-        return 2
-    except PumpRefused as e:
-        print(f"pumpctl: {e}", file=sys.stderr)
+        return exit_code(e)
+
+
+def exit_code(e: PumpError) -> int:
+    """pumpctl's exit status for an error: 1 the pump refused, 2 bad arguments, input file or
+    missing key, 3 anything else (no answer, the port, a flash)."""
+    if isinstance(e, PumpRefused):
         return 1
-    except (PumpTimeout, PumpConnectionError) as e:
-        print(f"pumpctl: {e}", file=sys.stderr)
-        return 3
-    except (PumpError, fl.FlashError) as e:
-        print(f"pumpctl: {e}", file=sys.stderr)
-        return 3
+    if isinstance(e, (UsageError, KeyMissing)):
+        return 2
+    return 3
 
 
 if __name__ == "__main__":

@@ -8,7 +8,7 @@
 
 Any `serial_for_url` URL works: a device path, a pty, `socket://host:port`. A retry resends
 the very same frame (same seq, same counter); the pump answers a repeated frame from its reply
-cache, so a retry never runs a command twice. Every failure is a `PumpError`.
+cache, so a retry never runs a command twice. Every failure is a `PumpError` (host.errors).
 """
 
 from __future__ import annotations
@@ -28,48 +28,35 @@ from typing import Any
 
 import serial
 
+from host.errors import (
+    FrameTooLarge,
+    KeyFileError,
+    KeyMissing,
+    NotAuthorised,
+    PumpConnectionError,
+    PumpError,
+    PumpProtocolError,
+    PumpRefused,
+    PumpTimeout,
+    UsageError,
+)
 from pump import auth as fw_auth
+from pump import codes
+from pump import journal as jn
 from pump import protocol as fw_protocol
+from pump.states import TRIGGERS
+
+# The client's public names; the error family (host.errors) is importable from here too.
+__all__ = [
+    "MUTATING", "SLOTS", "Frame", "KeyRing", "PumpClient", "decode", "encode", "event_name",
+    "record_dict",
+    "FrameTooLarge", "KeyFileError", "KeyMissing", "NotAuthorised", "PumpConnectionError",
+    "PumpError", "PumpProtocolError", "PumpRefused", "PumpTimeout", "UsageError",
+]
 
 SLOTS = {"clinician": "c", "service": "s"}     # role name -> key slot; patient: no key
 MUTATING = {"PAUSE", "STOP", "RESUME", "SILENCE", "ACK", "START", "CLEAR", "OVERRIDE", "PRIME",
             "PROPOSE", "CONFIRM", "SERVICE", "EXIT_SERVICE", "CAL", "KEY"}
-
-
-# --- errors --------------------------------------------------------------------------------------
-
-class PumpError(Exception):
-    """Base of every error this package raises."""
-
-
-class PumpConnectionError(PumpError):
-    """The port could not be opened or failed while in use."""
-
-
-class PumpTimeout(PumpError):
-    """No reply to a frame after every retry."""
-
-
-class PumpProtocolError(PumpError):
-    """The pump said something that is not a valid frame of the protocol."""
-
-
-class KeyMissing(PumpError):
-    """A privileged command, and no key for its role in the key ring."""
-
-
-class PumpRefused(PumpError):
-    """The pump answered ERR: `code` says why (SPEC §6 codes, docs/protocol.md)."""
-
-    def __init__(self, command: str, code: str, why: str = "") -> None:
-        self.command = command
-        self.code = code
-        self.why = why
-        super().__init__(f"{command} refused: {code}" + (f" ({why})" if why else ""))
-
-
-class NotAuthorised(PumpRefused):
-    """NOT_AUTHORISED or REPLAYED: the role or the authentication was not accepted."""
 
 
 # --- frames --------------------------------------------------------------------------------------
@@ -93,8 +80,8 @@ def encode(seq: int, command: str, args: dict[str, Any] | None = None,
         body += f" {slot}:{counter}:{fw_auth.tag_hex(key, slot, counter, command, args_text)}"
     raw = body.encode("ascii")
     if len(raw) + 10 > fw_protocol.MAX_FRAME:
-        raise PumpError(f"{command}: frame of {len(raw) + 10} bytes exceeds the pump's "
-                        f"{fw_protocol.MAX_FRAME}")
+        raise FrameTooLarge(f"{command}: a frame of {len(raw) + 10} bytes; the pump takes at "
+                            f"most {fw_protocol.MAX_FRAME}")
     return raw + b" %08x\n" % zlib.crc32(raw)
 
 
@@ -134,13 +121,16 @@ class KeyRing:
         try:
             d = json.loads(Path(path).read_text(encoding="utf-8"))
         except (OSError, ValueError) as e:
-            raise PumpError(f"cannot read key file {path}: {e}") from e
+            raise KeyFileError(f"cannot read key file {path}: {e} (expected JSON: "
+                               '{"c": "<hex>", "s": "<hex>"})') from e
         if not isinstance(d, dict):
-            raise PumpError(f"key file {path}: expected a JSON object")
+            raise KeyFileError(f"key file {path}: expected a JSON object "
+                               '{"c": "<hex>", "s": "<hex>"}')
         keys = {s: d[s] for s in SLOTS.values() if isinstance(d.get(s), str)}
         for s, h in keys.items():
             if not fw_auth.valid_hex(h):
-                raise PumpError(f"key file {path}: slot {s!r} is not a 16..64-byte hex key")
+                raise KeyFileError(f"key file {path}: slot {s!r}: expected a 16..64-byte "
+                                   "hex key")
         return cls(keys, str(d.get("device", "")))
 
     def save(self, path: str | os.PathLike[str]) -> None:
@@ -287,7 +277,8 @@ class PumpClient:
         for again in (False, True):
             slot = SLOTS.get(role)
             if role != "patient" and slot is None:
-                raise PumpError(f"unknown role {role!r}: patient, clinician or service")
+                raise UsageError(f"unknown role {role!r}: expected patient, clinician or "
+                                 "service")
             key = self.keys.key(slot) if slot else None
             if slot and key is None:
                 raise KeyMissing(f"{command} needs the {role} key: none in the key ring "
@@ -367,10 +358,7 @@ class PumpClient:
     def log_records(self, progress: Callable[[int, int], None] | None = None
                     ) -> list[dict[str, Any]]:
         """The whole journal, decoded with the firmware's own parser, oldest first."""
-        from pump import codes
-        from pump.journal import Journal
-
-        j = Journal(None)
+        j = jn.Journal(None)
         out = []
         slot = 0
         cap = 1
@@ -381,7 +369,7 @@ class PumpClient:
             for i, h in enumerate(recs):
                 p = j.parse(bytes.fromhex(h))
                 if p is not None:
-                    out.append(record_dict(slot + i, p, codes))
+                    out.append(record_dict(slot + i, p))
             if progress is not None:
                 progress(slot, cap)
             if len(recs) < 4:
@@ -436,10 +424,8 @@ class PumpClient:
                 "p90_ms": rt[min(n - 1, int(n * 0.9))], "max_ms": rt[-1]}
 
 
-def record_dict(slot: int, parsed: tuple, codes: Any) -> dict[str, Any]:
+def record_dict(slot: int, parsed: tuple) -> dict[str, Any]:
     """A journal record (pump.journal.Journal.parse) as a flat dict for CSV/JSON."""
-    from pump import journal as jn
-
     kind, state, seq, p = parsed
     kinds = {jn.CHECKPOINT: "CHECKPOINT", jn.PROGRAM: "PROGRAM", jn.EVENT: "EVENT"}
     d: dict[str, Any] = {"slot": slot, "seq": seq, "kind": kinds.get(kind, str(kind)),
@@ -454,18 +440,19 @@ def record_dict(slot: int, parsed: tuple, codes: Any) -> dict[str, Any]:
         d.update(program_id=p[jn.P_PROGRAM_ID], delivered_nl=p[jn.P_DELIVERED_NL],
                  lockout_until_s=p[jn.P_LOCKOUT_UNTIL_S], rtc_s=p[jn.P_RTC_S],
                  alarm=codes.ALARMS[alarm] if alarm < len(codes.ALARMS) else alarm,
-                 event=p[jn.P_EVENT], event_name=event_name(p[jn.P_EVENT], codes),
+                 event=p[jn.P_EVENT], event_name=event_name(p[jn.P_EVENT]),
                  arg=p[jn.P_ARG], auth_counter=p[jn.P_AUTH_COUNTER], flags=p[jn.P_FLAGS])
     return d
 
 
-def event_name(ev: int, codes: Any) -> str:
-    """The controller's journal event code as a name: a trigger (1 + its index in the state
-    table's triggers) or an annunciated alarm (64 + its index in codes.ALARMS); '' for 0."""
-    from pump.states import TRIGGERS
-
-    if 1 <= ev <= len(TRIGGERS):
-        return str(TRIGGERS[ev - 1])
-    if 64 < ev < 64 + len(codes.ALARMS):
-        return str(codes.ALARMS[ev - 64])
-    return "" if ev == 0 else str(ev)
+def event_name(ev: int) -> str:
+    """A journal event code (pump.codes EV_*) as a name: the trigger that fired ("start"),
+    the alarm annunciated ("PAUSE_TIMEOUT"), "calibrated", "" for none, and "unknown:<n>"
+    for a code no firmware event has."""
+    meaning = codes.event_of(ev, TRIGGERS)
+    if meaning is None:
+        return f"unknown:{ev}"
+    kind, name = meaning
+    if kind == codes.EV_CALIBRATED:
+        return "calibrated"
+    return "" if name is None else str(name)

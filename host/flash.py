@@ -18,6 +18,8 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from host.errors import FlashError
+
 FLASH_SUFFIXES = (".py", ".json", ".txt", ".toml", ".csv")
 
 # Runs on the board (MicroPython): one line per entry, "D <path>" or "H <sha256> <path>".
@@ -41,10 +43,6 @@ def _w(d):
             print('H', binascii.hexlify(h.digest()).decode(), p)
 _w('/')
 """
-
-
-class FlashError(Exception):
-    """Listing, copying or verifying failed (the message names the file or the command)."""
 
 
 def sha256_file(path: Path) -> str:
@@ -78,7 +76,8 @@ class Board:
 def dir_board(root: Path) -> Board:
     b = Board()
     if not root.is_dir():
-        raise FlashError(f"{root} is not a directory")
+        raise FlashError(f"{root} is not a directory (expected one standing in for the board's "
+                         "filesystem)")
     for p in sorted(root.rglob("*")):
         rel = "/" + p.relative_to(root).as_posix()
         if p.is_dir():

@@ -13,23 +13,10 @@ import argparse
 import json
 import sys
 from fractions import Fraction
-from pathlib import Path
 from typing import Any
 
-_FIRMWARE = Path(__file__).resolve().parents[1] / "firmware"
-if str(_FIRMWARE) not in sys.path:
-    sys.path.insert(0, str(_FIRMWARE))
-
-from pump import druglib, program  # noqa: E402
-
-
-class RxError(Exception):
-    """A prescription the calculator will not prepare; `code` is the pump's rejection code
-    when there is one."""
-
-    def __init__(self, message: str, code: str | None = None) -> None:
-        super().__init__(message)
-        self.code = code
+from host.errors import RxError
+from pump import druglib, program
 
 
 def _units(value: float | str | None, scale: int, name: str) -> int | None:
@@ -39,9 +26,9 @@ def _units(value: float | str | None, scale: int, name: str) -> int | None:
     try:
         f = Fraction(str(value)) * scale
     except (ValueError, ZeroDivisionError) as e:
-        raise RxError(f"{name}: not a number: {value!r}") from e
+        raise RxError(f"{name}: expected a number, got {value!r}") from e
     if f <= 0:
-        raise RxError(f"{name} must be positive: {value!r}")
+        raise RxError(f"{name}: expected a number > 0, got {value!r}")
     return round(f)
 
 
@@ -70,7 +57,7 @@ def preparation(
     if entry is None:
         raise RxError(f"{drug!r} is not in the drug library", "UNKNOWN_DRUG")
     if (dose_ug_per_day is None) == (dose_ug_per_m2_per_day is None):
-        raise RxError("give exactly one of the dose per day and the dose per m² per day")
+        raise RxError("expected exactly one of the dose per day and the dose per m² per day")
     rx: dict[str, Any] = {"drug": drug, "bag_hours": bag_hours}
     rx["weight_g"] = _units(weight_kg, 1000, "weight_kg")
     if height_cm is not None:

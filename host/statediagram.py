@@ -20,47 +20,15 @@ import sys
 from pathlib import Path
 from typing import Any
 
+from pump import codes, states
+
 REPO = Path(__file__).resolve().parents[1]
 DOC_PATH = REPO / "docs" / "states.md"
 
 
-def _firmware_dirs() -> list[Path]:
-    """Where `pump` may live: the checkout's firmware/, or the installed package data."""
-    dirs = [REPO / "firmware"]  # checkout, or site-packages/firmware next to site-packages/host
-    try:
-        from importlib.resources import files
-
-        dirs.append(Path(str(files("firmware"))))
-    except Exception:  # noqa: BLE001 - not installed, or not a plain directory: fall back
-        pass
-    return dirs
-
-
-def _import_pump():
-    """Import pump.states and pump.codes, putting firmware/ on sys.path when needed."""
-    try:
-        from pump import codes, states
-
-        return states, codes
-    except ImportError:
-        pass
-    for d in _firmware_dirs():
-        if (d / "pump" / "states.py").is_file():
-            if str(d) not in sys.path:
-                sys.path.insert(0, str(d))
-            from pump import codes, states
-
-            return states, codes
-    raise ImportError(
-        "cannot find the firmware package 'pump' (looked in {})".format(
-            ", ".join(str(d) for d in _firmware_dirs())
-        )
-    )
-
-
 def table():
     """The firmware's state table rows: (trigger, sources, dest, guard, before, after)."""
-    return _import_pump()[0].TABLE
+    return states.TABLE
 
 
 def transitions_spec() -> list[dict]:
@@ -87,7 +55,6 @@ def load_machine(model=None, graph: bool = False):
     transitions' EventData (`send_event=True`): `on_transition(event)` can read
     `event.event.name`, `event.transition.source` and `event.transition.dest`.
     """
-    _, codes = _import_pump()
     kwargs: dict[str, Any] = dict(
         states=list(codes.STATES),
         transitions=transitions_spec(),

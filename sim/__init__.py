@@ -1,12 +1,5 @@
 """Simulator: virtual clock, plant model, faults, scenarios and reports around the firmware.
 
-The firmware package (`pump`) is imported from `firmware/` beside this package: the repository
-layout and the installed distribution (firmware/ ships as package data) agree on that.
+The firmware package (`pump`) is the one in firmware/pump, installed as a top-level package
+by the distribution (pyproject.toml), so the simulator runs the very code a board runs.
 """
-
-import sys
-from pathlib import Path
-
-FIRMWARE_DIR = Path(__file__).resolve().parent.parent / "firmware"
-if FIRMWARE_DIR.is_dir() and str(FIRMWARE_DIR) not in sys.path:
-    sys.path.insert(0, str(FIRMWARE_DIR))

@@ -1,7 +1,8 @@
 """pumpsim command line: `pumpsim run FILE [--json] [--out DIR]`.
 
 Exit codes: 0 ok, 1 an expectation failed, 2 invalid input (the message names the field).
-Subcommands are registered in SUBCOMMANDS; `suite` and `study` plug in there.
+Subcommands are registered in SUBCOMMANDS: run; suite and trumpet (sim.suite); study
+(sim.study); board, a virtual board on a pty (hil.cli).
 """
 
 from __future__ import annotations
@@ -12,6 +13,8 @@ import sys
 from collections.abc import Callable
 from typing import Any
 
+from hil import cli as hil_cli
+from sim import study, suite
 from sim.engine import SimError
 
 EXIT_OK = 0
@@ -76,32 +79,23 @@ def _verdict(res: dict[str, Any]) -> str:
     return "ok" if ok else "FAILED"
 
 
-# name -> function adding the subparser (it sets `func`). Others register here:
-# SUBCOMMANDS["suite"] = sim.suite.add_parser; SUBCOMMANDS["study"] = ...
-SUBCOMMANDS: dict[str, Callable[[Any], None]] = {"run": _add_run}
-
-
-def _optional(module: str, attr: str, name: str) -> None:
-    """Register a subcommand from a module that may not exist yet."""
-    try:
-        mod = __import__(module, fromlist=[attr])
-    except ImportError:
-        return
-    fn = getattr(mod, attr, None)
-    if fn is not None:
-        SUBCOMMANDS[name] = fn
+# name -> function adding the subparser(s) (each sets `func`).
+SUBCOMMANDS: dict[str, Callable[[Any], None]] = {
+    "run": _add_run,
+    "suite": suite.add_parser,          # also adds `trumpet`
+    "study": study.add_parser,
+    "board": hil_cli.add_parser,        # pumpsim board: a virtual board on a pty
+}
 
 
 def main(argv: list[str] | None = None) -> int:
-    _optional("sim.suite", "add_parser", "suite")
-    _optional("sim.study", "add_parser", "study")
-    _optional("hil.cli", "add_parser", "board")      # pumpsim board: a virtual board on a pty
     parser = argparse.ArgumentParser(prog="pumpsim", description="Infusion-pump simulator.")
+    parser.set_defaults(func=None)
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
     for add in SUBCOMMANDS.values():
         add(sub)
     args = parser.parse_args(argv)
-    if getattr(args, "func", None) is None:
+    if args.func is None:
         parser.print_help()
         return EXIT_INVALID
     try:

@@ -186,7 +186,7 @@ class Progress:
         self.stream = stream if stream is not None else sys.stderr
         self.width = width
         self.t0 = time.perf_counter()
-        self.tty = bool(getattr(self.stream, "isatty", lambda: False)())
+        self.tty = self.stream.isatty()
 
     def update(self, name: str, status: str) -> None:
         self.done += 1

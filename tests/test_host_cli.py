@@ -4,6 +4,7 @@ through a stand-in for mpremote (its command lines are checked)."""
 
 from __future__ import annotations
 
+import inspect
 import json
 import shutil
 import sys
@@ -97,6 +98,28 @@ def test_pumpctl_without_port_or_board(capsys: pytest.CaptureFixture[str]) -> No
     assert rc == 2 and "no port" in err
     rc, _, err = run(capsys, "--port", "/dev/no-such-pump", "--timeout", "0.1", "status")
     assert rc == 3 and "cannot open" in err
+
+
+def test_host_errors_are_one_family_with_pumpctl_exit_codes() -> None:
+    from host import client, errors, pharmacy, statediagram
+
+    for mod in (cli, client, errors, fl, pharmacy, statediagram):
+        for name, c in inspect.getmembers(mod, inspect.isclass):
+            if issubclass(c, BaseException):
+                assert c.__module__ == "host.errors", f"{mod.__name__}.{name}"
+                assert issubclass(c, errors.PumpError), name
+    # the names users and tests import from the other modules are the family's
+    assert (client.PumpError, client.PumpRefused, client.NotAuthorised, client.KeyMissing) == (
+        errors.PumpError, errors.PumpRefused, errors.NotAuthorised, errors.KeyMissing)
+    assert (cli.UsageError, fl.FlashError, pharmacy.RxError) == (
+        errors.UsageError, errors.FlashError, errors.RxError)
+    assert cli.exit_code(errors.PumpRefused("START", "LOCKOUT_ACTIVE")) == 1
+    assert cli.exit_code(errors.NotAuthorised("CLEAR", "NOT_AUTHORISED")) == 1
+    assert cli.exit_code(errors.UsageError("no port")) == 2
+    assert cli.exit_code(errors.KeyMissing("no clinician key")) == 2
+    for e in (errors.PumpTimeout, errors.PumpConnectionError, errors.PumpProtocolError,
+              errors.FrameTooLarge, errors.KeyFileError, errors.FlashError, errors.PumpError):
+        assert cli.exit_code(e("x")) == 3, e
 
 
 def test_program_file_formats(tmp_path: Path) -> None:

@@ -22,6 +22,7 @@ from host.client import (
     PumpTimeout,
     decode,
     encode,
+    event_name,
 )
 from pump import codes, protocol
 from pump.controller import Controller
@@ -233,6 +234,26 @@ def test_log_download_decodes_the_journal(ring: KeyRing, tmp_path: Path) -> None
     assert recs[-1]["state"] == codes.PAUSED
     with pytest.raises(NotAuthorised):
         c.call("LOG", {"slot": 0, "n": 4}, role="clinician")
+
+
+def test_sr9_log_of_a_run_with_a_calibration_names_every_event(ring: KeyRing,
+                                                                 tmp_path: Path) -> None:
+    lp, c = pump(ring, tmp_path)
+    c.call("SERVICE", role="service")
+    c.call("CAL", {"stroke_nl": 50400}, role="service")
+    c.call("EXIT_SERVICE", role="service")
+    c.confirm(c.propose_basic("10 mL/h", "240 mL")["echo"])
+    c.start()
+    run_for(lp.ctl, lp.hal, 60000)
+    c.pause()
+    run_for(lp.ctl, lp.hal, 1000000)                      # past the pause reminder (SR-14)
+    events = [r for r in c.log_records() if r["kind"] == "EVENT"]
+    names = [r["event_name"] for r in events]
+    assert not [n for n in names if not n or n.startswith("unknown")], names
+    assert names == ["restore_idle", "service", "calibrated", "exit_service", "program",
+                     "start", "pause", "PAUSE_TIMEOUT"]
+    assert events[2]["arg"] == 50400
+    assert event_name(0) == "" and event_name(63) == "unknown:63"
 
 
 def test_keyring_file_round_trip(tmp_path: Path) -> None:

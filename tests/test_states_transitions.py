@@ -13,21 +13,13 @@ CPython only (transitions and hypothesis do not run on MicroPython).
 
 from __future__ import annotations
 
-import sys
-from pathlib import Path
+import pytest
+from hypothesis import HealthCheck, settings
+from hypothesis import strategies as st
+from hypothesis.stateful import RuleBasedStateMachine, invariant, rule
 
-REPO = Path(__file__).resolve().parents[1]
-for _p in (REPO / "firmware", REPO):
-    if str(_p) not in sys.path:
-        sys.path.insert(0, str(_p))
-
-import pytest  # noqa: E402
-from hypothesis import HealthCheck, settings  # noqa: E402
-from hypothesis import strategies as st  # noqa: E402
-from hypothesis.stateful import RuleBasedStateMachine, invariant, rule  # noqa: E402
-
-from host import statediagram  # noqa: E402
-from pump import codes, states  # noqa: E402
+from host import statediagram
+from pump import codes, states
 
 GUARDS = tuple(sorted({row[3] for row in states.TABLE if row[3] is not None}))
 ACTIONS = tuple(sorted({name for row in states.TABLE for name in row[4:6] if name is not None}))

@@ -65,6 +65,14 @@ PATIENT = 1
 CLINICIAN = 2
 SERVICE_ROLE = 3
 
+# Journal event codes: the event field of an EVENT record (docs/firmware.md). Each range names
+# one kind of event; inside a range the code is a position in a tuple, so those tuples are
+# append-only (triggers: pump.states.TRIGGERS, the state table's triggers in first-use order).
+EV_NONE = 0           # no event: a CHECKPOINT record
+EV_TRIGGER = 1        # EV_TRIGGER + i: the state table's trigger TRIGGERS[i] fired (up to 63)
+EV_ALARM = 64         # EV_ALARM + i: the alarm ALARMS[i] (i >= 1) was annunciated (up to 95)
+EV_CALIBRATED = 96    # the service role changed the cassette calibration (arg: stroke nL)
+
 
 def index_of(table, code):
     """Position of code in one of the tuples above (0 when absent: 'none')."""
@@ -74,3 +82,25 @@ def index_of(table, code):
             return i
         i += 1
     return 0
+
+
+def trigger_event(triggers, trigger):
+    """The journal event code for a state-table trigger that fired (triggers: TRIGGERS)."""
+    return EV_TRIGGER + index_of(triggers, trigger)
+
+
+def alarm_event(code):
+    """The journal event code for an annunciated alarm (a code in ALARMS)."""
+    return EV_ALARM + index_of(ALARMS, code)
+
+
+def event_of(ev, triggers):
+    """What a journal event code means: (EV_TRIGGER, trigger), (EV_ALARM, alarm code),
+    (EV_CALIBRATED, None) or (EV_NONE, None); None when no event has that code."""
+    if ev == EV_NONE or ev == EV_CALIBRATED:
+        return (ev, None)
+    if EV_TRIGGER <= ev < EV_ALARM and ev - EV_TRIGGER < len(triggers):
+        return (EV_TRIGGER, triggers[ev - EV_TRIGGER])
+    if EV_ALARM < ev < EV_CALIBRATED and ev - EV_ALARM < len(ALARMS):
+        return (EV_ALARM, ALARMS[ev - EV_ALARM])
+    return None

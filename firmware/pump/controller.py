@@ -31,23 +31,17 @@ from pump.codes import (
     SERVICE_ROLE,
     WATCHDOG_RESET,
 )
+from pump.compat import const
 from pump.delivery import Delivery
 from pump.hal import EV_AIR, EV_ALL, EV_BATTERY, EV_DOOR, EV_MOTOR_FAULT, EV_ROTATION
 from pump.monitor import Monitor
 from pump.program import Program, from_record, to_record
 from pump.states import TRIGGERS, Machine
 
-try:
-    from micropython import const
-except ImportError:
-    def const(x):  # type: ignore[misc]
-        return x
-
 _HOUSEKEEPING_MS = const(60000)   # longest sleep when nothing else is due
 LOW_BATTERY_MV = const(3500)      # LOW_BATTERY below this (the board's comparator level)
 _PRIME_STEPS = const(4000)        # 20 strokes, about 1 mL at nominal calibration
 _PRIME_MS = const(60000)
-_EV_CALIBRATED = const(96)        # journal event code: calibration changed (arg: stroke nL)
 FLAG_INTERRUPTED = const(1)       # journal flag: an interruption is open
 FLAG_PREMED = const(2)            # journal flag: restart needs premedication (SR-7)
 INTERRUPTION_PREMED_S = const(4 * 3600)
@@ -293,7 +287,7 @@ class Controller:
         self.notice = code
         self.silenced = False
         self.hal.buzzer(True)
-        self._journal(jn.EVENT, 64 + codes.index_of(codes.ALARMS, code), 0)
+        self._journal(jn.EVENT, codes.alarm_event(code), 0)
         self._emit("alarm", code, 0)
 
     def _on_flags(self, f):
@@ -456,7 +450,7 @@ class Controller:
         self.hal.buzzer(False)
 
     def on_transition(self, trigger, source, dest):
-        self._journal(jn.EVENT, 1 + codes.index_of(TRIGGERS, trigger), 0)
+        self._journal(jn.EVENT, codes.trigger_event(TRIGGERS, trigger), 0)
         self._emit("state", dest, self.delivery.commanded_nl)
         if dest == ALARM or dest == LOCKOUT:
             self._emit("alarm", self.alarm, 0)
@@ -486,7 +480,7 @@ class Controller:
         d.steps_per_stroke = n
         d.step_rem = 0
         self.monitor = Monitor(self.hal, s, n)
-        self._journal(jn.EVENT, _EV_CALIBRATED, s)
+        self._journal(jn.EVENT, codes.EV_CALIBRATED, s)
         return None
 
     # --- helpers --------------------------------------------------------------------------

@@ -23,11 +23,7 @@ pulses it may see.
 
 Every value stays below 2**30 so the steady path allocates nothing on a 32-bit board.
 """
-try:
-    from micropython import const
-except ImportError:
-    def const(x):  # type: ignore[misc]
-        return x
+from pump.compat import const
 
 _MS_PER_UNIT = const(3600)     # a 3.6 s unit: nL per unit == µL/h
 SEG_UNITS = const(10)          # default segment: 36 s

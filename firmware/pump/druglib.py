@@ -1,4 +1,4 @@
-"""The drug library: reads druglib.json (beside the pump package) and resolves it for one
+"""The drug library: reads druglib.json (in the pump package) and resolves it for one
 label version. Values stay data: nothing clinical is written here (SR-2, docs/drug-library.md).
 
 Each value in the file is {"value": v, "source": s} or, where label versions differ,
@@ -164,12 +164,13 @@ class Library:
 
 
 def path():
-    """Where druglib.json lives: the directory holding the pump package (the board's root)."""
+    """Where druglib.json lives: beside this module, in the pump package (on a board
+    /pump/druglib.json; on the host wherever the pump package is, checkout or install)."""
     try:
         f = __file__
     except NameError:
         return NAME
-    i = f.rfind("pump")
+    i = f.rfind("druglib")
     if i < 0:
         return NAME
     return f[:i] + NAME

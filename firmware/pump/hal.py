@@ -46,11 +46,7 @@ only ORs a bit into an int; the controller acts on it at its next step(). A boar
 loop calls step() at once when a flag is set, otherwise sleeps until the wake time
 step() returned.
 """
-try:
-    from micropython import const
-except ImportError:
-    def const(x):  # type: ignore[misc]
-        return x
+from pump.compat import const
 
 EV_DOOR = const(1)          # door/cassette switch changed
 EV_AIR = const(2)           # air-in-line detector tripped

@@ -23,13 +23,8 @@ an intact copy always exists outside the slot being written.
 """
 import struct
 
+from pump.compat import const
 from pump.crc import crc32_halves
-
-try:
-    from micropython import const
-except ImportError:
-    def const(x):  # type: ignore[misc]
-        return x
 
 REC_SIZE = const(48)
 _BODY = const(44)

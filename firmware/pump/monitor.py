@@ -37,14 +37,9 @@ Steady path (a step, a compare wake): small-int arithmetic on attributes only; n
 allocated on MicroPython (tests/fw/test_monitor_alloc.py). Every value stays below 2**30.
 """
 from pump.codes import OCCLUSION, OVER_INFUSION, SENSOR_FAULT, UNDER_INFUSION
+from pump.compat import const
 from pump.hal import EV_ROTATION
 from pump.program import Program
-
-try:
-    from micropython import const
-except ImportError:
-    def const(x):  # type: ignore[misc]
-        return x
 
 PULSES_PER_STROKE = const(4)
 # Thresholds in half pulses (6250 nL at the nominal 50 µL stroke): see docs/monitor.md.

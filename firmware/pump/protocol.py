@@ -27,14 +27,9 @@ from pump.codes import (
     SERVICE_ROLE,
     UNIT_REJECTED,
 )
+from pump.compat import const
 from pump.crc import crc32
 from pump.journal import REC_SIZE
-
-try:
-    from micropython import const
-except ImportError:
-    def const(x):  # type: ignore[misc]
-        return x
 
 VERSION = "1"
 MAX_FRAME = const(512)        # bytes, newline included

@@ -17,13 +17,8 @@ The order of one wake:
 `service` returns the tick to wake at next. Between wakes a board sleeps (`run`) until that
 tick or until an interrupt sets a flag or bytes arrive on the UART (`pending`).
 """
+from pump.compat import const
 from pump.protocol import Protocol
-
-try:
-    from micropython import const
-except ImportError:
-    def const(x):  # type: ignore[misc]
-        return x
 
 _AGAIN = const(8)     # controller steps for answered frames within one wake
 

@@ -252,7 +252,7 @@ def test_sr6_lockout_refuses_restart_survives_power_loss_and_override_is_journal
     # the alarm is journalled with the lockout deadline
     ev = _events(hal)
     over = codes.index_of(codes.ALARMS, codes.OVER_INFUSION)
-    lock = 1 + codes.index_of(TRIGGERS, "lockout")
+    lock = codes.trigger_event(TRIGGERS, "lockout")
     assert (lock, over, until) in ev
     # power loss: a new controller on the same board
     hal.t += 3600000
@@ -266,7 +266,7 @@ def test_sr6_lockout_refuses_restart_survives_power_loss_and_override_is_journal
     # an authenticated clinician's override works and is journalled
     assert ctl2.request("override", CLINICIAN) is None
     assert ctl2.state == codes.IDLE and ctl2.lockout_until_s == 0
-    ov = 1 + codes.index_of(TRIGGERS, "override")
+    ov = codes.trigger_event(TRIGGERS, "override")
     assert _events(hal)[-1] == (ov, 0, 0)
     assert ctl2.request("program", CLINICIAN, p) is None
     assert ctl2.request("start", CLINICIAN) is None

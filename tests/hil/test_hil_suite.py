@@ -15,7 +15,7 @@ import zlib
 
 import pytest
 
-from hil.harness import BoardHandle, detects_occlusion, has_monitor
+from hil.harness import BoardHandle
 from hil.rig import Rig, RigError
 from host.client import NotAuthorised, PumpRefused, PumpTimeout, encode
 
@@ -85,9 +85,6 @@ def test_watch_pushes_periodic_telemetry(board: BoardHandle) -> None:
 # --- faults injected by the rig ------------------------------------------------------------------
 
 @pytest.mark.needs_rig
-@pytest.mark.xfail(not has_monitor(), run=False, strict=True,
-                   reason="the safety monitor (firmware/pump/monitor.py, SR-5) is not in the "
-                          "controller yet: nothing watches the rotation sensor")
 def test_pr1_runaway_stopped_with_over_infusion_within_bound(board: BoardHandle, rig: Rig
                                                               ) -> None:
     v0 = rig_volume_ul(rig)
@@ -108,9 +105,6 @@ def test_pr1_runaway_stopped_with_over_infusion_within_bound(board: BoardHandle,
 
 
 @pytest.mark.needs_rig
-@pytest.mark.xfail(not detects_occlusion(), run=False, strict=True,
-                   reason="no firmware module acts on downstream pressure yet (EV_PRESSURE): "
-                          "occlusion detection belongs to the monitor/controller work")
 def test_occlusion_raises_alarm_and_stops(board: BoardHandle, rig: Rig) -> None:
     _run(board, "10 mL/h", "10 mL")
     board.sleep(30)
