@@ -28,5 +28,5 @@ def main(board=None, stop=None):
     return rt
 
 
-if __name__ == "__main__" or __name__ == "main":
+if __name__ == "__main__":          # the board runs main.py as __main__ after boot.py
     main()
