@@ -110,10 +110,7 @@ class Sim:
         if self.rate_error is not None:
             ctl.delivery.fault_num = self.rate_error.numerator
             ctl.delivery.fault_den = self.rate_error.denominator
-        if isinstance(getattr(ctl, "listeners", None), list):
-            ctl.listeners.append(self._listener)     # leaves ctl.listener to others
-        else:
-            ctl.listener = self._listener
+        ctl.listeners.append(self._listener)         # leaves ctl.listener to others
         self.controller = ctl
         self.door = Commands(ctl)
         state = ctl.boot()
