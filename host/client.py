@@ -19,7 +19,6 @@ import random
 import secrets
 import statistics
 import time
-import zlib
 from collections import deque
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
@@ -42,6 +41,7 @@ from host.errors import (
 )
 from pump import auth as fw_auth
 from pump import codes
+from pump import frames as fw_frames
 from pump import journal as jn
 from pump import protocol as fw_protocol
 from pump.states import TRIGGERS
@@ -71,31 +71,32 @@ class Frame:
 
 def encode(seq: int, command: str, args: dict[str, Any] | None = None,
            slot: str | None = None, counter: int = 0, key: bytes | None = None) -> bytes:
-    """One request frame. With `slot`, the HMAC tag over (slot, counter, command, args)."""
+    """One request frame (the firmware's codec, pump.frames). With `slot`, the HMAC tag
+    (pump.auth) over (slot, counter, command, args)."""
     args_text = json.dumps(args or {}, separators=(", ", ": "), sort_keys=True)
-    body = f"{seq} {command} {args_text}"
+    tag = None
     if slot is not None:
         if key is None:
             raise KeyMissing(f"no key for slot {slot!r}")
-        body += f" {slot}:{counter}:{fw_auth.tag_hex(key, slot, counter, command, args_text)}"
-    raw = body.encode("ascii")
-    if len(raw) + 10 > fw_protocol.MAX_FRAME:
-        raise FrameTooLarge(f"{command}: a frame of {len(raw) + 10} bytes; the pump takes at "
-                            f"most {fw_protocol.MAX_FRAME}")
-    return raw + b" %08x\n" % zlib.crc32(raw)
+        tag = f"{slot}:{counter}:{fw_auth.tag_hex(key, slot, counter, command, args_text)}"
+    raw: bytes = fw_frames.frame_text(seq, command, args_text, tag)
+    if len(raw) > fw_frames.MAX_FRAME:
+        raise FrameTooLarge(f"{command}: a frame of {len(raw)} bytes; the pump takes at "
+                            f"most {fw_frames.MAX_FRAME}")
+    return raw
 
 
 def decode(line: bytes) -> Frame:
-    """A frame from one line the pump sent (without or with its newline)."""
+    """A frame from one line the pump sent (without or with its newline), split by the
+    firmware's codec (pump.frames)."""
     line = line.rstrip(b"\r\n")
-    sp = line.rfind(b" ")
+    got = fw_frames.parse(line)
+    if isinstance(got, str):
+        raise PumpProtocolError(f"not a pump frame ({got}): {line[:120]!r}")
+    seq, kind, text, _crc = got
     try:
-        body = line[:sp]
-        if sp < 0 or zlib.crc32(body) != int(line[sp + 1:], 16):
-            raise ValueError("CRC mismatch")
-        seq, kind, text = body.decode("ascii").split(" ", 2)
         obj = json.loads(text)
-    except (ValueError, UnicodeDecodeError) as e:
+    except ValueError as e:
         raise PumpProtocolError(f"not a pump frame ({e}): {line[:120]!r}") from e
     if not isinstance(obj, dict):
         raise PumpProtocolError(f"frame payload is not an object: {line[:120]!r}")
@@ -207,7 +208,7 @@ class PumpClient:
                 line = bytes(self._buf[:i + 1])
                 del self._buf[:i + 1]
                 return line
-            if len(self._buf) > 4 * fw_protocol.MAX_REPLY:
+            if len(self._buf) > 4 * fw_frames.MAX_REPLY:
                 self._buf.clear()           # line noise without newlines: drop it
             if time.monotonic() >= deadline:
                 return None

@@ -287,12 +287,6 @@ class SimHal:
             return
         self._soon_entry = self.engine.schedule(now, PRIO_WAKE, self._on_soon)
 
-    def request(self, trigger: str, role: int, arg: Any = None) -> Any:
-        """A command from keys; the main loop serves a wake right after."""
-        r = self.controller.request(trigger, role, arg)
-        self.wake()
-        return r
-
     def _on_soon(self) -> None:
         self._soon_entry = None
         self._service()

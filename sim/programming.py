@@ -1,12 +1,12 @@
-"""Programming: a scenario's bag -> the firmware Program the clinician confirms. One place.
+"""Programming: a scenario's bag -> what the clinician keys into the pump. One place.
 
-The pump is programmed the way a clinician does it, through the firmware's own checks:
-the pharmacy's bag label (`pump.program.make_label` from the prescription, then the label
-values the scenario states — a wrong concentration printed on the label is a pharmacy
-error, so the label's check code covers the wrong value), the operator's keyed rate, unit
-and VTBI, `propose` (SR-1, SR-2, SR-3) and `confirm` with the echoed values. A scenario
-with no patient weight (a bare rate/VTBI study of the mechanism) is programmed with
-`pump.program.basic` instead.
+The pump is programmed the way a clinician does it, through the firmware's own door
+(pump.commands: PROPOSE, CONFIRM with the echo, START; the runner drives it): the
+pharmacy's bag label (`pump.program.make_label` from the prescription, then the label values
+the scenario states — a wrong concentration printed on the label is a pharmacy error, so the
+label's check code covers the wrong value) and the operator's keyed rate, unit and VTBI. A
+scenario with no patient weight (a bare rate/VTBI study of the mechanism) is programmed as a
+basic program (rate and VTBI keyed as text with their units) instead.
 """
 
 from __future__ import annotations
@@ -14,7 +14,6 @@ from __future__ import annotations
 from typing import Any
 
 from pump import program as fwprogram
-from pump.program import Program
 from sim.scenario import Bag, Scenario
 
 
@@ -53,24 +52,20 @@ def bag_label(bag: Bag) -> dict[str, Any] | str:
     return label
 
 
-def build_program(scenario: Scenario, pid: int, step: int = 0) -> tuple[Program | None,
-                                                                         str | None]:
-    """The Program for bag `step` of the scenario's plan, or (None, rejection code)."""
+def proposal_args(scenario: Scenario, step: int) -> dict[str, Any] | str:
+    """The PROPOSE arguments for bag `step` of the scenario's plan: the bag label and the
+    operator's entry, or a basic rate/VTBI; or a rejection code when the pharmacy cannot
+    make the label (the prescription itself is refused)."""
     bag = scenario.bags[step]
     if bag.weight_kg is None:
-        r: Any = fwprogram.basic(pid, int(round(bag.rate_ml_per_h * 1000.0)),
-                                 int(round(bag.vtbi_ml * 1000.0)))
-        return (r, None) if isinstance(r, Program) else (None, str(r))
+        return {"basic": {"rate": f"{_rate_text(bag.rate_ml_per_h)} {bag.rate_unit}",
+                          "vtbi": f"{_rate_text(bag.vtbi_ml)} mL"}}
     label = bag_label(bag)
     if isinstance(label, str):
-        return None, label
+        return label
     entry = {"rate": _rate_text(bag.rate_ml_per_h), "unit": bag.rate_unit,
              "vtbi_ml": _rate_text(bag.vtbi_ml)}
-    proposal: Any = fwprogram.propose(label, entry, pid)
-    if isinstance(proposal, str):
-        return None, proposal
-    r = fwprogram.confirm(proposal, proposal.echo)
-    return (r, None) if isinstance(r, Program) else (None, str(r))
+    return {"label": label, "entry": entry}
 
 
 def prescribed_dose_ug(scenario: Scenario, hours: float) -> float:

@@ -33,13 +33,14 @@ from typing import Any
 
 from pump import codes
 from pump.codes import CLINICIAN, COMPLETE, PAUSED, RUNNING
+from pump.commands import COMMANDS
 from pump.controller import Controller
 from pump.runtime import Runtime
 from sim.engine import PRIO_FAULT, PRIO_SAMPLE, Engine
 from sim.faults import FAULTS
 from sim.hal import DirStorage, MemStorage, SimHal
 from sim.plant import Plant
-from sim.programming import build_program, prescribed_dose_ug
+from sim.programming import prescribed_dose_ug, proposal_args
 from sim.scenario import Scenario
 
 TRACE_HEADER = "t_s,state,delivered_ml,counted_ml,allowed_ml,pressure_mmhg,alarm"
@@ -66,6 +67,7 @@ class Sim:
         self.hal = SimHal(self.engine, self.plant, self.storage, scenario.start_ticks)
         self.hal.pre_step = self._check
         self.controller: Any = None
+        self.door: Any = None           # the controller's command door (pump.commands)
         self.tracing = trace
         self.rows: list[str] = []
         self.alarms: list[dict[str, Any]] = []
@@ -112,6 +114,7 @@ class Sim:
         ctl.listeners.append(self._listener)         # leaves ctl.listener to others
         self.controller = ctl
         rt = Runtime(self.hal, ctl)
+        self.door = rt.proto              # the command door the serial frames go through
         state = rt.boot()
         self.state = state
         self.hal.attach(rt)
@@ -123,12 +126,13 @@ class Sim:
             return
         now = self.now
         self._check(now)
-        self.last_commanded_nl = ctl.delivery.commanded_nl
+        self.last_commanded_nl = ctl.snapshot()["commanded_nl"]
         before = self.counted_nl()
         self._leave_running(now)
         self.hal.power_off()
         ctl.journal.close()
         self.controller = None
+        self.door = None
         self.state = OFF
         self._row(now, "")
         rec: dict[str, Any] = {"t_s": now / 1000.0, "duration_s": duration_ms / 1000.0,
@@ -142,7 +146,7 @@ class Sim:
         rec["state_after_boot"] = state
         rec["counted_after_ml"] = round(self.counted_nl() / 1e6, 6)
         if self.sc.resume_after_power_loss and state == PAUSED:
-            self._request("resume")
+            self._command("RESUME", {})
         if self._bag_waiting:
             self._bag_waiting = False
             self._next_bag()
@@ -154,9 +158,15 @@ class Sim:
             ctl.delivery.fault_num = self.rate_error.numerator
             ctl.delivery.fault_den = self.rate_error.denominator
 
-    def _request(self, trigger: str, arg: Any = None) -> Any:
-        r = self.hal.request(trigger, CLINICIAN, arg)
-        self.requests.append({"t_s": self.now / 1000.0, "trigger": trigger, "result": r})
+    def _command(self, name: str, args: dict[str, Any]) -> Any:
+        """One command through the pump's door, as the clinician, with the current bag's
+        program id as the counter; the main loop steps right after. Logged in `requests`
+        under its action (the controller trigger): None or the rejection code."""
+        r = self.door.execute(name, args, CLINICIAN, self.bag_index + 1)
+        self.hal.wake()
+        code = r if isinstance(r, str) else None
+        self.requests.append({"t_s": self.now / 1000.0, "trigger": COMMANDS[name][0],
+                              "result": code})
         return r
 
     # --- the plan -----------------------------------------------------------------------------
@@ -178,23 +188,29 @@ class Sim:
         bag = self.sc.bags[i]
         if i > 0:
             self.plant.change_bag(now, bag.fill_ml, bag.prepared_concentration_ug_per_ml)
-        prog, code = build_program(self.sc, i + 1, i)
-        if prog is None:
-            self._reject(code)
+        args = proposal_args(self.sc, i)
+        if isinstance(args, str):
+            self._reject(args)
+            return
+        proposal = self.door.execute("PROPOSE", args, CLINICIAN, i + 1)
+        if isinstance(proposal, str):
+            self._reject(proposal)
             return
         # close the books of the previous program
         self._leave_running(now)
         self.allowed_base_ul += self._bag_allowed_ul()
-        self.counted_base_nl += ctl.delivery.commanded_nl
+        commanded_nl = ctl.snapshot()["commanded_nl"]
+        self.counted_base_nl += commanded_nl
         self.run_ms = 0
-        r = self._request("program", prog)
-        if r is not None:
-            self.counted_base_nl -= ctl.delivery.commanded_nl
+        r = self._command("CONFIRM", {"echo": proposal["echo"]})
+        if isinstance(r, str):
+            self.counted_base_nl -= commanded_nl
             self._reject(r)
             return
-        self.prog_rate_ul_per_h = prog.rate_ul_per_h
-        self.prog_vtbi_ul = prog.vtbi_nl / 1000.0
-        self._request("start")
+        snap = ctl.snapshot()
+        self.prog_rate_ul_per_h = snap["rate_ul_per_h"]
+        self.prog_vtbi_ul = snap["vtbi_nl"] / 1000.0
+        self._command("START", {})
 
     def _reject(self, code: Any) -> None:
         if self.accepted:
@@ -374,7 +390,7 @@ def _result(sim: Sim) -> dict[str, Any]:
         "scenario": sc.name,
         "accepted": sim.accepted,
         "reject_code": sim.reject_code,
-        "final_state": ctl.state if ctl is not None else OFF,
+        "final_state": ctl.snapshot()["state"] if ctl is not None else OFF,
         "alarms": sim.alarms,
         "delivered_ml": _r(p.patient_ul / 1000.0),
         "counted_ml": _r(sim.counted_nl() / 1e6),

@@ -24,7 +24,7 @@ from host.client import (
     encode,
     event_name,
 )
-from pump import codes, protocol
+from pump import auth, codes, frames, protocol
 from pump.controller import Controller
 
 
@@ -141,6 +141,27 @@ def test_encode_decode_round_trip_with_the_firmware_parser(ring: KeyRing, tmp_pa
             decode(bad)
     with pytest.raises(PumpError):
         encode(1, "PING", {"x": "y" * 600})
+
+
+def test_host_frames_and_signs_with_the_firmware_codec(ring: KeyRing,
+                                                       monkeypatch: pytest.MonkeyPatch) -> None:
+    """One codec: host.client builds and splits frames with pump.frames and signs with
+    pump.auth.message, the very functions the pump runs; a round trip through them."""
+    calls: list[str] = []
+    for mod, name in ((frames, "frame_text"), (frames, "parse"), (auth, "message")):
+        real = getattr(mod, name)
+        monkeypatch.setattr(mod, name, lambda *a, _r=real, _n=name: calls.append(_n) or _r(*a))
+    args = {"basic": {"vtbi": "240 mL", "rate": "10 mL/h"}}
+    raw = encode(7, "PROPOSE", args, "c", 5, ring.key("c"))
+    assert calls == ["message", "frame_text"]
+    seq, kind, rest, crc = frames.parse(raw.rstrip(b"\n"))
+    text, tok = rest.rsplit(" ", 1)
+    assert (seq, kind, json.loads(text)) == ("7", "PROPOSE", args)
+    assert tok == "c:5:" + auth.tag_hex(ring.key("c"), "c", 5, "PROPOSE", text)
+    reply = protocol.frame("7", "OK", {"echo": ["-", 10000, 240000, 0, 0, 0]})
+    calls.clear()
+    assert decode(reply).obj == {"echo": ["-", 10000, 240000, 0, 0, 0]}
+    assert calls == ["parse"]
 
 
 def test_errors_are_one_family() -> None:

@@ -189,10 +189,10 @@ def test_unknown_trigger_is_bad_input_and_changes_nothing():
 
 
 def test_refusing_guard_returns_its_code_and_changes_nothing():
-    m, shared = _fw(codes.ALARM, refuse={"guard_resume_alarm": codes.NOT_AUTHORISED})
-    assert m.fire("resume") == codes.NOT_AUTHORISED
+    m, shared = _fw(codes.ALARM, refuse={"guard_start": codes.DOOR_OPEN})
+    assert m.fire("resume") == codes.DOOR_OPEN
     assert m.state == codes.ALARM
-    assert shared.log == [("guard", "guard_resume_alarm")]
+    assert shared.log == [("guard", "guard_start")]
 
 
 def test_all_applicable_rows_refuse_returns_last_guards_code():

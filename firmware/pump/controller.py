@@ -8,12 +8,11 @@ returns None or a rejection code; bad input changes nothing (SR-13).
 The steady-state path (a RUNNING step that ends one motor segment and begins the next,
 journalling its write-ahead reservation) allocates nothing on MicroPython (PR-5).
 """
-from pump import calibration, codes, druglib
+from pump import calibration, codes, druglib, roles
 from pump import journal as jn
 from pump.codes import (
     ALARM,
     BAD_INPUT,
-    CLINICIAN,
     DOOR_OPEN,
     FREE_FLOW,
     INFUSION_COMPLETE,
@@ -23,12 +22,10 @@ from pump.codes import (
     NOT_AUTHORISED,
     OCCLUSION,
     OVER_INFUSION,
-    PATIENT,
     PAUSE_TIMEOUT,
     PAUSED,
     PRIMING,
     RUNNING,
-    SERVICE_ROLE,
     WATCHDOG_RESET,
 )
 from pump.compat import const
@@ -46,13 +43,6 @@ FLAG_INTERRUPTED = const(1)       # journal flag: an interruption is open
 FLAG_PREMED = const(2)            # journal flag: restart needs premedication (SR-7)
 INTERRUPTION_PREMED_S = const(4 * 3600)
 
-# Who may ask for what (SR-11). Triggers not listed are internal (never requestable).
-PERMS = {
-    "program": CLINICIAN, "clear": CLINICIAN, "prime": CLINICIAN, "prime_done": CLINICIAN,
-    "start": CLINICIAN, "pause": PATIENT, "resume": PATIENT, "stop": PATIENT,
-    "override": CLINICIAN, "service": SERVICE_ROLE, "exit_service": SERVICE_ROLE,
-}
-ROLES = (PATIENT, CLINICIAN, SERVICE_ROLE)
 # Where the pump wakes after power loss or reset, by the state last journalled (SR-9).
 _RESTORE = {
     "IDLE": "restore_idle", "BOOT": "restore_idle", "SERVICE": "restore_idle",
@@ -99,7 +89,6 @@ class Controller:
         self.pause_reminded = False
         self.now = hal.ticks_ms()
         self._flags = 0
-        self._role = 0
         self._arg = None
         self._pending_alarm = None
         # Safety monitor (SR-5): its own sensor, program copy and envelope; it can only stop
@@ -120,13 +109,15 @@ class Controller:
         return self._flags != 0
 
     def request(self, trigger, role, arg=None):
-        """A command from keys or the protocol. Returns None when done, else a code."""
-        if not isinstance(trigger, str) or trigger not in PERMS:
+        """A command from keys or the command door (pump.commands). Returns None when done,
+        else a code. The triggers that may be requested, and by whom in which state, are the
+        role table's (pump.roles, SR-11); the others are internal."""
+        if not isinstance(trigger, str) or trigger not in roles.TABLE \
+                or trigger not in TRIGGERS:
             return BAD_INPUT
-        if role not in ROLES:
+        if role not in roles.ANYONE:
             return BAD_INPUT
-        need = PERMS[trigger]
-        if (need == SERVICE_ROLE) != (role == SERVICE_ROLE) or role < need:
+        if not roles.allows(trigger, self.machine.state, role):
             return NOT_AUTHORISED
         if trigger == "program":
             if not isinstance(arg, Program) or not arg.intact():
@@ -137,12 +128,10 @@ class Controller:
         elif arg is not None:
             return BAD_INPUT
         self.now = self.hal.ticks_ms()
-        self._role = role
         self._arg = arg
         try:
             return self.machine.fire(trigger)
         finally:
-            self._role = 0
             self._arg = None
 
     def accept_auth_counter(self, counter):
@@ -157,8 +146,10 @@ class Controller:
         return True
 
     def silence(self, role):
-        if role not in ROLES:
+        if role not in roles.ANYONE:
             return BAD_INPUT
+        if not roles.allows("silence", self.machine.state, role):
+            return NOT_AUTHORISED
         self.silenced = True
         self.hal.buzzer(False)
         return None
@@ -356,22 +347,8 @@ class Controller:
             return DOOR_OPEN
         return None
 
-    def guard_resume_alarm(self):
-        if self._role < CLINICIAN:
-            return NOT_AUTHORISED
-        return self.guard_start()
-
-    def guard_clinician(self):
-        return None if self._role >= CLINICIAN else NOT_AUTHORISED
-
-    def guard_override(self):
-        return self.guard_clinician()
-
     def guard_prime(self):
         return None if self._arg is True else BAD_INPUT
-
-    def guard_service(self):
-        return None if self._role == SERVICE_ROLE else NOT_AUTHORISED
 
     def before_stop_motor(self):
         self.delivery.stop(self.now)
@@ -460,7 +437,7 @@ class Controller:
         """Set the cassette calibration ({"stroke_nl": int, "steps_per_stroke": int}):
         service role, SERVICE state. Stored power-safe, applied to delivery and to the
         monitor together. Returns None or a code; bad input changes nothing."""
-        if role != SERVICE_ROLE:
+        if not roles.allows("calibrate", self.machine.state, role):
             return NOT_AUTHORISED
         if not isinstance(args, dict) or not args:
             return BAD_INPUT
@@ -523,14 +500,16 @@ class Controller:
         for fn in self.listeners:
             fn(kind, code, value)
 
-    def status(self):
-        """A snapshot for status replies and reports (allocates; not for the hot path)."""
+    def snapshot(self):
+        """What the pump reports of itself, for STATUS, the TLM telemetry frame and the
+        simulator's reports (allocates; not for the hot path)."""
         d = self.delivery
+        hal = self.hal
         return {
             "state": self.machine.state, "alarm": self.alarm, "notice": self.notice,
             "program_id": self.program.pid if self.program is not None else None,
             "rate_ul_per_h": d.rate_ul_per_h, "vtbi_nl": d.vtbi_nl,
             "commanded_nl": d.commanded_nl, "reserved_nl": self.reserved_nl,
             "lockout_until_s": self.lockout_until_s, "silenced": self.silenced,
+            "auth_counter": self.auth_counter, "t_ms": hal.ticks_ms(), "rtc_s": hal.rtc_s(),
         }
-

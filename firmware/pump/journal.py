@@ -138,6 +138,24 @@ class Journal:
             return None
         return (v[1], v[2], v[3], list(v[4:]))
 
+    def read_records(self, slot, n):
+        """Up to n raw records (bytes, as stored: valid or not) from `slot` on, stopping at
+        the end of the ring or of the file; for a host to parse (the LOG command)."""
+        out = []
+        if self.storage.size(self.name) <= 0:
+            return out
+        f = self.storage.open(self.name, "rb")
+        try:
+            f.seek(slot * REC_SIZE)
+            while len(out) < n and slot + len(out) < self.capacity:
+                r = f.read(REC_SIZE)
+                if not r or len(r) < REC_SIZE:
+                    break
+                out.append(r)
+        finally:
+            f.close()
+        return out
+
     # --- append -------------------------------------------------------------------------
     def open(self):
         """Open the ring for writing (creating it); called once, after replay."""

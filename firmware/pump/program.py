@@ -7,10 +7,11 @@ ng/m²/day, concentration in pg/mL, weight in g, height in mm, BSA in cm² (1 m�
 Validation may use larger intermediate ints (it is not the steady-state path); every value
 a Program keeps is below 2**30.
 
-Two steps (SR-3): `propose(rx, entry, pid)` checks everything and returns a Proposal whose
-`echo` the pump shows; `confirm(proposal, echo)` accepts only the very same values and
-returns the Program. Neither raises on any input: a bad one gets a code from pump.codes
-(the cases are tabled in docs/program-rejections.md).
+Two steps (SR-3): `propose(rx, entry, pid)` (or `propose_basic(d, pid)` for a bench program
+without the drug library) checks everything and returns a Proposal whose `echo` the pump
+shows; `confirm(proposal, echo)` accepts only the very same values and returns the Program.
+Neither raises on any input: a bad one gets a code from pump.codes (the cases are tabled in
+docs/program-rejections.md). A rate's unit is judged in one place: `keyed_rate`.
 """
 from pump import druglib
 from pump.codes import (
@@ -43,6 +44,7 @@ BSA_AGREE_PCT = 5              # a label giving both BSA and height: they must a
 CONC_MAX_PG_PER_ML = 1 << 29   # 537 µg/mL, far above any bag (keeps label ints small)
 BAG_MAX_UL = 10000000          # 10 L
 RATE_UNITS = ("mL/h", "ml/h")  # SR-3: the only unit a rate is keyed in
+VTBI_UNIT = "mL"               # a basic program's VTBI, keyed with its unit
 
 # The bag label's fields, in check-code order. The dose is the prescription's: one of the two
 # dose fields and one of height/BSA may be absent (0 in the code).
@@ -101,6 +103,13 @@ def is_int(v):
 def basic(pid, rate_ul_per_h, vtbi_ul):
     """A Program from a rate (µL/h) and VTBI (µL), or a rejection code. Never raises.
     No drug library checks: for service and bench use, not for a prescription."""
+    code = _basic_check(pid, rate_ul_per_h, vtbi_ul)
+    if code is not None:
+        return code
+    return Program(pid, rate_ul_per_h, vtbi_ul * 1000)
+
+
+def _basic_check(pid, rate_ul_per_h, vtbi_ul):
     if not (is_int(pid) and is_int(rate_ul_per_h) and is_int(vtbi_ul)):
         return BAD_INPUT
     if pid < 0 or pid >= (1 << 30):
@@ -109,7 +118,7 @@ def basic(pid, rate_ul_per_h, vtbi_ul):
         return RATE_VOLUME_MISMATCH
     if not (VTBI_MIN_UL <= vtbi_ul <= VTBI_MAX_UL):
         return RATE_VOLUME_MISMATCH
-    return Program(pid, rate_ul_per_h, vtbi_ul * 1000)
+    return None
 
 
 def from_record(payload):
@@ -466,13 +475,11 @@ def _propose(rx, entry, pid, lib):
     r = _prescription(rx, lib)
     if isinstance(r, str):
         return r
-    # SR-3: the rate in mL/h only.
-    unit = entry.get("unit")
-    if not isinstance(unit, str) or unit not in RATE_UNITS:
-        return UNIT_REJECTED
-    rate = milli(entry.get("rate"))
+    rate = keyed_rate(entry.get("rate"), entry.get("unit"))
+    if isinstance(rate, str):
+        return rate
     vtbi_ul = milli(entry.get("vtbi_ml"))
-    if rate is None or vtbi_ul is None:
+    if vtbi_ul is None:
         return BAD_INPUT
     bag = r.bag
     conc = rx["conc_pg_per_ml"]
@@ -504,6 +511,55 @@ def _propose(rx, entry, pid, lib):
     fields = (pid, rate, vtbi_ul * 1000, r.drug.index, conc, r.daily_ng, bag.hours, r.flags)
     echo = (r.drug.name, rate, vtbi_ul, r.daily_ng, conc, bag.hours)
     return Proposal(fields, echo)
+
+
+def keyed_rate(value, unit):
+    """A keyed rate in µL/h: `value` a keyed decimal in `unit`, which must be one of
+    RATE_UNITS (SR-3: mL/h only), else UNIT_REJECTED; BAD_INPUT for a value that is not a
+    decimal. The one place a rate's unit is judged."""
+    if not isinstance(unit, str) or unit not in RATE_UNITS:
+        return UNIT_REJECTED
+    v = milli(value)
+    return BAD_INPUT if v is None else v
+
+
+def _split_keyed(text):
+    """A keyed '<decimal> <unit>' as [decimal, unit], or a code (one word: no unit)."""
+    if not isinstance(text, str) or len(text) > 32:
+        return BAD_INPUT
+    p = text.split()
+    if len(p) != 2:
+        return UNIT_REJECTED if len(p) == 1 else BAD_INPUT
+    return p
+
+
+def propose_basic(d, pid):
+    """A Proposal for a basic program (no drug library: bench and service use) from the
+    operator's {"rate": "10 mL/h", "vtbi": "240 mL"}, or a rejection code. Confirmed like
+    any proposal (confirm); its echo is ("-", rate µL/h, VTBI µL, 0, 0, 0). Never raises."""
+    try:
+        if not isinstance(d, dict) or len(d) != 2:
+            return BAD_INPUT
+        p = _split_keyed(d.get("rate"))
+        if isinstance(p, str):
+            return p
+        rate = keyed_rate(p[0], p[1])
+        if isinstance(rate, str):
+            return rate
+        p = _split_keyed(d.get("vtbi"))
+        if isinstance(p, str):
+            return p
+        if p[1] != VTBI_UNIT:
+            return UNIT_REJECTED
+        vtbi_ul = milli(p[0])
+        if vtbi_ul is None:
+            return BAD_INPUT
+        code = _basic_check(pid, rate, vtbi_ul)
+        if code is not None:
+            return code
+        return Proposal((pid, rate, vtbi_ul * 1000, 0, 0, 0, 0, 0), ("-", rate, vtbi_ul, 0, 0, 0))
+    except Exception:   # noqa: BLE001 - never raise on user input
+        return BAD_INPUT
 
 
 def same_echo(echo, mine):

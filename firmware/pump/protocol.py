@@ -10,75 +10,31 @@ seq cannot be trusted is answered with seq `?`. Pushed telemetry uses seq `*`. P
 commands carry an HMAC-SHA256 tag (pump.auth) and a strictly increasing counter that the
 controller journals, so a captured frame is refused (REPLAYED). A retry resends the same
 frame; a repeated (seq, crc) is answered from a small reply cache, never executed twice.
+The frame codec is pump.frames (hosts use it too); what a command does, and which role may
+give it, is pump.commands' and pump.roles': the protocol parses and authenticates a frame,
+then executes it through the same door as every other caller.
 
 Nothing raises past `feed`/`poll`: every bad input gets a coded reply and changes nothing
 (SR-13). Buffers are bounded: an over-long line is dropped whole (TOO_LONG).
 """
 import json
-from binascii import hexlify, unhexlify
+from binascii import unhexlify
 
-from pump import auth, program
-from pump.codes import (
-    BAD_INPUT,
-    CLINICIAN,
-    INVALID_STATE,
-    NOT_AUTHORISED,
-    PATIENT,
-    SERVICE_ROLE,
-    UNIT_REJECTED,
-)
+from pump import auth
+from pump.codes import BAD_INPUT, NOT_AUTHORISED, PATIENT
+from pump.commands import COMMANDS, UNKNOWN_COMMAND, Commands
 from pump.compat import const
-from pump.crc import crc32
-from pump.journal import REC_SIZE
+from pump.frames import MAX_FRAME, MAX_REPLY, frame, is_hex, parse
 
-VERSION = "1"
-MAX_FRAME = const(512)        # bytes, newline included
-MAX_REPLY = const(1024)
 _MAX_EVENTS = const(8)        # queued telemetry events (the oldest are dropped beyond)
 _CACHE = const(4)             # replies kept for retried frames
-_PROPOSAL_MS = const(120000)  # a proposal waits this long for its confirm
-_LOG_MAX = const(4)           # journal records per LOG reply
 _READS = const(4)             # UART reads (of up to MAX_FRAME bytes) per poll
 
 # Protocol error codes (extend SPEC §6; the controller's codes are used where they fit).
 BAD_FRAME = "BAD_FRAME"
 TOO_LONG = "TOO_LONG"
-UNKNOWN_COMMAND = "UNKNOWN_COMMAND"
 REPLAYED = "REPLAYED"
-UNSUPPORTED = "UNSUPPORTED"
 INTERNAL = "INTERNAL"
-
-_ANY = const(0)
-# command -> (role needed, handler, trigger for controller.request or None, cacheable)
-# Roles (SR-11): unauthenticated frames are PATIENT; a tag makes them CLINICIAN or SERVICE.
-COMMANDS = {
-    "PING": (_ANY, "_ping", None, False),
-    "STATUS": (_ANY, "_status", None, False),
-    "WATCH": (_ANY, "_watch", None, False),
-    "PAUSE": (PATIENT, "_request", "pause", True),
-    "STOP": (PATIENT, "_request", "stop", True),
-    "RESUME": (PATIENT, "_request", "resume", True),
-    "SILENCE": (PATIENT, "_silence", None, True),
-    "ACK": (PATIENT, "_silence", None, True),
-    "START": (CLINICIAN, "_request", "start", True),
-    "CLEAR": (CLINICIAN, "_request", "clear", True),
-    "OVERRIDE": (CLINICIAN, "_request", "override", True),
-    "PRIME": (CLINICIAN, "_prime", None, True),
-    "PROPOSE": (CLINICIAN, "_propose", None, True),
-    "CONFIRM": (CLINICIAN, "_confirm", None, True),
-    "SERVICE": (SERVICE_ROLE, "_request", "service", True),
-    "EXIT_SERVICE": (SERVICE_ROLE, "_request", "exit_service", True),
-    "LOG": (SERVICE_ROLE, "_log", None, False),
-    "CAL": (SERVICE_ROLE, "_cal", None, True),
-    "KEY": (_ANY, "_key", None, True),
-}
-_ROLE_NAMES = {PATIENT: "patient", CLINICIAN: "clinician", SERVICE_ROLE: "service"}
-
-
-def frame(seq, kind, obj):
-    """One frame as bytes: `<seq> <kind> <json> <crc32>\\n` (replies, telemetry, hosts)."""
-    body = ("%s %s %s" % (seq, kind, json.dumps(obj))).encode()
-    return body + (" %08x\n" % crc32(body)).encode()
 
 
 def _digits(s, most):
@@ -90,19 +46,12 @@ def _digits(s, most):
     return True
 
 
-def _is_hex(s):
-    for c in s:
-        if c not in "0123456789abcdef":
-            return False
-    return True
+class Protocol(Commands):
+    """The commands (pump.commands) over a UART: frames in, replies and telemetry out."""
 
-
-class Protocol:
     def __init__(self, ctl, uart, storage=None, idle_ms=2000):
-        self.ctl = ctl
-        self.hal = ctl.hal
+        super().__init__(ctl, auth.Keys(storage))
         self.uart = uart
-        self.keys = auth.Keys(storage)
         self.idle_ms = idle_ms            # a partial line older than this is dropped
         self.buf = bytearray(MAX_FRAME)
         self.n = 0
@@ -112,9 +61,6 @@ class Protocol:
         self.ci = 0
         self.events = []
         self.dropped = 0
-        self.period_ms = 0                # periodic telemetry (WATCH), 0 = off
-        self.next_tlm = 0
-        self.pending = None               # [kind, proposal or Program, echo, deadline]
         self.frames = 0
         self.errors = 0
         ctl.listeners.append(self._on_event)
@@ -143,7 +89,7 @@ class Protocol:
             self._flush_events()
         if self.period_ms and hal.ticks_diff(now, self.next_tlm) >= 0:
             self.next_tlm = hal.ticks_add(now, self.period_ms)
-            self._send("*", "TLM", self._snapshot())
+            self._send("*", "TLM", self.ctl.snapshot())
         return got
 
     def wake(self, now, wake):
@@ -200,29 +146,19 @@ class Protocol:
         if not line:
             return
         self.frames += 1
-        for b in line:
-            if b < 32 or b > 126:
-                return self._err("?", BAD_FRAME, "charset")
-        sp = line.rfind(b" ")
-        crc_text = line[sp + 1:].decode()
-        if sp < 0 or len(crc_text) != 8 or not _is_hex(crc_text):
-            return self._err("?", BAD_FRAME, "crc missing")
-        body = line[:sp]
-        crc = int(crc_text, 16)
-        if crc32(body) != crc:
-            return self._err("?", BAD_FRAME, "crc")
-        parts = body.decode().split(" ", 2)
-        if len(parts) != 3 or not _digits(parts[0], 9):
+        got = parse(line)
+        if isinstance(got, str):
+            return self._err("?", BAD_FRAME, got)
+        seq, name, rest, crc = got
+        if not _digits(seq, 9):
             return self._err("?", BAD_FRAME, "syntax")
-        seq = parts[0]
         for c in self.cache:
             if c is not None and c[0] == seq and c[1] == crc:
                 self.uart.write(c[2])       # a retry: the same answer, not a second run
                 return
-        spec = COMMANDS.get(parts[1])
+        spec = COMMANDS.get(name)
         if spec is None:
-            return self._err(seq, UNKNOWN_COMMAND, parts[1][:16])
-        rest = parts[2]
+            return self._err(seq, UNKNOWN_COMMAND, name[:16])
         tok = None
         if not rest.endswith("}"):
             i = rest.rfind(" ")
@@ -239,14 +175,11 @@ class Protocol:
         role = PATIENT
         ctr = 0
         if tok is not None:
-            got = self._authenticate(parts[1], rest, tok)
+            got = self._authenticate(name, rest, tok)
             if isinstance(got, str):
                 return self._err(seq, got, "")
             role, ctr = got
-        need = spec[0]
-        if (need == CLINICIAN or need == SERVICE_ROLE) and role != need:
-            return self._err(seq, NOT_AUTHORISED, "needs %s" % _ROLE_NAMES[need])
-        out = getattr(self, spec[1])(args, role, spec[2], ctr)
+        out = self.execute(name, args, role, ctr)
         if isinstance(out, str):
             reply = frame(seq, "ERR", {"code": out})
             self.errors += 1
@@ -254,7 +187,7 @@ class Protocol:
             reply = frame(seq, "OK", out)
             if len(reply) > MAX_REPLY:
                 reply = frame(seq, "ERR", {"code": INTERNAL, "why": "reply too long"})
-        if spec[3] or tok is not None:      # authenticated: a retry must not look replayed
+        if spec[2] or tok is not None:      # authenticated: a retry must not look replayed
             self.cache[self.ci] = [seq, crc, reply]
             self.ci = (self.ci + 1) % _CACHE
         self.uart.write(reply)
@@ -263,7 +196,7 @@ class Protocol:
         """(role, counter) for a valid tag and a fresh counter, else a code."""
         p = tok.split(":")
         if len(p) != 3 or p[0] not in auth.ROLE_OF or not _digits(p[1], 10) \
-                or len(p[2]) != 64 or not _is_hex(p[2]):
+                or len(p[2]) != 64 or not is_hex(p[2]):
             return BAD_FRAME
         ctr = int(p[1])
         msg = auth.message(p[0], ctr, command, args_text)
@@ -294,180 +227,3 @@ class Protocol:
         for kind, code, value in ev:
             self._send("*", "EVT", {"kind": kind, "code": code, "value": value,
                                     "dropped": self.dropped})
-
-    def _snapshot(self):
-        ctl = self.ctl
-        d = ctl.delivery
-        return {"state": ctl.state, "alarm": ctl.alarm, "notice": ctl.notice,
-                "commanded_nl": d.commanded_nl, "rate_ul_per_h": d.rate_ul_per_h,
-                "vtbi_nl": d.vtbi_nl, "t_ms": self.hal.ticks_ms()}
-
-    # --- handlers: (args, role, trigger, counter) -> dict (OK) or a code (ERR) -------------
-    def _ping(self, args, role, trig, ctr):
-        return {"pong": True, "fw": VERSION, "max_frame": MAX_FRAME}
-
-    def _status(self, args, role, trig, ctr):
-        ctl = self.ctl
-        s = ctl.status()
-        s["auth_counter"] = ctl.auth_counter
-        s["keys"] = self.keys.provisioned()
-        s["t_ms"] = self.hal.ticks_ms()
-        s["rtc_s"] = self.hal.rtc_s()
-        s["proposal"] = self._proposal_echo()
-        s["fw"] = VERSION
-        return s
-
-    def _watch(self, args, role, trig, ctr):
-        p = args.get("period_s", 0)
-        if not program.is_int(p) or p < 0 or p > 3600:
-            return BAD_INPUT
-        self.period_ms = p * 1000
-        self.next_tlm = self.hal.ticks_ms()
-        return {"period_s": p}
-
-    def _request(self, args, role, trig, ctr):
-        if args:
-            return BAD_INPUT
-        return self._after(self.ctl.request(trig, role, None))
-
-    def _after(self, code):
-        if code is not None:
-            return code
-        return {"state": self.ctl.state}
-
-    def _silence(self, args, role, trig, ctr):
-        if args:
-            return BAD_INPUT
-        return self._after(self.ctl.silence(role))
-
-    def _prime(self, args, role, trig, ctr):
-        # SR-8: priming only with the line declared disconnected
-        if args.get("line_disconnected") is not True or len(args) != 1:
-            return BAD_INPUT
-        return self._after(self.ctl.request("prime", role, True))
-
-    def _propose(self, args, role, trig, ctr):
-        """SR-3 step one: validate, hold, echo. Nothing is applied until CONFIRM."""
-        self.pending = None
-        if not self.ctl.machine.allowed("program"):
-            return INVALID_STATE            # e.g. while running: stop first
-        basic = args.get("basic")
-        if basic is not None:
-            got = _basic(basic, ctr)
-            if isinstance(got, str):
-                return got
-            kind = "basic"
-            prop = got
-            echo = ["-", got.rate_ul_per_h, got.vtbi_nl // 1000, 0, 0, 0]
-        else:
-            propose = getattr(program, "propose", None)
-            if propose is None:
-                return UNSUPPORTED
-            label = args.get("label")
-            entry = args.get("entry")
-            if not isinstance(label, dict) or not isinstance(entry, dict):
-                return BAD_INPUT
-            got = propose(label, entry, ctr)
-            if isinstance(got, str):
-                return got
-            kind = "label"
-            prop = got
-            echo = list(got.echo)
-        deadline = self.hal.ticks_add(self.hal.ticks_ms(), _PROPOSAL_MS)
-        self.pending = [kind, prop, echo, deadline]
-        return {"echo": echo, "expires_s": _PROPOSAL_MS // 1000}
-
-    def _proposal_echo(self):
-        p = self.pending
-        if p is None:
-            return None
-        if self.hal.ticks_diff(self.hal.ticks_ms(), p[3]) >= 0:
-            self.pending = None
-            return None
-        return p[2]
-
-    def _confirm(self, args, role, trig, ctr):
-        """SR-3 step two: the operator's echo of the very same values, in its own frame."""
-        echo = args.get("echo")
-        mine = self._proposal_echo()
-        if mine is None:
-            return BAD_INPUT
-        kind, prop = self.pending[0], self.pending[1]
-        if kind == "basic":
-            if not isinstance(echo, list) or not program.same_echo(echo, mine):
-                return BAD_INPUT
-            prog = prop
-        else:
-            prog = program.confirm(prop, echo)
-            if isinstance(prog, str):
-                return prog
-        code = self.ctl.request("program", role, prog)
-        if code is not None:
-            return code
-        self.pending = None
-        return {"state": self.ctl.state, "program_id": prog.pid}
-
-    def _log(self, args, role, trig, ctr):
-        """Raw journal records (hex), n at a time: the host decodes them (pump.journal)."""
-        j = self.ctl.journal
-        slot = args.get("slot", 0)
-        n = args.get("n", _LOG_MAX)
-        if not program.is_int(slot) or not program.is_int(n) or slot < 0 \
-                or slot >= j.capacity or n < 1 or n > _LOG_MAX:
-            return BAD_INPUT
-        recs = []
-        size = j.storage.size(j.name)
-        if size > 0:
-            f = j.storage.open(j.name, "rb")
-            try:
-                f.seek(slot * REC_SIZE)
-                while len(recs) < n and slot + len(recs) < j.capacity:
-                    r = f.read(REC_SIZE)
-                    if not r or len(r) < REC_SIZE:
-                        break
-                    recs.append(hexlify(r).decode())
-            finally:
-                f.close()
-        return {"slot": slot, "cap": j.capacity, "recs": recs, "seq": j.seq}
-
-    def _cal(self, args, role, trig, ctr):
-        cal = getattr(self.ctl, "calibrate", None)
-        if cal is None:
-            return UNSUPPORTED
-        return self._after(cal(args, role))
-
-    def _key(self, args, role, trig, ctr):
-        """Provision a key: open while the device has none (factory), else service only."""
-        if self.keys.provisioned() and role != SERVICE_ROLE:
-            return NOT_AUTHORISED
-        slot = args.get("slot")
-        if len(args) != 2 or not self.keys.set(slot, args.get("key")):
-            return BAD_INPUT
-        return {"keys": self.keys.provisioned()}
-
-
-def _qty(text, unit):
-    """A keyed '<decimal> <unit>' string in thousandths, a code when the unit is wrong."""
-    if not isinstance(text, str) or len(text) > 32:
-        return BAD_INPUT
-    p = text.split()
-    if len(p) != 2:
-        return UNIT_REJECTED if len(p) == 1 else BAD_INPUT
-    if p[1] != unit:
-        return UNIT_REJECTED
-    v = program.milli(p[0])
-    return BAD_INPUT if v is None else v
-
-
-def _basic(d, pid):
-    """A basic program (no drug library: bench and service use) from {"rate": "10 mL/h",
-    "vtbi": "240 mL"} (SR-3: mL/h only, anything else UNIT_REJECTED). Program or code."""
-    if not isinstance(d, dict) or len(d) != 2:
-        return BAD_INPUT
-    rate = _qty(d.get("rate"), "mL/h")
-    if isinstance(rate, str):
-        return rate
-    vtbi = _qty(d.get("vtbi"), "mL")
-    if isinstance(vtbi, str):
-        return vtbi
-    return program.basic(pid, rate, vtbi)

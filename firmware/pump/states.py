@@ -55,18 +55,17 @@ TABLE = (
     # Delivery.
     ("start", (PROGRAMMED,), RUNNING, "guard_start", None, "after_run"),
     ("pause", (RUNNING,), PAUSED, None, "before_stop_motor", "after_pause"),
-    ("resume", (PAUSED,), RUNNING, "guard_start", None, "after_run"),
-    ("resume", (ALARM,), RUNNING, "guard_resume_alarm", None, "after_run"),
+    ("resume", (PAUSED, ALARM), RUNNING, "guard_start", None, "after_run"),
     ("stop", (RUNNING, PAUSED, PRIMING), PROGRAMMED, None, "before_stop_motor", None),
     ("complete", (RUNNING,), COMPLETE, None, "before_stop_motor", "after_complete"),
     # Alarms that stop delivery (SR-10), and the over-infusion lockout (SR-5, SR-6).
     ("alarm", _ACTIVE, ALARM, None, "before_stop_motor", "after_alarm"),
     ("lockout", _ACTIVE + (ALARM, COMPLETE, IDLE), LOCKOUT, None, "before_stop_motor",
      "after_lockout"),
-    ("override", (LOCKOUT,), IDLE, "guard_override", None, "after_override"),
-    ("stop", (ALARM,), PROGRAMMED, "guard_clinician", None, "after_alarm_cleared"),
-    # Service role (SR-11).
-    ("service", (IDLE,), SERVICE, "guard_service", None, None),
+    ("override", (LOCKOUT,), IDLE, None, None, "after_override"),
+    ("stop", (ALARM,), PROGRAMMED, None, None, "after_alarm_cleared"),
+    # Service (who may ask for which trigger, in which state, is pump/roles.py's, SR-11).
+    ("service", (IDLE,), SERVICE, None, None, None),
     ("exit_service", (SERVICE,), IDLE, None, None, None),
 )
 

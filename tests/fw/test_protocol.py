@@ -5,7 +5,7 @@ from binascii import hexlify, unhexlify
 from fakehal import FakeHal, run_for, tmpdir
 
 from boards.memuart import MemUart
-from pump import auth, codes, program, protocol
+from pump import auth, codes, commands, program, protocol
 from pump.controller import Controller
 from pump.crc import crc32
 
@@ -137,7 +137,7 @@ def test_keys_persist_and_reject_bad_hex():
 
 def test_ping_reply_carries_the_seq():
     b = Bench("ping")
-    assert b.send(mk(7, "PING")) == [("7", "OK", {"pong": True, "fw": protocol.VERSION,
+    assert b.send(mk(7, "PING")) == [("7", "OK", {"pong": True, "fw": commands.VERSION,
                                                  "max_frame": protocol.MAX_FRAME})]
 
 

@@ -4,12 +4,17 @@ treatment-cycle form; the pumpsim CLI (exit 0 ok, 1 an expectation failed, 2 inv
 from __future__ import annotations
 
 import json
+from typing import Any
 
 import pytest
+from fakehal import FakeHal, tmpdir
 
+from pump.codes import CLINICIAN
+from pump.commands import Commands
+from pump.controller import Controller
 from sim import cli, scenario
-from sim.programming import build_program, prescribed_dose_ug
-from sim.scenario import ScenarioError
+from sim.programming import prescribed_dose_ug, proposal_args
+from sim.scenario import Scenario, ScenarioError
 
 GOOD = """
 name = "adult-24h-bag"
@@ -71,6 +76,24 @@ def test_invalid_run_section_and_missing_name() -> None:
         scenario.loads(GOOD.replace("bag_hours = 24", ""))
     with pytest.raises(ScenarioError, match="not valid TOML"):
         scenario.loads("name = ")
+
+
+def build_program(sc: Scenario, pid: int, step: int = 0) -> tuple[Any, Any]:
+    """Bag `step` programmed as the runner does it, through a pump's door (PROPOSE, then
+    CONFIRM with the echo): (the pump's Program, None) or (None, the rejection code)."""
+    hal = FakeHal(tmpdir("sim-program"))
+    ctl = Controller(hal)
+    ctl.boot()
+    door = Commands(ctl)
+    args = proposal_args(sc, step)
+    if isinstance(args, str):
+        return None, args
+    got = door.execute("PROPOSE", args, CLINICIAN, pid)
+    if not isinstance(got, str):
+        got = door.execute("CONFIRM", {"echo": got["echo"]}, CLINICIAN, pid)
+    if isinstance(got, str):
+        return None, got
+    return ctl.program, None
 
 
 @pytest.mark.parametrize("hours,rate_ul_per_h,vtbi_ul", [(24, 10000, 240000),

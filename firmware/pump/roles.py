@@ -1,0 +1,51 @@
+"""Who may do what (SR-11): the one role table, consulted by the command door
+(pump/commands.py) and by Controller.request. No other code compares roles.
+
+An action is a controller request (a trigger of pump/states.py) or one of the door's own
+actions ("read", "silence", "log", "calibrate", "key"). Each row gives the roles allowed in
+any state, then the states where other roles apply: resuming or stopping after an alarm is a
+clinician's decision, resuming from PAUSED is open to the patient. The KEY command's action
+"key" is also open to anyone while no key is provisioned (factory state): the door says so.
+"""
+from pump.codes import ALARM, CLINICIAN, PATIENT, SERVICE_ROLE
+
+ANYONE = (PATIENT, CLINICIAN, SERVICE_ROLE)
+CARE = (PATIENT, CLINICIAN)           # the patient and the clinician at the bedside
+CLINICIAN_ONLY = (CLINICIAN,)
+SERVICE_ONLY = (SERVICE_ROLE,)
+_ALARM_CLINICIAN = ((ALARM, CLINICIAN_ONLY),)
+
+# action -> (roles allowed, ((state, roles allowed in that state), ...))
+TABLE = {
+    "read": (ANYONE, ()),
+    "silence": (ANYONE, ()),
+    "pause": (CARE, ()),
+    "stop": (CARE, _ALARM_CLINICIAN),
+    "resume": (CARE, _ALARM_CLINICIAN),
+    "program": (CLINICIAN_ONLY, ()),
+    "start": (CLINICIAN_ONLY, ()),
+    "clear": (CLINICIAN_ONLY, ()),
+    "prime": (CLINICIAN_ONLY, ()),
+    "override": (CLINICIAN_ONLY, ()),
+    "service": (SERVICE_ONLY, ()),
+    "exit_service": (SERVICE_ONLY, ()),
+    "log": (SERVICE_ONLY, ()),
+    "calibrate": (SERVICE_ONLY, ()),
+    "key": (SERVICE_ONLY, ()),
+}
+
+
+def roles_for(action, state):
+    """The roles allowed to do `action` in `state` (an empty tuple for an unknown action)."""
+    row = TABLE.get(action)
+    if row is None:
+        return ()
+    for st, roles in row[1]:
+        if st == state:
+            return roles
+    return row[0]
+
+
+def allows(action, state, role):
+    """True when `role` may do `action` in `state`."""
+    return role in roles_for(action, state)
