@@ -21,25 +21,36 @@ only with `hal.compare = True` (off by default: the compare interrupt is not wir
 import math
 import os
 
+try:
+    import micropython
+except ImportError:            # CPython: allocation is measured on MicroPython only
+    micropython = None
+
 from boards.fs import DirStorage
 from plant.physics import Config, Counter, Driver, Plant
 from plant.vhal import VirtualHal
 from pump.hal import EV_ROTATION
 from pump.ticks import ticks_diff
 
-try:
-    from gc import mem_alloc as _mem_alloc
-except ImportError:            # CPython: allocation is measured on MicroPython only
-    def _mem_alloc():
-        return 0
 
-# Bytes the fake's plant allocated (MicroPython boxes floats; a board has no plant):
-# heap_growth leaves them out, so it measures the firmware's allocations alone.
-_PLANT_BYTES = [0]
+class _PlantWork:
+    """`with _PLANT:` around the fake's plant work. While heap_growth measures, the heap is
+    locked to the firmware (micropython.heap_lock) and this unlocks it for the plant, whose
+    floats MicroPython boxes (a board has no plant); otherwise it does nothing."""
+
+    def __init__(self):
+        self.measuring = False
+
+    def __enter__(self):
+        if self.measuring:
+            micropython.heap_unlock()
+
+    def __exit__(self, kind, value, tb):
+        if self.measuring:
+            micropython.heap_lock()
 
 
-def _plant_bytes(since):
-    _PLANT_BYTES[0] += _mem_alloc() - since
+_PLANT = _PlantWork()
 
 
 class Storage(DirStorage):
@@ -51,22 +62,19 @@ class Storage(DirStorage):
 
 
 class Motor(Driver):
-    """The physics' driver, its plant work metered (see _PLANT_BYTES)."""
+    """The physics' driver (its plant work may allocate: _PlantWork)."""
 
     def enable(self, on):
-        a = _mem_alloc()
-        Driver.enable(self, on)
-        _plant_bytes(a)
+        with _PLANT:
+            Driver.enable(self, on)
 
     def move(self, steps, ms):
-        a = _mem_alloc()
-        Driver.move(self, steps, ms)
-        _plant_bytes(a)
+        with _PLANT:
+            Driver.move(self, steps, ms)
 
     def stop(self):
-        a = _mem_alloc()
-        Driver.stop(self)
-        _plant_bytes(a)
+        with _PLANT:
+            Driver.stop(self)
 
 
 class Rotation(Counter):
@@ -78,15 +86,12 @@ class Rotation(Counter):
         self._jitter = None
 
     def count(self):
-        a = _mem_alloc()
-        c = Counter.count(self)
-        _plant_bytes(a)
-        return c
+        with _PLANT:
+            return Counter.count(self)
 
     def arm(self, count):
-        a = _mem_alloc()
-        Counter.arm(self, count)
-        _plant_bytes(a)
+        with _PLANT:
+            Counter.arm(self, count)
 
     @property
     def armed(self):
@@ -146,28 +151,22 @@ class FakeHal(VirtualHal):
     def rtc0(self):
         return self.rtc0_s
 
-    # --- the plant's readings, metered (_PLANT_BYTES) -----------------------------------------
+    # --- the plant's work, let allocate (_PlantWork) ------------------------------------------
     def pressure_mmhg(self):
-        a = _mem_alloc()
-        p = VirtualHal.pressure_mmhg(self)
-        _plant_bytes(a)
-        return p
+        with _PLANT:
+            return VirtualHal.pressure_mmhg(self)
 
     def battery_mv(self):
-        a = _mem_alloc()
-        v = VirtualHal.battery_mv(self)
-        _plant_bytes(a)
-        return v
+        with _PLANT:
+            return VirtualHal.battery_mv(self)
 
     def clamp(self, closed):
-        a = _mem_alloc()
-        VirtualHal.clamp(self, closed)
-        _plant_bytes(a)
+        with _PLANT:
+            VirtualHal.clamp(self, closed)
 
     def advance_to(self, t):
-        a = _mem_alloc()
-        VirtualHal.advance_to(self, t)
-        _plant_bytes(a)
+        with _PLANT:
+            VirtualHal.advance_to(self, t)
 
     # --- knobs ----------------------------------------------------------------------------------
     @property
@@ -230,9 +229,8 @@ class FakeHal(VirtualHal):
 
     def spin(self, steps):
         """The camshaft turns `steps` on its own (no motor command)."""
-        a = _mem_alloc()
-        self.plant.turn(self.t, steps)
-        _plant_bytes(a)
+        with _PLANT:
+            self.plant.turn(self.t, steps)
 
 
 def _hand_over(ctl, hal):
@@ -321,21 +319,25 @@ def skip_unless_micropython():
 
 
 def heap_growth(fn, steps):
-    """Bytes the MicroPython heap grows by over `steps` calls of fn(), collector off, less
-    what the fake's plant allocated (_PLANT_BYTES): the firmware's allocations alone."""
+    """Bytes the firmware allocates over `steps` calls of fn() on MicroPython: 0, or an
+    AssertionError. The heap is locked to the firmware (micropython.heap_lock: an allocation
+    fails at once), the fake's plant excepted (_PlantWork)."""
     import gc
     gc.collect()
-    gc.disable()
+    micropython.heap_lock()
+    _PLANT.measuring = True
+    i = 0
     try:
-        own = _PLANT_BYTES[0]
-        a = gc.mem_alloc()
-        i = 0
         while i < steps:
             fn()
             i += 1
-        return gc.mem_alloc() - a - (_PLANT_BYTES[0] - own)
+    except MemoryError:
+        pass
     finally:
-        gc.enable()
+        _PLANT.measuring = False
+        micropython.heap_unlock()
+    assert i == steps, "the firmware allocated during call %d of %d" % (i + 1, steps)
+    return 0
 
 
 def pump(tag, rate=10000, vtbi_ul=240000, start=True, start_ticks=0, compare=False):
