@@ -109,7 +109,8 @@ class Plant:
         self.bag_ul = cfg.bag_fill_ml * 1000.0
         self.conc_ug_per_ml = cfg.concentration_ug_per_ml
         self.engaged = True           # cassette in place
-        self.door = True              # door shut (switch)
+        self.door = True              # door shut
+        self.door_switch = True       # the door switch: cassette in place and door shut
         self.cassette_clamp_open = False
         self.clamp_closed = False     # the pump's downstream pinch clamp
         self.occluded = False
@@ -267,18 +268,16 @@ class Plant:
 
     def _update_bpf(self):
         k = self.cfg.backpressure_per_mmhg
-        self._bpf = 1.0 - k * (self._line_pressure() - self.cfg.venous_mmhg) if k else 1.0
-
-    def _line_pressure(self):
-        c = self.cfg
-        if self.stored_ul <= 0.0:
-            return c.venous_mmhg
-        return min(c.stall_mmhg, c.venous_mmhg + self.stored_ul / c.compliance_ul_per_mmhg)
+        self._bpf = 1.0 - k * (self.pressure() - self.cfg.venous_mmhg) if k else 1.0
 
     def pressure(self):
         """Downstream pressure (mmHg) at the last settle: the line's, or the external
         source's when that is higher."""
-        p = self._line_pressure()
+        c = self.cfg
+        if self.stored_ul <= 0.0:
+            p = c.venous_mmhg
+        else:
+            p = min(c.stall_mmhg, c.venous_mmhg + self.stored_ul / c.compliance_ul_per_mmhg)
         return p if p >= self.source_mmhg else self.source_mmhg
 
     def pressure_at(self, t):
@@ -334,20 +333,20 @@ class Plant:
     def _apply_speed(self):
         if self.enabled and self.powered and not self.stalled and self.t1 > self.t0:
             v = self.cmd_speed * self.runaway * self.drift
-            if v != 0.0:
-                self._turning(1 if v > 0.0 else -1, self.cam0)
+            d = 1 if v > 0.0 else -1
+            if v != 0.0 and d != self._rot_dir:
+                self._reverse(d, self.cam0)
             self.speed = v
         else:
             self.speed = 0.0
 
-    def _turning(self, d, cam):
-        """The camshaft turns direction d from cam on: on a reversal, re-anchor the sensor
-        (a single-channel sensor counts edges either way)."""
-        if d != self._rot_dir:
-            p = self._edges(cam)
-            self._rot_true0 += abs(p - self._rot_p0)
-            self._rot_p0 = p
-            self._rot_dir = d
+    def _reverse(self, d, cam):
+        """The camshaft turns the other way (d) from cam on: re-anchor the sensor (a
+        single-channel sensor counts edges either way)."""
+        p = self._edges(cam)
+        self._rot_true0 += abs(p - self._rot_p0)
+        self._rot_p0 = p
+        self._rot_dir = d
 
     def turn(self, t, steps):
         """The camshaft turns `steps` at once, on its own (no driver command): it pumps,
@@ -356,7 +355,9 @@ class Plant:
         self._rebase(t)
         if steps:
             a = self._cam_s
-            self._turning(1 if steps > 0 else -1, a)
+            d = 1 if steps > 0 else -1
+            if d != self._rot_dir:
+                self._reverse(d, a)
             b = a + steps
             vb = self._vol(b)
             dv = (vb - self._v_s) * self._bpf
@@ -365,8 +366,9 @@ class Plant:
             self.cam0 = b
             if dv != 0.0 and self.engaged:
                 self._route(dv, t, a, b)
-            if self.speed != 0.0:
-                self._turning(1 if self.speed > 0.0 else -1, self.cam0)
+            d = 1 if self.speed > 0.0 else -1
+            if self.speed != 0.0 and d != self._rot_dir:
+                self._reverse(d, self.cam0)       # the motion goes on its own way
         self.check(t)
         self.watch(t)
 
@@ -566,6 +568,7 @@ class Plant:
         """An external pressure source on the line (a rig), mmHg; 0: none."""
         self.settle(t)
         self.source_mmhg = mmhg
+        self._update_bpf()
         self.check(t)
 
     def set_cassette(self, t, engaged, clamp_open=False):
@@ -574,6 +577,7 @@ class Plant:
         self._rebase(t)
         changed = engaged != self.engaged
         self.engaged = engaged
+        self.door_switch = self.door and engaged
         self.cassette_clamp_open = clamp_open
         self._update_simple()
         self.watch(t)
@@ -584,11 +588,8 @@ class Plant:
         self.settle(t)
         if closed != self.door:
             self.door = closed
+            self.door_switch = closed and self.engaged
             self.signal(EV_DOOR)
-
-    def door_closed(self):
-        """The door switch: cassette in place and door shut."""
-        return self.door and self.engaged
 
     def set_power(self, t, on):
         self.settle(t)

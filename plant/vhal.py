@@ -63,7 +63,7 @@ class VirtualHal:
         return self.plant.air
 
     def door_closed(self):
-        return self.plant.door_closed()
+        return self.plant.door_switch
 
     def battery_mv(self):
         return self.plant.battery_mv(self.t)

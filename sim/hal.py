@@ -167,7 +167,7 @@ class SimHal:
         return self.plant.air
 
     def door_closed(self) -> bool:
-        return self.plant.door_closed()
+        return self.plant.door_switch
 
     def battery_mv(self) -> int:
         return self.plant.battery_mv(self.engine.now)

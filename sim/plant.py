@@ -87,7 +87,9 @@ class Plant(physics.Plant):
         self.arm_compare(self.engine.now, count)
 
     def _schedule_at(self, at_ms: int | None) -> None:
-        Engine.cancel(self._entry)
+        e = self._entry
+        if e is not None:
+            e[3] = None                 # Engine.cancel, inlined (a crossing a wake)
         self._entry = None if at_ms is None else \
             self.engine.schedule(at_ms, PRIO_PLANT, self._on_due)
 
