@@ -2,8 +2,9 @@
 tick wrap, the motor, the rotation sensor and the line of plant.physics) on real files, plus
 the knobs the tests turn. Runs on CPython and MicroPython.
 
-The plant is the nominal one (no stroke noise, no slot jitter: 250 nL and a rotation pulse
-every 50 steps of camshaft travel, either direction) with a bag that does not run dry.
+The plant is the nominal one (no stroke noise, no slot jitter: 250 nL a step at venous
+pressure, 8 mmHg, and a rotation pulse every 50 steps of camshaft travel, either way) with
+a bag that does not run dry.
 Knobs: `hal.door`, `hal.air`, `hal.battery` (mV), `hal.pressure` (an external pressure
 source, mmHg: the line reads the higher of it and its own pressure); `occlude()`,
 `release()`, `stored_nl()`; `cam_speed(num, den)` (from now on the camshaft turns num/den
