@@ -18,11 +18,16 @@ from __future__ import annotations
 
 import argparse
 import json
+import math
 import os
+import signal
 import sys
+import threading
 import time
 import traceback
+from collections.abc import Callable, Iterator
 from concurrent.futures import FIRST_COMPLETED, Future, ProcessPoolExecutor, wait
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any, TextIO
 
@@ -30,6 +35,36 @@ from sim import report
 from sim.scenario import Scenario, ScenarioError, bag_table, load, loads
 
 EXIT_OK, EXIT_FAIL, EXIT_INVALID = 0, 1, 2
+# Per-scenario wall-clock limit: the longest bundled scenario (a 28-day cycle) takes about
+# 10 s, the longest run a file may ask for (2400 h) well under a minute; ten minutes means
+# something is wrong (a hang, a runaway loop), and the rest of the suite must still run.
+DEFAULT_TIMEOUT_S = 600.0
+
+
+class ScenarioTimeout(BaseException):
+    """Raised inside a scenario's run when its time limit is up. A BaseException, so that no
+    `except Exception` on the way can swallow it."""
+
+
+@contextmanager
+def time_limit(seconds: float | None) -> Iterator[None]:
+    """Interrupt the block after `seconds` of wall-clock time (SIGALRM; where there is no
+    such signal, or off the main thread, the block runs unlimited)."""
+    if not seconds or not hasattr(signal, "setitimer") or \
+            threading.current_thread() is not threading.main_thread():
+        yield
+        return
+
+    def expired(signum: int, frame: Any) -> None:
+        raise ScenarioTimeout("still running after %g s" % seconds)
+
+    old = signal.signal(signal.SIGALRM, expired)
+    signal.setitimer(signal.ITIMER_REAL, seconds)
+    try:
+        yield
+    finally:
+        signal.setitimer(signal.ITIMER_REAL, 0.0)
+        signal.signal(signal.SIGALRM, old)
 
 
 # --- one scenario (runs in a worker process) --------------------------------------------------
@@ -47,33 +82,46 @@ def prescribed_ml(sc: Scenario, hours: float) -> float:
     return total
 
 
-def run_one(path: str, out_dir: str, plots: bool = True) -> dict[str, Any]:
-    """Run one scenario file; returns its report row (never raises)."""
+def run_one(path: str, out_dir: str, plots: bool = True,
+            timeout_s: float | None = DEFAULT_TIMEOUT_S) -> dict[str, Any]:
+    """Run one scenario file within `timeout_s` seconds of wall-clock time (None or 0: no
+    limit); returns its report row (never raises). A scenario still running at its limit is
+    stopped and reported as an error."""
     row: dict[str, Any] = {"file": path, "scenario": Path(path).stem}
     t0 = time.perf_counter()
     try:
-        sc = load(path)
-        row["scenario"] = sc.name
-        row["xfail"] = sc.expect.get("xfail")
-        row["description"] = sc.description
-        from sim.runner import run_scenario
-        result = run_scenario(sc, out_dir=out_dir)
-        row.update(result)
-        row.setdefault("prescribed_ml", round(prescribed_ml(sc, sc.hours), 3))
-        sdir = Path(out_dir) / sc.name
-        sdir.mkdir(parents=True, exist_ok=True)
-        if not (sdir / "result.json").exists():
-            (sdir / "result.json").write_text(json.dumps(result, indent=2) + "\n")
-        if plots:
-            _plots(row, sc, sdir)
-        _links(row, sdir, Path(out_dir))
+        with time_limit(timeout_s):
+            _run_one(row, path, out_dir, plots)
     except ScenarioError as e:
-        row["invalid"] = "%s: %s" % (path, e)
+        row["invalid"] = "%s: %s" % (path, e) if not str(e).startswith(path) else str(e)
+    except ScenarioTimeout:
+        row["timed_out"] = timeout_s
+        row["error"] = ("timed out: still running after %g s of wall-clock time, stopped "
+                        "(pumpsim suite --timeout sets the limit)" % (timeout_s or 0.0))
+        row["wall_s"] = round(time.perf_counter() - t0, 4)
     except Exception:
         row["error"] = traceback.format_exc()
         row.setdefault("wall_s", time.perf_counter() - t0)
     row["status"] = report.outcome(row, row.get("xfail"))
     return row
+
+
+def _run_one(row: dict[str, Any], path: str, out_dir: str, plots: bool) -> None:
+    sc = load(path)
+    row["scenario"] = sc.name
+    row["xfail"] = sc.expect.get("xfail")
+    row["description"] = sc.description
+    from sim.runner import run_scenario
+    result = run_scenario(sc, out_dir=out_dir)
+    row.update(result)
+    row.setdefault("prescribed_ml", round(prescribed_ml(sc, sc.hours), 3))
+    sdir = Path(out_dir) / sc.name
+    sdir.mkdir(parents=True, exist_ok=True)
+    if not (sdir / "result.json").exists():
+        (sdir / "result.json").write_text(json.dumps(result, indent=2) + "\n")
+    if plots:
+        _plots(row, sc, sdir)
+    _links(row, sdir, Path(out_dir))
 
 
 def _plots(row: dict[str, Any], sc: Scenario, sdir: Path) -> None:
@@ -206,7 +254,8 @@ class Progress:
 
 def run_suite(folder: str, out: str = "report", jobs: int | None = None,
               junit: str | None = None, plots: bool = True, match: str | None = None,
-              stdout: TextIO | None = None, stderr: TextIO | None = None) -> int:
+              stdout: TextIO | None = None, stderr: TextIO | None = None,
+              timeout_s: float | None = DEFAULT_TIMEOUT_S) -> int:
     """The whole `pumpsim suite`; returns the exit code."""
     so = stdout if stdout is not None else sys.stdout
     se = stderr if stderr is not None else sys.stderr
@@ -236,13 +285,13 @@ def run_suite(folder: str, out: str = "report", jobs: int | None = None,
     rows: list[dict[str, Any]] = []
     if n_jobs == 1:
         for f, _sc in loaded:
-            row = run_one(f, str(outp), plots)
+            row = run_one(f, str(outp), plots, timeout_s)
             rows.append(row)
             progress.update(row["scenario"], row["status"])
     else:
         with ProcessPoolExecutor(max_workers=n_jobs) as pool:
             futures: dict[Future[dict[str, Any]], Scenario] = {
-                pool.submit(run_one, f, str(outp), plots): sc for f, sc in loaded}
+                pool.submit(run_one, f, str(outp), plots, timeout_s): sc for f, sc in loaded}
             pending = set(futures)
             while pending:
                 done, pending = wait(pending, return_when=FIRST_COMPLETED)
@@ -292,7 +341,8 @@ def add_suite_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("folder", metavar="DIR", help="folder of scenario files (*.toml)")
     p.add_argument("--out", default="report", metavar="DIR",
                    help="report folder (default: report)")
-    p.add_argument("--jobs", "-j", type=int, default=None, metavar="N",
+    p.add_argument("--jobs", "-j", type=number(1, 1024, integer=True), default=None,
+                   metavar="N",
                    help="worker processes (default: one per CPU)")
     p.add_argument("--junit", default=None, metavar="FILE",
                    help="JUnit XML file (default: OUT/junit.xml)")
@@ -300,11 +350,30 @@ def add_suite_arguments(p: argparse.ArgumentParser) -> None:
                    help="only scenarios whose name contains TEXT")
     p.add_argument("--no-plots", dest="plots", action="store_false",
                    help="skip the PNG plots (faster)")
+    p.add_argument("--timeout", type=number(0.0, 86400.0), default=DEFAULT_TIMEOUT_S,
+                   metavar="S", help="stop a scenario still running after S seconds of wall-"
+                   "clock time and report it as an error (default %g; 0: no limit)"
+                   % DEFAULT_TIMEOUT_S)
+
+
+def number(lo: float, hi: float, integer: bool = False) -> Callable[[str], float]:
+    """An argparse type: a finite number lo <= x <= hi (an int with `integer`)."""
+    def parse(text: str) -> float:
+        try:
+            v = int(text) if integer else float(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError("expected %s, got %r"
+                                             % ("an integer" if integer else "a number",
+                                                text)) from None
+        if not math.isfinite(v) or not lo <= v <= hi:
+            raise argparse.ArgumentTypeError("expected %g to %g, got %r" % (lo, hi, text))
+        return v
+    return parse
 
 
 def main_suite(args: argparse.Namespace) -> int:
     return run_suite(args.folder, out=args.out, jobs=args.jobs, junit=args.junit,
-                     plots=args.plots, match=args.match)
+                     plots=args.plots, match=args.match, timeout_s=args.timeout or None)
 
 
 # --- pumpsim trumpet --------------------------------------------------------------------------
@@ -338,7 +407,9 @@ def trumpet_scenario(rate_ml_per_h: float, hours: float = 2.0, seed: int = 1,
 def run_trumpet(rate_ml_per_h: float, hours: float = 2.0, out: str | None = None,
                 seed: int = 1, ideal: bool = False) -> tuple[Any, dict[str, Any]]:
     """Run the accuracy scenario and analyse it against the label rate; returns
-    (Trumpet, result)."""
+    (Trumpet, result). With `out`, the run's trace.csv, journal.bin and result.json go into
+    that folder itself (the result's paths say where)."""
+    import shutil
     import tempfile
 
     from sim import trumpet
@@ -346,22 +417,35 @@ def run_trumpet(rate_ml_per_h: float, hours: float = 2.0, out: str | None = None
     _h, label_rate = label_bag(rate_ml_per_h)
     sc = trumpet_scenario(rate_ml_per_h, hours, seed, ideal)
     with tempfile.TemporaryDirectory(prefix="pumpsim-trumpet-") as tmp:
-        result = run_scenario(sc, out_dir=out if out is not None else tmp)
+        result = run_scenario(sc, out_dir=tmp)
         if not result.get("accepted"):
             raise trumpet.TrumpetError("the program was rejected: %s" % result.get("reject_code"))
         tr = trumpet.from_trace(result["trace_file"], label_rate)
+        if out is not None:
+            dest = Path(out)
+            dest.mkdir(parents=True, exist_ok=True)
+            for key, name in (("trace_file", "trace.csv"), ("journal_file", "journal.bin")):
+                if result.get(key) and Path(result[key]).exists():
+                    shutil.copyfile(result[key], dest / name)
+                    result[key] = str(dest / name)
+            (dest / "result.json").write_text(json.dumps(result, indent=2) + "\n",
+                                              encoding="utf-8")
+        else:
+            result.pop("trace_file", None)
+            result.pop("journal_file", None)
     return tr, result
 
 
 def add_trumpet_arguments(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--rate", type=float, required=True, metavar="ML_PER_H",
+    p.add_argument("--rate", type=number(0.001, 10000.0), required=True, metavar="ML_PER_H",
                    help="programmed rate in mL/h: a bag's label rate (10, 5, 0.6, ...)")
-    p.add_argument("--hours", type=float, default=2.0,
-                   help="length of the run (default 2; the analysis is the second hour)")
+    p.add_argument("--hours", type=number(2.0, 48.0), default=2.0,
+                   help="length of the run, 2 to 48 (default 2; the analysis is the second "
+                   "hour)")
     p.add_argument("--out", default="report/trumpet", metavar="DIR",
-                   help="where the trace, trumpet.png and trumpet.json go "
-                        "(default: report/trumpet)")
-    p.add_argument("--seed", type=int, default=1)
+                   help="the folder trace.csv, result.json, journal.bin, trumpet.png and "
+                        "trumpet.json are written to (default: report/trumpet)")
+    p.add_argument("--seed", type=number(0, 2 ** 63 - 1, integer=True), default=1)
     p.add_argument("--ideal", action="store_true",
                    help="no stroke or cassette variation (default: the nominal plant)")
     p.add_argument("--json", action="store_true", help="print the figures as JSON")
@@ -369,17 +453,13 @@ def add_trumpet_arguments(p: argparse.ArgumentParser) -> None:
 
 def main_trumpet(args: argparse.Namespace) -> int:
     from sim import trumpet
-    if args.hours < 2.0:
-        sys.stderr.write("pumpsim trumpet: --hours: at least 2 (the analysis is the second "
-                         "hour), got %g\n" % args.hours)
-        return EXIT_INVALID
     try:
-        tr, result = run_trumpet(args.rate, args.hours, args.out, args.seed, args.ideal)
+        tr, _result = run_trumpet(args.rate, args.hours, args.out, int(args.seed), args.ideal)
     except (ScenarioError, trumpet.TrumpetError) as e:
         sys.stderr.write("pumpsim trumpet: %s\n" % e)
         return EXIT_INVALID
-    sdir = Path(args.out) / str(result["scenario"])
-    files = trumpet.write_trumpet(tr, sdir, title="Trumpet curve, %g mL/h, %s plant (seed %d)"
+    files = trumpet.write_trumpet(tr, Path(args.out),
+                                  title="Trumpet curve, %g mL/h, %s plant (seed %d)"
                                   % (args.rate, "ideal" if args.ideal else "nominal",
                                      args.seed))
     if args.json:

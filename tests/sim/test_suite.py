@@ -152,3 +152,33 @@ def test_progress_without_a_terminal_prints_a_line_per_scenario() -> None:
         pr.update(n, "pass")
     lines = s.getvalue().splitlines()
     assert len(lines) == 3 and lines[0].startswith("[1/3]") and lines[2].endswith("c")
+
+
+@pytest.mark.parametrize("jobs", [1, 2])
+def test_suite_a_scenario_past_its_time_limit_is_reported_as_an_error(
+        tmp_path: Path, jobs: int) -> None:
+    """A hung or endless scenario cannot hold the suite: stopped at --timeout, reported as
+    an error naming the limit, and the other scenarios still run and are judged."""
+    write(tmp_path / "sc", "quick", PASSING, hours=0.1)
+    slow = write(tmp_path / "sc", "slow", PASSING, hours=1.0)
+    slow.write_text(slow.read_text().replace("bag_hours = 24", "bag_hours = 168")
+                    .replace("hours = 1.0", "hours = 168.0"))
+    rc, out, _ = suite(tmp_path / "sc", tmp_path / "rep", jobs=jobs, timeout_s=0.2)
+    assert rc == 1
+    results = {r["scenario"]: r for r in json.loads((tmp_path / "rep" / "results.json")
+                                                   .read_text())}
+    assert results["quick"]["status"] == "pass"
+    assert results["slow"]["status"] == "error" and results["slow"]["timed_out"] == 0.2
+    assert "timed out: still running after 0.2 s" in out and "--timeout" in out
+
+
+@pytest.mark.parametrize("argv", [["--timeout", "nan"], ["--timeout", "-1"], ["--jobs", "0"],
+                                  ["--jobs", "1e9"]])
+def test_suite_bad_options_exit_2(tmp_path: Path, capsys: pytest.CaptureFixture[str],
+                                  argv: list[str]) -> None:
+    write(tmp_path / "sc", "a", PASSING)
+    with pytest.raises(SystemExit) as e:
+        cli.main(["suite", str(tmp_path / "sc"), "--out", str(tmp_path / "rep"), *argv])
+    assert e.value.code == 2
+    assert argv[0] in capsys.readouterr().err
+    assert not (tmp_path / "rep").exists()
