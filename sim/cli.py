@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import shlex
 import sys
 from collections.abc import Callable
 from typing import Any
@@ -27,7 +28,8 @@ def _add_run(sub: Any) -> None:
     p.add_argument("file", help="scenario TOML file")
     p.add_argument("--json", action="store_true", help="print the result as JSON")
     p.add_argument("--out", metavar="DIR", help="write result.json, trace.csv, journal.bin "
-                   "under DIR/<name>/")
+                   "(and journal.csv decoded), plot.png and, with a fault, fault.csv and "
+                   "fault.png under DIR/<name>/")
     p.set_defaults(func=cmd_run)
 
 
@@ -36,6 +38,13 @@ def cmd_run(args: argparse.Namespace) -> int:
 
     sc = scenario.load(args.file)
     res = runner.run_scenario(sc, args.out)
+    if args.out:
+        from pathlib import Path
+
+        from sim import suite
+        suite.finish(res, sc, Path(args.out))
+        res.pop("links", None)
+        res.pop("plot", None)
     ok = runner.passed(res)
     if args.json:
         print(json.dumps(res, indent=2))
@@ -67,8 +76,10 @@ def summary(res: dict[str, Any]) -> str:
         lines.append("  [%s] %s: expected %s, got %s"
                      % ("pass" if e["passed"] else "FAIL", e["name"], e["expected"],
                         e["actual"]))
-    if res.get("trace_file"):
-        lines.append("  trace: %s" % res["trace_file"])
+    for label, key in (("trace", "trace_file"), ("plot", "plot_file"),
+                       ("fault plot", "fault_plot_file")):
+        if res.get(key):
+            lines.append("  %s: %s" % (label, res[key]))
     return "\n".join(lines)
 
 
@@ -95,6 +106,8 @@ def main(argv: list[str] | None = None) -> int:
     for add in SUBCOMMANDS.values():
         add(sub)
     args = parser.parse_args(argv)
+    args.command_line = "pumpsim " + " ".join(
+        shlex.quote(a) for a in (sys.argv[1:] if argv is None else argv))
     if args.func is None:
         parser.print_help()
         return EXIT_INVALID

@@ -111,27 +111,48 @@ def _run_one(row: dict[str, Any], path: str, out_dir: str, plots: bool) -> None:
     row["scenario"] = sc.name
     row["xfail"] = sc.expect.get("xfail")
     row["description"] = sc.description
+    row["tags"] = list(sc.tags)
     from sim.runner import run_scenario
-    result = run_scenario(sc, out_dir=out_dir)
-    row.update(result)
+    row.update(run_scenario(sc, out_dir=out_dir))
+    finish(row, sc, Path(out_dir), plots)
+
+
+def finish(row: dict[str, Any], sc: Scenario, out: Path, plots: bool = True) -> None:
+    """What `pumpsim run --out` and the suite write beside a run's result: the plots (volume,
+    excess and rate; the fault up close; the trumpet curve), the decoded journal, and the
+    links the report needs (relative to `out`). Adds `plot_file` / `fault_plot_file` and the
+    PR-6 expectations of a trumpet run to `row`."""
     row.setdefault("prescribed_ml", round(prescribed_ml(sc, sc.hours), 3))
-    sdir = Path(out_dir) / sc.name
+    sdir = out / sc.name
     sdir.mkdir(parents=True, exist_ok=True)
-    if not (sdir / "result.json").exists():
-        (sdir / "result.json").write_text(json.dumps(result, indent=2) + "\n")
     if plots:
         _plots(row, sc, sdir)
-    _links(row, sdir, Path(out_dir))
+        for key, name in (("plot_file", "plot.png"), ("fault_plot_file", "fault.png")):
+            if (sdir / name).exists():
+                row[key] = str(sdir / name)
+    _links(row, sdir, out)
 
 
 def _plots(row: dict[str, Any], sc: Scenario, sdir: Path) -> None:
     trace = row.get("trace_file")
     if not trace or not Path(trace).exists():
         return
-    from sim.plots import plot_scenario
-    title = "%s — %s" % (sc.name, _verdict_text(row))
-    plot_scenario(trace, sdir / "plot.png", title=title, alarms=row.get("alarms"),
-                  faults=row.get("faults"))
+    lim = report.limits(row)
+    if row.get("accepted", True) or float(row.get("delivered_ml") or 0.0) > 0.0:
+        # a program the pump refused delivers nothing: no all-zero plot for it
+        from sim.plots import plot_scenario
+        title = "%s — %s" % (sc.name, _verdict_text(row))
+        plot_scenario(trace, sdir / "plot.png", title=title, alarms=row.get("alarms"),
+                      faults=row.get("faults"), excess_limit_ml=lim.get("excess_ml"))
+    fault = row.get("fault_file")
+    if fault and Path(fault).exists() and row.get("faults"):
+        from sim.plots import plot_fault_window
+        plot_fault_window(fault, sdir / "fault.png", float(row["faults"][0]["t_s"]),
+                          trace_csv=trace, alarms=row.get("alarms"), faults=row.get("faults"),
+                          excess_limit_ml=lim.get("fault_excess_ml"),
+                          latency_limit_s=lim.get("latency_s"),
+                          detection=report.detection(row),
+                          title=sc.name)
     if sc.report.get("trumpet"):
         from sim import trumpet
         tr = trumpet.from_trace(trace)
@@ -147,6 +168,34 @@ def _plots(row: dict[str, Any], sc: Scenario, sdir: Path) -> None:
                 "actual": "%.3f %%" % chk["worst_pct"], "passed": bool(chk["met"])})
 
 
+def decode_journal(src: Path, dest: Path) -> int:
+    """journal.bin as journal.csv: every valid record in slot order, decoded by the
+    firmware's own parser into the columns of `pumpctl log`; returns the record count."""
+    import csv
+    import io
+
+    from host.client import record_dict
+    from pump.journal import REC_SIZE, Journal
+
+    data = src.read_bytes()
+    j = Journal(None)
+    recs = []
+    for slot in range(len(data) // REC_SIZE):
+        p = j.parse(data[slot * REC_SIZE:(slot + 1) * REC_SIZE])
+        if p is not None:
+            recs.append(record_dict(slot, p))
+    recs.sort(key=lambda d: d["seq"])
+    cols: list[str] = []
+    for r in recs:
+        cols += [k for k in r if k not in cols]
+    buf = io.StringIO()
+    w = csv.DictWriter(buf, fieldnames=cols or ["slot", "seq", "kind", "state"])
+    w.writeheader()
+    w.writerows(recs)
+    dest.write_text(buf.getvalue(), encoding="utf-8")
+    return len(recs)
+
+
 def _verdict_text(row: dict[str, Any]) -> str:
     if not row.get("accepted", True):
         return "rejected %s" % row.get("reject_code")
@@ -156,19 +205,21 @@ def _verdict_text(row: dict[str, Any]) -> str:
 
 
 def _links(row: dict[str, Any], sdir: Path, out: Path) -> None:
-    """Links relative to the report folder, only to files that exist."""
-    names = (("plot", "plot.png"), ("result", "result.json"), ("trace", "trace.csv"),
-             ("trumpet", "trumpet.png"), ("trumpet data", "trumpet.json"))
+    """Links relative to the report folder, only to files that exist. The journal is linked
+    decoded (journal.csv, as `pumpctl log` writes it), not as the raw binary."""
+    j = row.get("journal_file")
+    if j and Path(j).exists():
+        try:
+            row["journal_records"] = decode_journal(Path(j), sdir / "journal.csv")
+        except (OSError, ValueError) as e:
+            row["journal_error"] = str(e)
+    names = (("plot", "plot.png"), ("fault plot", "fault.png"), ("trumpet", "trumpet.png"),
+             ("result", "result.json"), ("trace", "trace.csv"), ("fault window", "fault.csv"),
+             ("journal", "journal.csv"), ("trumpet data", "trumpet.json"))
     links: dict[str, str] = {}
     for label, fname in names:
         if (sdir / fname).exists():
             links[label] = (sdir / fname).relative_to(out).as_posix()
-    j = row.get("journal_file")
-    if j and Path(j).exists():
-        try:
-            links["journal"] = Path(j).resolve().relative_to(out.resolve()).as_posix()
-        except ValueError:
-            links["journal"] = Path(j).resolve().as_uri()
     row["links"] = links
     if "plot" in links:
         row["plot"] = links["plot"]
@@ -255,8 +306,11 @@ class Progress:
 def run_suite(folder: str, out: str = "report", jobs: int | None = None,
               junit: str | None = None, plots: bool = True, match: str | None = None,
               stdout: TextIO | None = None, stderr: TextIO | None = None,
-              timeout_s: float | None = DEFAULT_TIMEOUT_S) -> int:
-    """The whole `pumpsim suite`; returns the exit code."""
+              timeout_s: float | None = DEFAULT_TIMEOUT_S, command: str | None = None,
+              tests_junit: str | None = None) -> int:
+    """The whole `pumpsim suite`; returns the exit code. `command` is the command line the
+    report's header shows; `tests_junit` a pytest JUnit XML whose results the report's
+    requirement traceability shows (else those docs/traceability.md recorded)."""
     so = stdout if stdout is not None else sys.stdout
     se = stderr if stderr is not None else sys.stderr
     t0 = time.perf_counter()
@@ -332,7 +386,8 @@ def run_suite(folder: str, out: str = "report", jobs: int | None = None,
         extra.append(("JUnit XML", junit_path.resolve().relative_to(outp.resolve()).as_posix()))
     except ValueError:
         extra.append(("JUnit XML", junit_path.resolve().as_uri()))
-    index = report.write_index(outp, rows, wall, source=str(folder), extra_links=extra)
+    index = report.write_index(outp, rows, wall, source=str(folder), extra_links=extra,
+                               command=command, tests_junit=tests_junit)
     so.write("report: %s\n" % index)
     return EXIT_OK if report.all_ok(rows) else EXIT_FAIL
 
@@ -354,6 +409,10 @@ def add_suite_arguments(p: argparse.ArgumentParser) -> None:
                    metavar="S", help="stop a scenario still running after S seconds of wall-"
                    "clock time and report it as an error (default %g; 0: no limit)"
                    % DEFAULT_TIMEOUT_S)
+    p.add_argument("--tests-junit", metavar="FILE", default=None,
+                   help="a pytest JUnit XML (pytest --junitxml FILE): the report's "
+                   "requirement traceability shows those test results (default: the ones "
+                   "docs/traceability.md recorded)")
 
 
 def number(lo: float, hi: float, integer: bool = False) -> Callable[[str], float]:
@@ -373,7 +432,8 @@ def number(lo: float, hi: float, integer: bool = False) -> Callable[[str], float
 
 def main_suite(args: argparse.Namespace) -> int:
     return run_suite(args.folder, out=args.out, jobs=args.jobs, junit=args.junit,
-                     plots=args.plots, match=args.match, timeout_s=args.timeout or None)
+                     plots=args.plots, match=args.match, timeout_s=args.timeout or None,
+                     command=getattr(args, "command_line", None), tests_junit=args.tests_junit)
 
 
 # --- pumpsim trumpet --------------------------------------------------------------------------

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import io
 import json
+import re
 import xml.etree.ElementTree as ET
 from html.parser import HTMLParser
 from pathlib import Path
@@ -63,7 +64,8 @@ def test_suite_a_failed_expectation_exits_1_and_says_which(tmp_path: Path) -> No
     write(tmp_path / "sc", "short", FAILING)
     rc, out, _ = suite(tmp_path / "sc", tmp_path / "rep")
     assert rc == 1
-    assert "FAIL short" in out and "delivered_ml_min: expected 1000.0" in out
+    assert "FAIL short" in out and "delivered_ml_min: delivered" in out
+    assert "mL, expected ≥ 1000 mL" in out
 
 
 def test_suite_xfail_counts_as_ok_while_it_fails(tmp_path: Path) -> None:
@@ -131,15 +133,20 @@ def test_suite_parallel_report_lists_every_scenario_and_links_existing_files(
     assert rc == 0
     page = (out / "index.html").read_text()
     for name in ("alpha", "beta"):
-        assert 'id="%s"' % name in page
+        assert 'id="sc-%s"' % name in page
         assert (out / name / "plot.png").exists() and (out / name / "result.json").exists()
         assert (out / name / "trace.csv").exists()
     p = _Refs()
     p.feed(page)
-    local = [r for r in p.refs if "://" not in r]
+    local = [r for r in p.refs if "://" not in r and not r.startswith("#")]
     assert "alpha/plot.png" in local and "beta/result.json" in local
+    assert "alpha/journal.csv" in local
     for ref in local:
         assert (out / ref).exists(), ref
+    ids = set(re.findall(r'id="([^"]+)"', page))
+    for ref in p.refs:
+        if ref.startswith("#"):
+            assert ref[1:] in ids, ref
     root = ET.parse(junit).getroot()
     assert {c.get("name") for c in root.iter("testcase")} == {"alpha", "beta"}
     assert (out / "summary.txt").exists()
