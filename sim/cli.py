@@ -99,8 +99,25 @@ SUBCOMMANDS: dict[str, Callable[[Any], None]] = {
 }
 
 
+class VersionAction(argparse.Action):
+    """`--version`: the tool's version, git commit and firmware hash (host/version.py, as
+    `pumpctl --version` and the report's header say them), then exit 0."""
+
+    def __init__(self, option_strings: list[str], dest: str, **kw: Any) -> None:
+        super().__init__(option_strings, dest, nargs=0, default=argparse.SUPPRESS,
+                         help="print the version, the git commit and the firmware's hash, "
+                         "and exit")
+
+    def __call__(self, parser: argparse.ArgumentParser, namespace: argparse.Namespace,
+                 values: Any, option_string: str | None = None) -> None:
+        from host.version import version_text
+        print(version_text(parser.prog))
+        parser.exit(0)
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="pumpsim", description="Infusion-pump simulator.")
+    parser.add_argument("--version", action=VersionAction)
     parser.set_defaults(func=None)
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
     for add in SUBCOMMANDS.values():
