@@ -252,10 +252,10 @@ def markdown() -> str:
     out = [
         "# Codes: what each refusal and alarm means, and what to do next",
         "",
-        "Generated from `host/refusals.py` (the one table: `pumpctl` prints a refusal with "
-        "it, `pumpctl explain CODE` shows a row, the simulator's report explains rejections "
-        "and alarms with it). Regenerate with `python -m host.refusals > docs/codes.md`; "
-        "`tests/test_refusals.py` fails when the page and the table differ.",
+        "Generated from `host/refusals.py`, the one table: `pumpctl` prints a refusal with it,",
+        "`pumpctl explain CODE` shows a row, the simulator's report explains rejections and",
+        "alarms with it. Regenerate with `python -m host.refusals > docs/codes.md`;",
+        "`tests/test_refusals.py` fails when this page and the table differ.",
     ]
     titles = {"program rejection": "Program rejections (`pump/codes.py`)",
               "command": "Command refusals (`pump/commands.py`)",

@@ -83,9 +83,11 @@ def _verdict(res: dict[str, Any]) -> str:
 SUBCOMMANDS: dict[str, tuple[str, str]] = {
     "run": ("sim.cli:_add_run", "run one scenario file"),
     "suite": ("sim.suite:add_parser", "run every scenario of a folder in parallel; table, "
-              "JUnit XML and HTML report"),
-    "trumpet": ("sim.suite:add_parser", "IEC 60601-2-24 style accuracy run: trumpet curve"),
-    "study": ("sim.study:add_parser", "Monte Carlo safety study"),
+              "JUnit XML and an HTML report"),
+    "trumpet": ("sim.suite:add_parser", "IEC 60601-2-24 style accuracy run: trumpet curve of "
+                "the second hour (PR-6)"),
+    "study": ("sim.study:add_parser", "Monte Carlo study of the safety monitor (PR-1, PR-2, "
+              "PR-3)"),
     "board": ("hil.cli:add_parser", "start a virtual board; print its UART and rig ports"),
 }
 
