@@ -372,7 +372,7 @@ def test_sr13_any_program_file_is_a_program_or_a_usage_error(tmp_path: Path,
     json.dumps(req)                                   # what goes to the pump is plain JSON
 
 
-# --- watch -----------------------------------------------------------------------------------------
+# --- watch ----------------------------------------------------------------------------------------
 
 class FakePump:
     """Stands in for PumpClient in `watch`: a fixed stream of telemetry."""
