@@ -123,12 +123,16 @@ def _no_constant(name: str) -> NoReturn:
     raise ValueError(f"{name} is not a number the pump takes")
 
 
-def _depth(v: Any, level: int = 0) -> int:
-    if isinstance(v, dict):
-        return max([_depth(x, level + 1) for x in v.values()], default=level + 1)
-    if isinstance(v, list):
-        return max([_depth(x, level + 1) for x in v], default=level + 1)
-    return level
+def _depth(v: Any) -> int:
+    """How deep tables and lists nest in v (iteratively: any depth json accepts)."""
+    deepest = 0
+    todo = [(v, 0)]
+    while todo:
+        x, level = todo.pop()
+        if isinstance(x, dict | list):
+            deepest = max(deepest, level + 1)
+            todo += [(y, level + 1) for y in (x.values() if isinstance(x, dict) else x)]
+    return deepest
 
 
 def load_doc(path: str) -> dict[str, Any]:

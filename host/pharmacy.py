@@ -207,6 +207,7 @@ def sheet(prep: dict[str, Any]) -> str:
         lines.append(f"  dose        {u.dose(lab['dose_ng_per_day'])}")
     else:
         lines.append(f"  dose        {u.dose_m2(lab['dose_ng_per_m2_per_day'])}")
+        lines.append(f"              = {u.dose(prep['daily_ng'])} (the pump shows this)")
     lines += [
         f"  bag         {lab['bag_hours']} h",
         f"  conc        {u.conc(lab['conc_pg_per_ml'])}",

@@ -319,6 +319,7 @@ LABEL = preparation("blinatumomab", "70", dose_ug_per_day="28", bag_hours=24)["l
     ("bag.json", json.dumps([LABEL]).encode(), "table/object"),
     ("bag.json", b"[" * 100000 + b"]" * 100000, "bag.json"),
     ("bag.json", b'{"a":' * 50 + b"1" + b"}" * 50, "nested"),
+    ("bag.json", b"[" * 990 + b"]" * 990, "bag.json"),
     ("bag.json", "{\"label\": {\"drug\": \"bl\u00efnatumomab\"}}".encode("latin-1"), "UTF-8"),
     ("bag.json", b"\xff\xfe{}", "UTF-8"),
     ("bag.json", b"", "not valid JSON"),
@@ -491,3 +492,24 @@ def test_units_write_no_trailing_zero_and_a_leading_zero() -> None:
     assert [units.dec(v) for v in (240000, 600, 116667, 0, 5, 100800)] == \
         ["240", "0.6", "116.667", "0", "0.005", "100.8"]
     assert units.check("zbs259") == "ZBS-259" == units.check("ZBS-259")
+
+
+@pytest.mark.parametrize("patient", [
+    {"weight_kg": "70", "dose_ug_per_day": "28", "bag_hours": 24},
+    {"weight_kg": "70", "dose_ug_per_day": "9", "bag_hours": 168},
+    {"weight_kg": "20", "height_cm": "110", "dose_ug_per_m2_per_day": "15", "bag_hours": 48},
+])
+def test_every_figure_the_pump_echoes_is_on_the_printed_label(patient: dict[str, Any]) -> None:
+    from host.pharmacy import sheet
+    from pump import program
+
+    prep = preparation("blinatumomab", **patient)
+    lab = prep["label"]
+    entry = {"rate": units.dec(lab["rate_ul_per_h"]), "unit": "mL/h",
+             "vtbi_ml": units.dec(lab["infusible_ul"])}
+    prop = program.propose(lab, entry, 1)
+    assert isinstance(prop, program.Proposal), prop
+    label_text = sheet(prep).split("BAG LABEL")[1]
+    for part in cli.echo_text(list(prop.echo)).split("  ")[1:]:
+        figure = part.split(" ", 1)[1]                   # "10 mL/h", "116.667 ng/mL", ...
+        assert figure in label_text, (figure, label_text)
