@@ -61,7 +61,7 @@ class Commands:
         self.pending = None               # [Proposal, deadline tick] until CONFIRM
         # The confirm window is a person's: wall-clock time on every backing. A virtual
         # board whose clock runs N times the wall clock says so (hal.time_scale, pump/hal.py).
-        w = _PROPOSAL_MS * getattr(self.hal, "time_scale", 1)
+        w = _PROPOSAL_MS * self.hal.time_scale
         if w > _WINDOW_MAX_MS:
             w = _WINDOW_MAX_MS
         self.window_ms = w if w > 0 else _PROPOSAL_MS

@@ -40,7 +40,7 @@ any implementation, may touch hardware at import time. Duck-typed: no base class
                                      leave its sleep for serial input; pump.protocol)
     hal.buzzer(on), hal.led(on)
     hal.wdt_feed()
-    hal.time_scale                   optional, default 1: how many ms of this clock pass
+    hal.time_scale                   int: how many ms of this clock pass
                                      per wall-clock ms. 1 on a board; a virtual board run
                                      N times faster than the wall clock says N, so windows
                                      meant for a person (the confirm window of a program,
