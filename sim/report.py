@@ -20,6 +20,7 @@ from __future__ import annotations
 import html
 import math
 import platform
+import re
 import time
 import xml.etree.ElementTree as ET
 from collections.abc import Iterable, Sequence
@@ -433,7 +434,7 @@ ul.exp{margin:.2em 0 .6em;padding-left:1.2em}ul.exp li{margin:.1em 0;font-weight
 .links a{margin-right:.8em;white-space:nowrap}
 .plots{display:flex;flex-wrap:wrap;gap:.6em;align-content:flex-start}
 .plots figure{margin:0;flex:1 1 100%;min-width:0}
-.plots figure.small{flex:1 1 calc(50% - .3em)}
+.plots figure.small{flex:0 1 calc(50% - .3em)}
 .plots img{display:block;width:100%;height:auto;border:1px solid #ccc}
 .plots figcaption{font-size:.85em;color:#555}
 pre{white-space:pre-wrap;font-size:.85em;background:#fafafa;padding:.4em;margin:.3em 0}
@@ -544,6 +545,11 @@ def qa_figures(r: dict[str, Any]) -> list[tuple[str, str, str, bool | None]]:
         out.append(("final state; alarms", "%s; %s" % (_e(r["final_state"]), _e(
             _alarm_counts(a["code"] for a in r.get("alarms") or []) or "none")), "", None))
     return out
+
+
+def _md_code(text: str) -> str:
+    """Escaped, with markdown's `code` spans as <code>."""
+    return re.sub(r"`([^`]+)`", r"<code>\1</code>", _e(text))
 
 
 def _refusal_html(code: str) -> str:
@@ -661,6 +667,7 @@ def _traceability_html(rows: Sequence[dict[str, Any]], tests_junit: str | None) 
     from sim import traceability as tr
     reqs = tr.requirements() if tr.REQUIREMENTS.exists() else []
     tmap = tr.tests_by_requirement() if tr.TESTS.exists() else {}
+    bmap = tr.benchmarks_by_requirement() if tr.BENCH.exists() else {}
     smap: dict[str, list[str]] = {}
     for r in rows:
         text = " ".join([str(r.get("description") or "")] + [str(t) for t in r.get("tags") or []])
@@ -696,7 +703,7 @@ def _traceability_html(rows: Sequence[dict[str, Any]], tests_junit: str | None) 
     for q in reqs:
         tests = tmap.get(q.id, [])
         scens = smap.get(q.id, [])
-        q.tests, q.scenarios = tests, scens
+        q.tests, q.scenarios, q.benchmarks = tests, scens, bmap.get(q.id, [])
         verdict = tr.verdict(q, tres, status)
         bad = "FAIL" in verdict or "NOTHING" in verdict
         sc_html = ", ".join('<a href="#%s">%s</a> <span class="status %s">%s</span>' % (
@@ -712,8 +719,8 @@ def _traceability_html(rows: Sequence[dict[str, Any]], tests_junit: str | None) 
         else:
             te_html = '<span class="na">none</span>'
         out.append('<tr id="req-%s"><td><b>%s</b> %s</td><td class="%s">%s</td><td>%s</td>'
-                   "<td>%s</td></tr>" % (_e(q.id), _e(q.id), _e(q.text or "(not in "
-                                                                     "requirements.md)"),
+                   "<td>%s</td></tr>" % (_e(q.id), _e(q.id), _md_code(q.text or "(not in "
+                                                                          "requirements.md)"),
                                          "bad" if bad else "ok", _e(verdict), sc_html, te_html))
     out.append("</table>")
     return "".join(out)
