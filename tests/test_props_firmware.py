@@ -49,7 +49,7 @@ def _recorded_run(root):
     """A scripted run journalling as it goes. Returns the journal bytes and, per record
     boundary, the volume the motor had truly moved when that record was written."""
     hal = FakeHal(root)
-    ctl = Controller(hal, jn.Journal(hal.storage, "journal.bin", 4096))
+    ctl = Controller(hal, jn.Journal(hal.storage, "journal.bin", 4000))
     moved_at_record = []
     real_write = ctl.journal._write
 
@@ -82,7 +82,7 @@ def _replay(data):
     root = tempfile.mkdtemp()
     with open(os.path.join(root, "journal.bin"), "wb") as f:
         f.write(data)
-    j = jn.Journal(Storage(root), "journal.bin", 4096)
+    j = jn.Journal(Storage(root), "journal.bin", 4000)
     j.replay()
     return j
 

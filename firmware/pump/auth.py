@@ -156,11 +156,11 @@ class Keys:
         try:
             f = st.open(name, "rb")
             try:
-                parts = f.read(400).decode().split()
+                raw = f.read(400)
             finally:
                 f.close()
-            if len(parts) != 5 or parts[0] != "K2" or int(parts[4]) != crc32(
-                    " ".join(parts[:4]).encode()):
+            parts = raw.decode().split(" ")
+            if len(parts) != 5 or parts[0] != "K2":
                 return False
             d = {}
             for slot, h in (("c", parts[2]), ("s", parts[3])):
@@ -168,7 +168,10 @@ class Keys:
                     if not valid_hex(h):
                         return False
                     d[slot] = h
-            return int(parts[1]), d
+            seq = int(parts[1])
+            if raw != _line(seq, d).encode():       # byte for byte, CRC included
+                return False
+            return seq, d
         except Exception:  # noqa: BLE001 - a bad file is a bad copy, never a crash
             return False
 

@@ -70,18 +70,14 @@ def _read(storage, name):
         return None
     f = storage.open(name, "rb")
     try:
-        parts = f.read(80).decode().split()
-    except (OSError, UnicodeError):
+        raw = f.read(80)
+        parts = raw.decode().split(" ")
+        seq, s, n = int(parts[0]), int(parts[1]), int(parts[2])
+    except (OSError, UnicodeError, ValueError, IndexError):
         return False
     finally:
         f.close()
-    if len(parts) != 4:
-        return False
-    try:
-        seq, s, n, crc = [int(p) for p in parts]
-    except ValueError:
-        return False
-    if crc != crc32(("%d %d %d" % (seq, s, n)).encode()) or not valid(s, n):
+    if raw != _line(seq, s, n).encode() or not valid(s, n):   # byte for byte, CRC included
         return False
     return seq, s, n
 

@@ -2,12 +2,19 @@
 ring files, so that no latch, program or count depends on one record alone.
 
 Record (64 bytes, little-endian):
-    0  u16  magic 0x4A50 ("PJ")
-    2  u8   kind (CHECKPOINT, PROGRAM, EVENT)
-    3  u8   state index (codes.STATES)
-    4  u32  sequence number, strictly increasing
+    0  u32  sequence number, strictly increasing
+    4  u16  magic 0x4A50 ("PJ")
+    6  u8   kind (CHECKPOINT, PROGRAM, EVENT)
+    7  u8   state index (codes.STATES)
     8  13 x u32 payload (meaning by kind, see the P_* and G_* field lists below)
     60 u16 CRC-32 low half, 62 u16 CRC-32 high half, over bytes 0..59
+
+Entry `seq` goes to slot `seq % capacity`, over the entry `seq - capacity`. The capacity is
+chosen so that the first byte written always differs from the byte it replaces in two bits
+at least (`_lap_bits_ok`): a write torn after any number of bytes leaves a slot that fails
+its CRC (never the old record intact, as if the write had not begun), and differs from its
+twin in the other file by more than the one bit a flip changes, so a torn write and a
+flipped bit are told apart.
 
 Each entry is written twice: to slot `seq % capacity` of the primary file, flushed, then to
 the same slot of the mirror file (`name` + ".2"), flushed. The files are opened once, so
@@ -37,7 +44,7 @@ from pump.crc import crc32_halves
 REC_SIZE = const(64)
 _BODY = const(60)
 _MAGIC = const(0x4A50)
-_FMT = "<HBBI13I"
+_FMT = "<IHBB13I"
 _CRC_FMT = "<HH"
 FIELDS = const(13)
 
@@ -68,7 +75,7 @@ G_BAG_HOURS = const(6)
 G_FLAGS = const(7)
 G_CHECK = const(8)            # program's own check value (program.py)
 
-CAPACITY = const(2048)        # slots a file: 2 x 128 KiB of flash
+CAPACITY = const(2000)        # slots a file: 2 x 125 KiB of flash (not a multiple of 256)
 
 # Slot status bits while replaying (one byte a slot).
 _A_BAD = const(1)             # the primary's copy is present but invalid
@@ -77,12 +84,29 @@ _A_NONE = const(4)            # no primary copy (beyond the end of the file)
 _B_NONE = const(8)            # no mirror copy
 
 
+def _lap_bits_ok(capacity):
+    """The entry written to a slot has its sequence `capacity` above the one it replaces, so
+    their first bytes (the sequence's low byte) differ by capacity mod 256: never 0 and never
+    a single bit's worth (+-2**j), so that a write torn after its first byte is never taken
+    for one flipped bit of the old entry, nor for the old entry intact."""
+    d = capacity % 256
+    if d == 0:
+        return False
+    j = 1
+    while j < 256:
+        if d == j or d == 256 - j:
+            return False
+        j <<= 1
+    return True
+
+
 class Journal:
     """Append and replay. `storage` is the HAL storage (open/size by name)."""
 
     def __init__(self, storage, name="journal.bin", capacity=CAPACITY):
-        if capacity < 4:
-            raise ValueError("journal capacity %d < 4" % capacity)
+        if capacity < 4 or not _lap_bits_ok(capacity):
+            raise ValueError("journal capacity %d: at least 4, and adding it to a byte must "
+                             "change two bits of it at least" % capacity)
         self.storage = storage
         self.name = name
         self.mirror = name + ".2"
@@ -196,11 +220,12 @@ class Journal:
             b_ok = not f & (_B_BAD | _B_NONE)
             if f & _A_NONE and f & _B_NONE:
                 pass                                   # beyond both files: never written
-            elif i == nxt and f & _A_BAD and (best < 0 or seqs[i] < best):
+            elif i == nxt and f & _A_BAD and (best < 0 or seqs[i] < best) \
+                    and not self._one_bit(i):
                 self.torn = True                       # the primary tore: the entry is lost
                 if f & _B_BAD:
                     self.corrupt += 1                  # and the mirror's older copy is bad
-            elif i == bslot and a_ok and (twins[i] or not b_ok):
+            elif i == bslot and a_ok and (twins[i] or not b_ok) and not self._one_bit(i):
                 fix.append(i)                          # the mirror tore or was not yet
                                                        # written: nothing was lost
             elif twins[i]:
@@ -213,6 +238,36 @@ class Journal:
             i += 1
         if fix:
             self._repair(fix)
+
+    def _one_bit(self, i):
+        """True when slot i's two copies differ in exactly one bit: a flipped bit, not a
+        torn write (a write torn after k >= 1 bytes changes the first byte, which differs
+        from the byte it replaces in at least two bits: see `_lap_bits_ok`)."""
+        a = self._slot_bytes(self.name, i)
+        b = self._slot_bytes(self.mirror, i)
+        if len(a) != REC_SIZE or len(b) != REC_SIZE:
+            return False
+        n = 0
+        j = 0
+        while j < REC_SIZE:
+            x = a[j] ^ b[j]
+            while x:
+                n += x & 1
+                x >>= 1
+            if n > 1:
+                return False
+            j += 1
+        return n == 1
+
+    def _slot_bytes(self, name, i):
+        if self.storage.size(name) <= i * REC_SIZE:
+            return b""
+        f = self.storage.open(name, "rb")
+        try:
+            f.seek(i * REC_SIZE)
+            return f.read(REC_SIZE)
+        finally:
+            f.close()
 
     def _repair(self, slots):
         """Write each listed slot's newest valid copy over the other file's copy."""
@@ -266,9 +321,9 @@ class Journal:
         if lo != crc[0] or hi != crc[1]:
             return None
         v = struct.unpack_from(_FMT, rec, 0)
-        if v[0] != _MAGIC or v[1] not in (CHECKPOINT, PROGRAM, EVENT):
+        if v[1] != _MAGIC or v[2] not in (CHECKPOINT, PROGRAM, EVENT):
             return None
-        return (v[1], v[2], v[3], list(v[4:]))
+        return (v[2], v[3], v[0], list(v[4:]))
 
     def read_records(self, slot, n):
         """Up to n raw records (bytes, as stored) from `slot` on, stopping at the end of the
@@ -338,7 +393,7 @@ class Journal:
 
     def _write(self, kind, state, p):
         buf = self.buf
-        struct.pack_into(_FMT, buf, 0, _MAGIC, kind, state, self.seq,
+        struct.pack_into(_FMT, buf, 0, self.seq, _MAGIC, kind, state,
                          p[0], p[1], p[2], p[3], p[4], p[5], p[6], p[7], p[8], p[9], p[10],
                          p[11], p[12])
         crc = self.crc
