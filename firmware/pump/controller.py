@@ -366,10 +366,15 @@ class Controller:
             if watchdog_reset and state == RUNNING and trigger == "restore_paused":
                 self.alarm = WATCHDOG_RESET
                 trigger = "restore_alarm"
+        done = trigger == "restore_paused" and self.delivery.remaining_nl() <= 0
+        if done:
+            trigger = "restore_complete"      # the whole VTBI was counted before the cut
         if trigger == "restore_paused" and (j.torn or j.corrupt):
             self.alarm = STORAGE_FAULT        # the lost or bad entry may have latched a stop
             trigger = "restore_alarm"
         self.machine.fire(trigger)
+        if done:
+            self.annunciate(INFUSION_COMPLETE)
         if (j.corrupt or self.cal_fault) and self.alarm != STORAGE_FAULT:
             self.annunciate(STORAGE_FAULT)
         return self.machine.state
