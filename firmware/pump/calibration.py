@@ -17,10 +17,12 @@ only within these bounds:
   deliver 4x unseen).
 - steps_per_stroke: 200 full steps x the driver's microstepping (1, 2, 4, 8 or 16).
 
-Two small files written in turn, each `seq stroke_nl steps_per_stroke crc` on one line; the
-valid one with the higher sequence wins, so a write torn by a power cut leaves the previous
-calibration in force. A file that is present but unreadable, or holds values outside the
-bounds, is reported (`load`'s fault flag: the controller annunciates STORAGE_FAULT) and
+Two small files, each `seq stroke_nl steps_per_stroke crc` on one line, written one after
+the other with the same line; the valid one with the higher sequence wins. A power cut tears
+at most one of them (the first: the previous calibration stays in force in the second; the
+second: the new one is whole in the first), and a flipped bit spoils one copy of the same
+values. A file that is present but not byte for byte a valid line, or holds values outside
+the bounds, is reported (`load`'s fault flag: the controller annunciates STORAGE_FAULT) and
 ignored. Set by the service role (Controller.calibrate), read at boot.
 """
 from pump.crc import crc32
@@ -100,10 +102,12 @@ def load(storage):
 
 
 def save(storage, stroke_nl, steps_per_stroke, seq):
-    """Write calibration `seq` into the file the previous one is not in."""
-    f = storage.open(NAMES[seq & 1], "wb")
-    try:
-        f.write(_line(seq, stroke_nl, steps_per_stroke).encode())
-        f.flush()
-    finally:
-        f.close()
+    """Write calibration `seq` into both files, one after the other."""
+    text = _line(seq, stroke_nl, steps_per_stroke).encode()
+    for name in NAMES:
+        f = storage.open(name, "wb")
+        try:
+            f.write(text)
+            f.flush()
+        finally:
+            f.close()
