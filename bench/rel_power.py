@@ -23,7 +23,7 @@ Prints one JSON line of counts and the worst figures.
 import json
 import sys
 
-from fakehal import FakeHal, run_for, run_until_state, tmpdir
+from fakehal import FakeHal, run_for, tmpdir
 from memstore import MemStore, PowerCut
 
 from pump import codes, program

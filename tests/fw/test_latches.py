@@ -12,9 +12,9 @@ by write on an in-memory flash (memstore). Then the pump is booted:
 
 Each boot must wake where the patient cannot deliver (never RUNNING or PAUSED) once a stop
 was latched (from the latch entry's own write on) and whenever a torn write lost an entry of
-a running pump (it may have been a latch), keep a lockout that was on flash, count as delivered at least what the
-motor had moved, keep the program, keep the keys (never a factory-open store once a key
-was stored), and raise STORAGE_FAULT for every corrupt copy.
+a running pump (it may have been a latch); keep a lockout that was on flash; count as
+delivered at least what the motor had moved; keep the program; keep the keys (never a
+factory-open store once a key was stored); and raise STORAGE_FAULT for every corrupt copy.
 
 On MicroPython the same checks run on a sample (every 13th cut and bit): the exhaustive
 sweep runs on CPython.
