@@ -81,6 +81,8 @@ class Commands:
     def _status(self, args, role, action, ctr):
         s = self.ctl.snapshot()
         s["keys"] = self.keys.provisioned()
+        k = self.keys
+        s["key_store"] = "locked" if k.locked else ("factory" if k.factory() else "ok")
         s["proposal"] = self._proposal_echo()
         s["fw"] = VERSION
         return s
