@@ -53,7 +53,8 @@ def _mpy(script: str, *args: object) -> dict[str, Any]:
     if node is None:
         raise SystemExit("node is not on PATH: the MicroPython rows need it (make setup)")
     cmd = [node, str(REPO / "tools" / "mpy_run.mjs"), "--mount", f"{FW}:/flash",
-           "--mount", f"{FWT}:/fw", "--path", "/flash", "--path", "/fw",
+           "--mount", f"{FWT}:/fw", "--mount", f"{REPO / 'plant'}:/lib/plant",
+           "--path", "/flash", "--path", "/fw", "--path", "/lib",
            str(BENCH / script), *map(str, args)]
     out = subprocess.run(cmd, capture_output=True, text=True, check=True, cwd=REPO)
     return json.loads(out.stdout.strip().splitlines()[-1])
@@ -102,8 +103,8 @@ def fuzz(quick: bool) -> list[dict[str, Any]]:
     for name, rs, script in (("CPython", res, f"python bench/rel_fuzz.py {n} SEED"),
                              ("MicroPython 1.27 (WebAssembly)", mres,
                               f"node tools/mpy_run.mjs --mount firmware:/flash --mount "
-                              f"tests/fw:/fw --path /flash --path /fw bench/rel_fuzz.py {m} "
-                              "SEED")):
+                              f"tests/fw:/fw --mount plant:/lib/plant --path /flash --path /fw "
+                              f"--path /lib bench/rel_fuzz.py {m} SEED")):
         tot = {k: sum(r[k] for r in rs) for k in rs[0] if isinstance(rs[0][k], int)}
         rows.append({
             "row": f"fuzzed frames, {name}",
@@ -400,20 +401,26 @@ def main() -> None:
     a = p.parse_args()
     rows: list[dict[str, Any]] = []
     t0 = time.monotonic()
-    for name in a.only.split(","):
+    names = a.only.split(",")
+    for name in names:
         if name not in SECTIONS:
             raise SystemExit(f"unknown row {name!r}: one of {', '.join(SECTIONS)}")
+    for name in names:
         t = time.monotonic()
-        got = SECTIONS[name](a.quick)
+        try:
+            got = SECTIONS[name](a.quick)
+        except Exception as e:  # noqa: BLE001 - the row says it failed; the others go on
+            got = [{"row": name, "tried": "-", "held": f"the row FAILED to run: {e!r}"[:300],
+                    "command": f"bench/bench_reliability.py --only {name}", "raw": {}}]
         rows += got
         print(f"{name}: {time.monotonic() - t:.0f} s", file=sys.stderr)
         for r in got:
-            print(f"{r['row']}: {r['held']}")
-    text = table(rows)
-    Path(a.out).parent.mkdir(parents=True, exist_ok=True)
-    Path(a.out).write_text(text + "\n")
-    Path(a.out).with_suffix(".json").write_text(json.dumps(rows, indent=1, default=str))
-    print(text)
+            print(f"{r['row']}: {r['held']}", flush=True)
+        text = table(rows)                    # written after every row: nothing is lost
+        Path(a.out).parent.mkdir(parents=True, exist_ok=True)
+        Path(a.out).write_text(text + "\n")
+        Path(a.out).with_suffix(".json").write_text(json.dumps(rows, indent=1, default=str))
+    print(table(rows))
     print(f"campaign_wall_s: {time.monotonic() - t0:.0f} s")
 
 

@@ -2,8 +2,8 @@
 frames into a running pump, on CPython or on real MicroPython (the same script).
 
     PYTHONPATH=firmware:tests/fw python bench/rel_fuzz.py FRAMES SEED
-    node tools/mpy_run.mjs --mount firmware:/flash --mount tests/fw:/fw --mount bench:/bench \
-        --path /flash --path /fw /bench/rel_fuzz.py FRAMES SEED
+    node tools/mpy_run.mjs --mount firmware:/flash --mount tests/fw:/fw \
+        --mount plant:/lib/plant --path /flash --path /fw --path /lib bench/rel_fuzz.py FRAMES SEED
 
 The attacker holds valid keys (the red team's position). Frames, in random order:
 random bytes; valid frames mutated (bit flips, bytes changed, inserted, deleted, cut);

@@ -39,7 +39,7 @@ the pump fails closed (Controller.boot: LOCKOUT with STORAGE_FAULT, a clinician'
 import struct
 
 from pump.compat import const
-from pump.crc import crc32_halves
+from pump.crc import crc32_halves, crc32_of
 
 REC_SIZE = const(64)
 _BODY = const(60)
@@ -315,10 +315,9 @@ class Journal:
         """(kind, state, seq, payload) of a 64-byte record, or None when it is not valid."""
         if len(rec) != REC_SIZE:
             return None
-        crc = self.crc
-        crc32_halves(rec, _BODY, crc)
+        c = crc32_of(rec, _BODY)
         lo, hi = struct.unpack_from(_CRC_FMT, rec, _BODY)
-        if lo != crc[0] or hi != crc[1]:
+        if lo != c & 0xFFFF or hi != c >> 16:
             return None
         v = struct.unpack_from(_FMT, rec, 0)
         if v[1] != _MAGIC or v[2] not in (CHECKPOINT, PROGRAM, EVENT):
