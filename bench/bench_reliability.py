@@ -122,7 +122,7 @@ def fuzz(quick: bool) -> list[dict[str, Any]]:
                      f"valid frames with the counter pushed past the window (one frame "
                      f"exhausting it), {tot['escalation']} commands above the frame's role (no "
                      f"key, the other role's key, a key signing for the other slot)",
-            "held": f"{tot['escapes']} succeeded; counters never moved by more than the "
+            "held": f"{tot['escapes']} succeeded; the highest counter never moved by more than the "
                     f"window in one frame",
             "command": script, "raw": {}})
     return rows
@@ -155,7 +155,7 @@ def _cpu_s(pid: int) -> float:
     return sum(int(parts[i]) for i in (11, 12, 13, 14)) / tick
 
 
-def _idle_cpu(pid: int, seconds: float) -> float:
+def _idle_cpu(pid: int, seconds: float = 10.0) -> float:
     """CPU seconds a wall second over `seconds` of quiet."""
     a = _cpu_s(pid)
     time.sleep(seconds)
@@ -187,7 +187,7 @@ class _Reader(threading.Thread):
             self.lines += data.count(b"\n")
 
 
-def _ping(ser: Any, reader: _Reader, seq: int, timeout: float = 10.0) -> float:
+def _ping(ser: Any, reader: _Reader, seq: int, timeout: float = 300.0) -> float:
     """Seconds until the board answers a PING frame, or -1."""
     want = f"{seq} OK".encode()
     t0 = time.monotonic()
@@ -223,10 +223,16 @@ def _status(ser: Any, reader: _Reader) -> str:
     return line[len(b"777000 OK "):line.rfind(b" ")].decode()
 
 
-def _rig(rig: Any, cmd: str) -> str:
+def _rig(rig: Any, cmd: str, timeout: float = 30.0) -> str:
+    """One rig command's reply line (a busy board may take a while to get to it)."""
     rig.reset_input_buffer()
     rig.write(cmd.encode() + b"\n")
-    return rig.readline().decode().strip()
+    t0 = time.monotonic()
+    while time.monotonic() - t0 < timeout:
+        line = rig.readline().decode(errors="replace").strip()
+        if line.startswith(("OK", "ERR")):
+            return line
+    raise RuntimeError(f"the rig did not answer {cmd} within {timeout:.0f} s")
 
 
 def vboard(quick: bool, backing: str) -> list[dict[str, Any]]:
@@ -256,7 +262,7 @@ def vboard(quick: bool, backing: str) -> list[dict[str, Any]]:
         time.sleep(2.0)
         w0 = int(_rig(rig, "WAKES?").split()[1])
         t0 = int(_rig(rig, "TIME?").split()[1])
-        base = _idle_cpu(pid, 5.0)
+        base = _idle_cpu(pid)
         w1 = int(_rig(rig, "WAKES?").split()[1])
         t1 = int(_rig(rig, "TIME?").split()[1])
         wakes_base = (w1 - w0) / max(1, (t1 - t0) / 1000)
@@ -272,11 +278,12 @@ def vboard(quick: bool, backing: str) -> list[dict[str, Any]]:
         burst_s = time.monotonic() - wall0
         ping1 = _ping(ser, reader, 900001)
         time.sleep(2.0)
-        after_burst = _idle_cpu(pid, 5.0)
+        after_burst = _idle_cpu(pid)
         # the flood: valid frames back to back
         frames = b"".join(_frame(100000 + i, "STATUS" if i % 2 else "PING")
                           for i in range(flood))
         lines0 = reader.lines
+        over0 = int(_rig(rig, "OVERRUNS?").split()[1])
         wall0 = time.monotonic()
         ser.write(frames)
         ser.flush()
@@ -286,7 +293,7 @@ def vboard(quick: bool, backing: str) -> list[dict[str, Any]]:
         time.sleep(2.0)
         w2 = int(_rig(rig, "WAKES?").split()[1])
         t2 = int(_rig(rig, "TIME?").split()[1])
-        after_flood = _idle_cpu(pid, 5.0)
+        after_flood = _idle_cpu(pid)
         w3 = int(_rig(rig, "WAKES?").split()[1])
         t3 = int(_rig(rig, "TIME?").split()[1])
         wakes_after = (w3 - w2) / max(1, (t3 - t2) / 1000)
@@ -313,7 +320,7 @@ def vboard(quick: bool, backing: str) -> list[dict[str, Any]]:
             "tried": f"{burst} random bytes written at once ({burst_s:.1f} s to take them), "
                      "the pump delivering 10 mL/h",
             "held": f"answered a PING {ping1:.2f} s after; idle CPU {base * 100:.1f} % before, "
-                    f"{after_burst * 100:.1f} % after; {overruns} bytes overran the 4 KiB "
+                    f"{after_burst * 100:.1f} % after; {over0} bytes overran the 4 KiB "
                     "receive buffer (lost, as on a UART)",
             "command": cmd, "raw": {"ping_s": ping1, "cpu_before": base,
                                     "cpu_after": after_burst}})
@@ -321,7 +328,8 @@ def vboard(quick: bool, backing: str) -> list[dict[str, Any]]:
             "row": f"100,000-frame flood into the virtual board ({backing})",
             "tried": f"{flood} valid STATUS/PING frames back to back ({len(frames)} bytes, "
                      f"{flood_s:.1f} s to take them)",
-            "held": f"{answered} replies; answered a PING {ping2:.2f} s after; idle CPU "
+            "held": f"{answered} replies ({overruns - over0} bytes overran the receive buffer); "
+                    f"answered a PING {ping2:.2f} s after; idle CPU "
                     f"{after_flood * 100:.1f} % (baseline {base * 100:.1f} %); firmware wakes a "
                     f"board second {wakes_base:.2f} before, {wakes_after:.2f} after; delivery "
                     f"{v1 - v0} µL in {(bt1 - bt0) / 1000:.0f} board s (program: "

@@ -115,16 +115,18 @@ class Board:
         if self.rt is None:
             return
         u = self.hal.uart
-        try:
-            data = unhexlify(hex_text)
-        except ValueError:
-            return
         room = RX_BUFFER - u.any()
-        if len(data) > room:
-            self.overruns += len(data) - (room if room > 0 else 0)
-            data = data[:room] if room > 0 else b""
-        if data:
-            u.feed(data)
+        if room < 0:
+            room = 0
+        n = len(hex_text) // 2
+        if n > room:
+            self.overruns += n - room
+            hex_text = hex_text[:2 * room]
+        if hex_text:
+            try:
+                u.feed(unhexlify(hex_text))
+            except ValueError:
+                pass
 
     def take(self):
         u = self.hal.uart
