@@ -17,7 +17,7 @@ except ImportError:
 try:
     from binascii import crc32 as _binascii  # native on MicroPython too, but allocates
 except ImportError:
-    _binascii = None
+    _binascii = None  # type: ignore[assignment]  # a port built without it: the table path
 
 _LO = array("H", bytes(512))
 _HI = array("H", bytes(512))
