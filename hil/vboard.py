@@ -32,6 +32,7 @@ class Board:
         hal.signal = self._irq
         self.plant = hal.plant
         self.accel = accel
+        hal.time_scale = accel        # a person's windows stay wall-clock (pump/hal.py)
         self.idle_ms = 500 * accel if 500 * accel > 2000 else 2000
         self.w0 = -1                  # wall ms at virtual time t0
         self.t0 = hal.t

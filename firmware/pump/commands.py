@@ -19,7 +19,10 @@ from pump.frames import MAX_FRAME
 
 VERSION = "1"
 UNKNOWN_COMMAND = "UNKNOWN_COMMAND"
-_PROPOSAL_MS = const(120000)  # a proposal waits this long for its confirm
+NO_PROPOSAL = "NO_PROPOSAL"              # CONFIRM with no proposal waiting
+PROPOSAL_EXPIRED = "PROPOSAL_EXPIRED"    # CONFIRM after the proposal's window
+_PROPOSAL_MS = const(120000)  # a proposal waits this long (wall clock) for its confirm
+_WINDOW_MAX_MS = const(0x10000000)  # the window in ticks stays well inside ticks_diff's range
 _LOG_MAX = const(4)           # journal records per LOG reply
 
 # command -> (action in the role table, handler, reply kept for a retried frame). For the
@@ -56,6 +59,12 @@ class Commands:
         self.hal = ctl.hal
         self.keys = keys if keys is not None else auth.Keys(None)
         self.pending = None               # [Proposal, deadline tick] until CONFIRM
+        # The confirm window is a person's: wall-clock time on every backing. A virtual
+        # board whose clock runs N times the wall clock says so (hal.time_scale, pump/hal.py).
+        w = _PROPOSAL_MS * self.hal.time_scale
+        if w > _WINDOW_MAX_MS:
+            w = _WINDOW_MAX_MS
+        self.window_ms = w if w > 0 else _PROPOSAL_MS
         self.period_ms = 0                # periodic telemetry (WATCH), 0 = off
         self.next_tlm = 0
         self.why = ""                     # what the last refusal means, when it says more
@@ -132,24 +141,29 @@ class Commands:
             got = program.propose(label, entry, ctr)
         if isinstance(got, str):
             return got
-        self.pending = [got, self.hal.ticks_add(self.hal.ticks_ms(), _PROPOSAL_MS)]
+        self.pending = [got, self.hal.ticks_add(self.hal.ticks_ms(), self.window_ms)]
         return {"echo": list(got.echo), "expires_s": _PROPOSAL_MS // 1000}
+
+    def _expired(self, p):
+        return self.hal.ticks_diff(self.hal.ticks_ms(), p[1]) >= 0
 
     def _proposal_echo(self):
         """The echo of the proposal waiting for its confirm, None when none is (or it expired)."""
         p = self.pending
-        if p is None:
-            return None
-        if self.hal.ticks_diff(self.hal.ticks_ms(), p[1]) >= 0:
-            self.pending = None
+        if p is None or self._expired(p):
             return None
         return list(p[0].echo)
 
     def _confirm(self, args, role, action, ctr):
-        """SR-3 step two: the operator's echo of the very same values, in its own command."""
-        if self._proposal_echo() is None:
-            return BAD_INPUT
-        prog = program.confirm(self.pending[0], args.get("echo"))
+        """SR-3 step two: the operator's echo of the very same values, in its own command.
+        Refused NO_PROPOSAL when none waits, PROPOSAL_EXPIRED after its window."""
+        p = self.pending
+        if p is None:
+            return NO_PROPOSAL
+        if self._expired(p):
+            self.pending = None
+            return PROPOSAL_EXPIRED
+        prog = program.confirm(p[0], args.get("echo"))
         if isinstance(prog, str):
             return prog
         code = self.ctl.request(action, role, prog)

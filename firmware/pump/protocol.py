@@ -181,8 +181,8 @@ class Protocol(Commands):
         ctr = 0
         if tok is not None:
             got = self._authenticate(name, rest, tok)
-            if isinstance(got, str):
-                return self._err(seq, got, self.why)
+            if isinstance(got, str):        # why "auth": the tag, not the role table
+                return self._err(seq, got, self.why or "auth")
             role, ctr = got
         out = self.execute(name, args, role, ctr)
         if isinstance(out, str):
