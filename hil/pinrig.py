@@ -42,6 +42,7 @@ class PinRig:
         self.powered = True
         self.hung = False
         self.clamp_open = False       # CLAMP pin driven high (an undriven pin: closed)
+        self.restarts = 0             # MCU restarts: power cycles, watchdog, reset
         self.plant.set_clamp(0, True)
 
     # --- the board's outputs --------------------------------------------------------------
@@ -83,12 +84,20 @@ class PinRig:
     def air_level(self):
         return 1 if self.plant.air else 0           # high = air
 
+    def chip_reset(self):
+        """The chip reset itself (the watchdog, machine.reset()): whatever hung it is gone."""
+        self.hung = False
+        self.clamp_open = False
+        self.restarts += 1
+
     # --- power --------------------------------------------------------------------------------
     def power(self, t, on):
         if on == self.powered:
             return
         self.powered = on
         self.plant.set_power(t, on)
+        if on:
+            self.restarts += 1
         if not on:
             self.plant.set_clamp(t, True)           # an unpowered clamp is closed
             self.clamp_open = False
@@ -120,6 +129,8 @@ class PinRig:
             return "OK %d" % t
         if c == "PRESSURE?":
             return "OK %d" % pl.pressure_mmhg(t)
+        if c == "RESETS?":
+            return "OK %d" % self.restarts
         if c == "PRESSURE":
             pl.set_source(t, 0 if a == "OFF" else int(a))
         elif c == "OCCLUDE":

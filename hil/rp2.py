@@ -13,6 +13,7 @@ from __future__ import annotations
 import hashlib
 import os
 import shutil
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -113,3 +114,34 @@ def command(fx: Fixtures, accel: int, start_ticks: int = 0, flash_image: Path | 
     if save_flash is not None:
         cmd += ["--save-flash", str(save_flash)]
     return cmd
+
+
+def make_image(fx: Fixtures, path: Path, say: Callable[[str], None] | None = None) -> float:
+    """A flash image of the emulated Pico with the firmware flashed the way a device engineer
+    flashes a board (`pumpctl flash`: mpy-cross, mpremote's raw REPL over the USB serial,
+    hash verification) and not yet started (no journal, no keys): each test's board starts
+    from it. Returns the seconds it took."""
+    import contextlib
+    import io
+    import time
+
+    from hil.bridge import BoardError, VirtualBoard
+    from host import cli
+
+    t0 = time.monotonic()
+    vb = VirtualBoard("rp2040js", accel=0, start_ticks=0, rp2_fixtures=fx, save_flash=path)
+    vb.start()
+    try:
+        out = io.StringIO()
+        with contextlib.redirect_stdout(out), contextlib.redirect_stderr(out):
+            rc = cli.main(["--port", vb.uart_path, "flash", "--no-reset", "--wait", "20"])
+        if say is not None:
+            say(out.getvalue())
+        if rc != 0:
+            raise BoardError(f"pumpctl flash onto the emulated Pico failed ({rc}):\n"
+                             f"{out.getvalue()}\n{vb.stderr_text()}")
+    finally:
+        vb.close()
+    if not path.is_file() or path.stat().st_size != FLASH_SIZE:
+        raise BoardError(f"the emulated Pico wrote no flash image to {path}:\n{vb.stderr_text()}")
+    return time.monotonic() - t0

@@ -219,11 +219,13 @@ function powerOff() {
 function resetChip(request) {
     // a watchdog reset or machine.reset(): a fresh chip, the same flash, the watchdog's
     // registers; board time goes on
+    const t = tMs();
     baseMs = boardMs();
-    const f = Uint8Array.from(chip.mcu.flash.subarray(0, FLASH_SIZE));
+    flash = Uint8Array.from(chip.mcu.flash.subarray(0, FLASH_SIZE));
     chip = null;
-    flash = f;
-    process.stderr.write(`rp2board: chip reset at ${Math.round(baseMs)} ms (watchdog reason ${request.reason})\n`);
+    process.stderr.write(`rp2board: chip reset at ${t} ms (watchdog reason ${request.reason})\n`);
+    rig.chip_reset();
+    rig.set_clamp(t, false);
     powerOn({ watchdog: request });
 }
 
@@ -251,7 +253,6 @@ function loop() {
             chip.run(until, deadline);
             if (chip.resetRequest) resetChip(chip.resetRequest);
         }
-        if (rig.hung !== chip.hung) chip.hung = rig.hung;
     }
     flushTx();
     const t = tMs();
