@@ -21,6 +21,7 @@ from typing import Any
 
 from boards.fs import DirStorage as FileStorage
 from boards.memuart import MemUart
+from plant.physics import Counter, Driver, power_off, power_on
 from pump import ticks
 from pump.hal import EV_UART
 from sim.engine import PRIO_WAKE, Engine, Entry
@@ -101,78 +102,21 @@ class SimUart(MemUart):
         self.hal.interrupt(EV_UART)
 
 
-class SimMotor:
-    """The stepper driver: counts the steps it issues (integer, as a PIO counter would) and
-    tells the plant how the camshaft is commanded. It knows nothing of runaway or stalls."""
+class SimMotor(Driver):
+    """The stepper driver (plant.physics.Driver, the shipped board's semantics) on the
+    engine's clock."""
 
     def __init__(self, hal: SimHal) -> None:
-        self.hal = hal
-        self.plant = hal.plant
-        self.engine = hal.engine
-        self.on = False
-        self.base = 0
-        self.steps = 0
-        self.ms = 1
-        self.t0 = 0
-        self.moves = 0
-
-    def enable(self, on: bool) -> None:
-        on = bool(on)
-        if on != self.on:
-            self.on = on
-            self.plant.set_enabled(self.engine.now, on)
-
-    def enabled(self) -> bool:
-        return self.on
-
-    def move(self, steps: int, ms: int) -> None:
-        now = self.engine.now
-        self.base = self.position()
-        self.steps = steps
-        self.ms = ms if ms > 0 else 1
-        self.t0 = now
-        self.moves += 1
-        self.plant.set_motion(now, steps, self.ms)
-
-    def stop(self) -> None:
-        self.base = self.position()
-        if self.steps:
-            self.steps = 0
-            self.plant.set_motion(self.engine.now, 0, 0)
-
-    def position(self) -> int:
-        el = self.engine.now - self.t0
-        if el >= self.ms:
-            return self.base + self.steps
-        if self.steps < 0:
-            return self.base - (-self.steps * el) // self.ms
-        return self.base + self.steps * el // self.ms
-
-    def busy(self) -> bool:
-        return self.steps != 0 and self.engine.now - self.t0 < self.ms
-
-    def power_cut(self) -> None:
-        self.base = self.position()
-        self.steps = 0
-        self.on = False
-
-    def reset(self) -> None:
-        """MCU reboot: the step counter restarts at 0."""
-        self.base = 0
-        self.steps = 0
-        self.t0 = self.engine.now
+        engine = hal.engine
+        super().__init__(hal.plant, lambda: engine.now)
 
 
-class SimRotation:
+class SimRotation(Counter):
+    """The MCU's rotation counter (plant.physics.Counter) on the engine's clock."""
+
     def __init__(self, hal: SimHal) -> None:
-        self.hal = hal
-        self.offset = 0              # counter value at the last MCU boot
-
-    def count(self) -> int:
-        return self.hal.plant.rotation_count(self.hal.engine.now) - self.offset
-
-    def arm(self, count: int) -> None:
-        self.hal.plant.arm(count + self.offset if count >= 0 else -1)
+        engine = hal.engine
+        super().__init__(hal.plant, lambda: engine.now)
 
 
 class SimHal:
@@ -218,17 +162,16 @@ class SimHal:
 
     # --- sensors and actuators ----------------------------------------------------------------
     def pressure_mmhg(self) -> int:
-        return int(round(self.plant.pressure_at(self.engine.now)))
+        return self.plant.pressure_mmhg(self.engine.now)
 
     def air_detected(self) -> bool:
         return self.plant.air
 
     def door_closed(self) -> bool:
-        p = self.plant
-        return p.door and p.engaged
+        return self.plant.door_switch
 
     def battery_mv(self) -> int:
-        return int(self.plant.battery(self.engine.now))
+        return self.plant.battery_mv(self.engine.now)
 
     def buzzer(self, on: bool) -> None:
         if on and not self.buzzing:
@@ -343,24 +286,13 @@ class SimHal:
     def power_off(self) -> None:
         """Power lost: the main loop stops, the driver stops, the clamp closes (unpowered)."""
         self.detach()
-        now = self.engine.now
-        self.motor.power_cut()
-        p = self.plant
-        p.set_power(now, False)
-        p.set_clamp(now, True)
+        power_off(self.engine.now, self.plant, self.motor)
         self.buzzing = False
 
     def power_on(self, ticks_reset: bool = True) -> None:
         """Power back: the MCU reboots (ticks, step and pulse counters from 0)."""
         now = self.engine.now
-        p = self.plant
-        p.set_power(now, True)
-        if p.enabled:
-            p.set_enabled(now, False)       # the enable line is low until firmware raises it
-        p.set_clamp(now, False)             # the board HAL powers the clamp open at init
         if ticks_reset:
             self.wraps_before = self.ticks_wraps()
             self.tick_off = -now
-        self.motor.reset()
-        self.rotation.offset = p.rotation_count(now)
-        p.arm(-1)
+        power_on(now, self.plant, self.motor, self.rotation)

@@ -2,8 +2,9 @@
 
 Each firmware test shows up here once more as ``mpy::<module>::<test>``. Test names are found
 statically (``ast``) at collection time; the first test of a module runs the whole module in
-one Node process (tools/mpy_run.mjs + tools/mpy_fwtests.py, firmware/ mounted at /flash and
-tests/fw/ at /fw, both on sys.path) and the results are cached for the rest of the module.
+one Node process (tools/mpy_run.mjs + tools/mpy_fwtests.py, firmware/ mounted at /flash,
+tests/fw/ at /fw and the plant package at /lib/plant, with /flash, /fw and /lib on sys.path:
+`mpy_command`) and the results are cached for the rest of the module.
 
 A module-level ``MPY_SKIP = {"test_name": "reason"}`` in a firmware test module marks tests
 as CPython-only: they are reported as skipped here. Missing node or node_modules is a failure,
@@ -24,6 +25,7 @@ import pytest
 
 REPO = Path(__file__).resolve().parents[1]
 FW_TESTS_DIR = REPO / "tests" / "fw"
+PLANT_DIR = REPO / "plant"
 RUNNER = REPO / "tools" / "mpy_run.mjs"
 FWTESTS = REPO / "tools" / "mpy_fwtests.py"
 MPY_PACKAGE = REPO / "node_modules" / "@micropython" / "micropython-webassembly-pyscript"
@@ -72,18 +74,24 @@ def _require_node() -> str:
     return node
 
 
+def mpy_command(script: Path, *args: str) -> list[str]:
+    """The Node command running `script` under MicroPython with the firmware (/flash), the
+    firmware test helpers (/fw) and the plant package (/lib/plant) importable, as on CPython."""
+    return [
+        _require_node(), str(RUNNER),
+        "--mount", f"{REPO / 'firmware'}:/flash",
+        "--mount", f"{FW_TESTS_DIR}:/fw",
+        "--mount", f"{PLANT_DIR}:/lib/plant",
+        "--path", "/flash", "--path", "/fw", "--path", "/lib",
+        str(script), *args,
+    ]  # fmt: skip
+
+
 def run_module(module: str) -> ModuleRun:
     """Run one firmware test module under MicroPython (once per session)."""
     if module in _RUNS:
         return _RUNS[module]
-    node = _require_node()
-    cmd = [
-        node, str(RUNNER),
-        "--mount", f"{REPO / 'firmware'}:/flash",
-        "--mount", f"{FW_TESTS_DIR}:/fw",
-        "--path", "/flash", "--path", "/fw",
-        str(FWTESTS), module,
-    ]  # fmt: skip
+    cmd = mpy_command(FWTESTS, module)
     try:
         proc = subprocess.run(
             cmd, cwd=REPO, capture_output=True, text=True, timeout=TIMEOUT_S, check=False

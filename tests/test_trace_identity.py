@@ -3,19 +3,16 @@ MicroPython (integer-only control path: DESIGN §2)."""
 import subprocess
 import sys
 
-from test_micropython import FW_TESTS_DIR, REPO, RUNNER, _require_node
+from test_micropython import FW_TESTS_DIR, REPO, mpy_command
 
 SCRIPT = FW_TESTS_DIR / "scripted_run.py"
 
 
 def test_scripted_run_identical_on_cpython_and_micropython():
-    env_path = f"{REPO / 'firmware'}:{FW_TESTS_DIR}"
+    env_path = f"{REPO / 'firmware'}:{FW_TESTS_DIR}:{REPO}"
     cpy = subprocess.run([sys.executable, str(SCRIPT)], capture_output=True, check=True,
                          env={"PYTHONPATH": env_path, "PATH": "/usr/bin:/bin"}, timeout=300)
-    mpy = subprocess.run(
-        [_require_node(), str(RUNNER), "--mount", f"{REPO / 'firmware'}:/flash",
-         "--mount", f"{FW_TESTS_DIR}:/fw", "--path", "/flash", "--path", "/fw", str(SCRIPT)],
-        capture_output=True, timeout=300, check=False)
+    mpy = subprocess.run(mpy_command(SCRIPT), capture_output=True, timeout=300, check=False)
     assert mpy.returncode == 0, mpy.stderr.decode()
     lines = cpy.stdout.decode().splitlines()
     # the run did what the script says: paused, resumed, completed at the VTBI

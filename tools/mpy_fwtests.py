@@ -3,7 +3,8 @@
 Usage (normally driven by tests/test_micropython.py through tools/mpy_run.mjs):
 
     node tools/mpy_run.mjs --mount firmware:/flash --mount tests/fw:/fw \
-        --path /flash --path /fw tools/mpy_fwtests.py test_states [more modules...]
+        --mount plant:/lib/plant --path /flash --path /fw --path /lib \
+        tools/mpy_fwtests.py test_states [more modules...]
 
 For each module named on argv: import it, run every top-level callable named ``test_*``
 (plain functions with asserts, no fixtures), and print one JSON line per test:

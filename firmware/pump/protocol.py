@@ -67,12 +67,15 @@ class Protocol(Commands):
 
     # --- input ----------------------------------------------------------------------------
     def poll(self, now):
-        """Read the UART, answer complete frames, push queued events and due telemetry.
-        Returns True when bytes were read (frames answered: the controller steps again at
-        once, pump.runtime)."""
+        """Push the events queued since the last poll, read the UART and answer complete
+        frames, push the events they caused and due telemetry: an event always goes out
+        before the reply to a frame that arrived after it. Returns True when bytes were read
+        (frames answered: the controller steps again at once, pump.runtime)."""
         hal = self.hal
         got = False
         reads = 0
+        if self.events:
+            self._flush_events()
         data = self.uart.read(MAX_FRAME)
         while data:
             got = True

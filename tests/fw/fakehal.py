@@ -1,21 +1,57 @@
-"""A HAL for firmware unit tests: virtual clock with MicroPython's tick wrap, a motor that
-moves on that clock, switchable sensors and real files. Runs on CPython and MicroPython.
+"""A HAL for firmware unit tests: plant.vhal.VirtualHal (virtual clock with MicroPython's
+tick wrap, the motor, the rotation sensor and the line of plant.physics) on real files, plus
+the knobs the tests turn. Runs on CPython and MicroPython.
 
-The camshaft rotation sensor follows the motor: 4 pulses a revolution of 200 steps (a pulse
-every 50 steps of travel, either direction). Tests can make the camshaft turn faster than
-the driver commands (`hal.cam_speed(num, den)`: runaway, drift), turn on its own
-(`hal.spin(steps)`), give the slots fixed jitter, or break the sensor (`rotation.stuck()`,
-`rotation.dropout(keep_num, keep_den)`). With `hal.compare = True`, `advance` honours the
-rotation compare (`arm`): it stops at the ms the armed count is reached and signals
-EV_ROTATION, as the board's counter interrupt does. Off by default (old behaviour).
+The plant is the nominal one (no stroke noise, no slot jitter: 250 nL a step at venous
+pressure, 8 mmHg, and a rotation pulse every 50 steps of camshaft travel, either way) with
+a bag that does not run dry.
+Knobs: `hal.door`, `hal.air`, `hal.battery` (mV), `hal.pressure` (an external pressure
+source, mmHg: the line reads the higher of it and its own pressure); `occlude()`,
+`release()`, `stored_nl()`; `cam_speed(num, den)` (from now on the camshaft turns num/den
+times what the driver commands: runaway, drift), `spin(steps)` (it turns on its own);
+`cam_steps()`; and on the sensor `rotation.jitter` (per-slot edge offsets, steps),
+`rotation.stuck()`, `rotation.dropout(keep_num, keep_den)`, `rotation.pulses` (counts
+added to the camshaft's own) and `rotation.armed` (the compare value; -1: none).
+
+Interrupts the plant raises (a knob's own line included, e.g. the door switch) are latched
+in `hal.flags`; `advance` hands them to the controller before it steps. A test that calls
+ctl.step itself raises the flags it wants. The rotation compare's EV_ROTATION is handed over
+only with `hal.compare = True` (off by default: the compare interrupt is not wired); then
+`advance` stops at the ms the armed count is reached, as the board's counter interrupt does.
 """
+import math
 import os
 
-from boards.fs import DirStorage
-from pump.hal import EV_ROTATION
-from pump.ticks import TICKS_PERIOD, ticks_add, ticks_diff
+try:
+    import micropython
+except ImportError:            # CPython: allocation is measured on MicroPython only
+    micropython = None
 
-_MASK = TICKS_PERIOD - 1
+from boards.fs import DirStorage
+from plant.physics import Config, Counter, Driver, Plant
+from plant.vhal import VirtualHal
+from pump.hal import EV_ROTATION
+from pump.ticks import ticks_diff
+
+
+class _PlantWork:
+    """`with _PLANT:` around the fake's plant work. While heap_growth measures, the heap is
+    locked to the firmware (micropython.heap_lock) and this unlocks it for the plant, whose
+    floats MicroPython boxes (a board has no plant); otherwise it does nothing."""
+
+    def __init__(self):
+        self.measuring = False
+
+    def __enter__(self):
+        if self.measuring:
+            micropython.heap_unlock()
+
+    def __exit__(self, kind, value, tb):
+        if self.measuring:
+            micropython.heap_lock()
+
+
+_PLANT = _PlantWork()
 
 
 class Storage(DirStorage):
@@ -26,254 +62,209 @@ class Storage(DirStorage):
             os.remove(self.path(n))
 
 
-class Motor:
-    def __init__(self, hal):
-        self.hal = hal
-        self.on = False
-        self.base = 0         # position when the current move began
-        self.steps = 0
-        self.ms = 1
-        self.t0 = 0
-        self.moves = 0
-        self.travel0 = 0      # absolute steps travelled before the current move (camshaft)
+class Motor(Driver):
+    """The physics' driver (its plant work may allocate: _PlantWork)."""
 
     def enable(self, on):
-        if not on:
-            self._travelled()
-            self.base = self.position()
-            self.steps = 0
-        self.on = on
-
-    def enabled(self):
-        return self.on
+        with _PLANT:
+            Driver.enable(self, on)
 
     def move(self, steps, ms):
-        self._travelled()
-        self.base = self.position()
-        self.steps = steps
-        self.ms = ms if ms > 0 else 1
-        self.t0 = self.hal.t
-        self.moves += 1
+        with _PLANT:
+            Driver.move(self, steps, ms)
 
     def stop(self):
-        self._travelled()
-        self.base = self.position()
-        self.steps = 0
-
-    def _travelled(self):
-        d = self.position() - self.base
-        self.travel0 += d if d >= 0 else -d
-
-    def travel(self):
-        """Absolute steps the camshaft has been driven, both directions."""
-        d = self.position() - self.base
-        return self.travel0 + (d if d >= 0 else -d)
-
-    def position(self):
-        if not self.on:
-            return self.base
-        el = self.hal.t - self.t0
-        if el >= self.ms:
-            return self.base + self.steps
-        return self.base + self.steps * el // self.ms
-
-    def busy(self):
-        return self.on and self.steps > 0 and self.hal.t - self.t0 < self.ms
+        with _PLANT:
+            Driver.stop(self)
 
 
-class Rotation:
-    def __init__(self, hal=None):
+class Rotation(Counter):
+    """The MCU's counter over the physics' sensor, with the tests' knobs (module doc)."""
+
+    def __init__(self, hal):
+        Counter.__init__(self, hal.plant, hal.clock)
         self.hal = hal
-        self.pulses = 0       # added to the camshaft's own pulses
-        self.armed = -1
-        self.jitter = None    # per-slot edge offsets in steps (4 values), or None
-        self.frozen = -1      # >= 0: the count reads this (stuck or dead sensor)
-        self.keep_num = 1     # dropout: only keep_num/keep_den of new pulses are counted
-        self.keep_den = 1
-        self.true0 = 0
-        self.count0 = 0
-
-    def true_count(self):
-        hal = self.hal
-        if hal is None:
-            return 0
-        cam = hal.cam_steps()
-        m = cam // 50
-        j = self.jitter
-        if j is None:
-            return m
-        # edge k sits at 50 k + jitter[k % 4]; count the edges at or below cam
-        n = m - 1
-        k = m - 1
-        while k <= m + 1:
-            if k >= 1 and 50 * k + j[k % 4] <= cam:
-                n = k
-            k += 1
-        return n if n > 0 else 0
+        self._jitter = None
 
     def count(self):
-        if self.frozen >= 0:
-            return self.frozen
-        t = self.true_count()
-        if self.keep_num != self.keep_den:
-            t = self.count0 + (t - self.true0) * self.keep_num // self.keep_den
-        return self.pulses + t
+        with _PLANT:
+            return Counter.count(self)
 
     def arm(self, count):
-        self.armed = count
+        with _PLANT:
+            Counter.arm(self, count)
+
+    @property
+    def armed(self):
+        a = self.plant.armed
+        return a - self.offset if a >= 0 else -1
+
+    @armed.setter
+    def armed(self, count):
+        self.arm(count)
+
+    @property
+    def pulses(self):
+        return -self.offset
+
+    @pulses.setter
+    def pulses(self, n):
+        armed = self.armed
+        self.offset = -n
+        if armed >= 0:
+            self.arm(armed)
+
+    @property
+    def jitter(self):
+        return self._jitter
+
+    @jitter.setter
+    def jitter(self, offsets):
+        """Per-slot edge offsets (steps; None: none): edge k sits at 50 k + jitter[k % 4]."""
+        self._jitter = offsets
+        n = self.plant.cfg.pulses_per_rev
+        self.plant.set_slot_offsets(self.hal.t, offsets if offsets is not None else [0] * n)
 
     def stuck(self):
         """The count freezes where it is (a stuck or dead sensor)."""
-        self.frozen = self.count()
+        self.plant.set_stuck(self.hal.t, True)
 
     def dropout(self, keep_num, keep_den):
         """From now on only keep_num/keep_den of the pulses are counted."""
-        self.count0 = self.count() - self.pulses
-        self.true0 = self.true_count()
-        self.keep_num = keep_num
-        self.keep_den = keep_den
+        self.plant.set_dropout(self.hal.t, 1.0 - keep_num / keep_den)
 
 
-class FakeHal:
+class FakeHal(VirtualHal):
     def __init__(self, root, start_ticks=0, rtc0=800000000):
-        self.t = start_ticks          # unwrapped virtual ms
-        self.rtc0 = rtc0
-        self.motor = Motor(self)
+        cfg = Config()
+        cfg.bag_fill_ml = 1000000.0           # a bag that does not run dry
+        super().__init__(Storage(root), start_ticks, rtc0, Plant(cfg))
+        self.motor = Motor(self.plant, self.clock)
         self.rotation = Rotation(self)
-        self.compare = False          # advance() honours rotation.arm (see module doc)
-        self.cam_num = 1              # camshaft speed / commanded speed
-        self.cam_den = 1
-        self.cam_base = 0             # camshaft steps when the speed factor last changed
-        self.travel_base = 0
-        self.cam_extra = 0            # steps turned with no motor command (spin)
-        self.occluded_at = None       # motor position when the line was occluded
-        self.compliance_nl_per_mmhg = 500
-        self.storage = Storage(root)
-        self.door = True
-        self.air = False
-        self.pressure = 0
-        self.battery = 4000
-        self.buzzing = False
-        self.clamped = False
-        self.uart = None
-        self.feeds = 0
+        self.compare = False          # advance() hands over the rotation compare (module doc)
+        self.flags = 0                # interrupts latched for advance()
+        self.signal = self._latch
 
-    def ticks_ms(self):
-        return self.t & _MASK
+    def _latch(self, flag):
+        self.flags |= flag
 
-    def ticks_add(self, t, d):
-        return ticks_add(t, d)
+    @property
+    def rtc0(self):
+        return self.rtc0_s
 
-    def ticks_diff(self, a, b):
-        return ticks_diff(a, b)
-
-    def rtc_s(self):
-        return self.rtc0 + self.t // 1000
-
+    # --- the plant's work, let allocate (_PlantWork) ------------------------------------------
     def pressure_mmhg(self):
-        if self.occluded_at is None:
-            return self.pressure
-        return self.pressure + self.stored_nl() // self.compliance_nl_per_mmhg
-
-    def occlude(self):
-        """Downstream occlusion: from now on what the motor pushes stays in the line's
-        compliance and raises the pressure; running backwards takes it out again."""
-        self.occluded_at = self.motor.position()
-
-    def stored_nl(self):
-        """Volume held in the line by an occlusion (what its release would bolus)."""
-        if self.occluded_at is None:
-            return 0
-        d = (self.motor.position() - self.occluded_at) * 250
-        return d if d > 0 else 0
-
-    def release(self):
-        """The occlusion clears; returns the bolus (nL) that reaches the patient."""
-        b = self.stored_nl()
-        self.occluded_at = None
-        return b
-
-    def air_detected(self):
-        return self.air
-
-    def door_closed(self):
-        return self.door
+        with _PLANT:
+            return VirtualHal.pressure_mmhg(self)
 
     def battery_mv(self):
-        return self.battery
-
-    def buzzer(self, on):
-        self.buzzing = on
-
-    def led(self, on):
-        pass
+        with _PLANT:
+            return VirtualHal.battery_mv(self)
 
     def clamp(self, closed):
-        self.clamped = closed
+        with _PLANT:
+            VirtualHal.clamp(self, closed)
+
+    def advance_to(self, t):
+        with _PLANT:
+            VirtualHal.advance_to(self, t)
+
+    # --- knobs ----------------------------------------------------------------------------------
+    @property
+    def door(self):
+        return self.plant.door
+
+    @door.setter
+    def door(self, closed):
+        self.plant.set_door(self.t, closed)
+
+    @property
+    def air(self):
+        return self.plant.air
+
+    @air.setter
+    def air(self, on):
+        self.plant.set_air(on)
+
+    @property
+    def battery(self):
+        return self.plant.battery_mv(self.t)
+
+    @battery.setter
+    def battery(self, mv):
+        self.plant.set_battery(self.t, mv)
+
+    @property
+    def pressure(self):
+        return self.plant.source_mmhg
+
+    @pressure.setter
+    def pressure(self, mmhg):
+        self.plant.set_source(self.t, mmhg)
+
+    def occlude(self):
+        """Downstream occlusion: from now on what the camshaft pushes stays in the line's
+        compliance and raises the pressure; running backwards takes it out again."""
+        self.plant.set_occluded(self.t, True)
+
+    def stored_nl(self):
+        """Volume held in the line (what its release would bolus)."""
+        self.plant.settle(self.t)
+        return int(round(self.plant.stored_ul * 1000.0))
+
+    def release(self):
+        """The occlusion clears; returns the bolus (nL) that reaches the patient (none while
+        the pump's own clamp still holds the line)."""
+        p = self.plant
+        b = p.bolus_ul
+        p.set_occluded(self.t, False)
+        return int(round((p.bolus_ul - b) * 1000.0))
 
     def cam_steps(self):
-        """Camshaft position in steps of travel (both directions count)."""
-        return (self.cam_base + (self.motor.travel() - self.travel_base) * self.cam_num
-                // self.cam_den + self.cam_extra)
+        """Camshaft position in whole steps."""
+        return math.floor(self.plant.cam(self.t))
 
     def cam_speed(self, num, den):
         """From now on the camshaft turns num/den times what the driver commands."""
-        self.cam_base = self.cam_steps() - self.cam_extra
-        self.travel_base = self.motor.travel()
-        self.cam_num = num
-        self.cam_den = den
+        self.plant.set_speed_factor(self.t, runaway=num / den)
 
     def spin(self, steps):
         """The camshaft turns `steps` on its own (no motor command)."""
-        self.cam_extra += steps
+        with _PLANT:
+            self.plant.turn(self.t, steps)
 
-    def wdt_feed(self):
-        self.feeds += 1
+
+def _hand_over(ctl, hal):
+    """Give the controller the interrupts latched since the last call; True if any."""
+    f = hal.flags
+    hal.flags = 0
+    if not hal.compare:
+        f &= ~EV_ROTATION
+    if f:
+        ctl.signal(f)
+        return True
+    return False
 
 
 def advance(ctl, hal, end):
-    """One wake: step, then jump virtual time to the wake (never past `end`). With
-    hal.compare, stop earlier at the ms the armed rotation count is reached and signal
-    EV_ROTATION (the counter's compare interrupt)."""
+    """One wake: hand over the latched interrupts, step, then jump virtual time to the wake
+    (never past `end`), stopping earlier at a plant crossing that raises an interrupt (the
+    next call hands it over)."""
+    _hand_over(ctl, hal)
     wake = ctl.step(hal.ticks_ms())
+    if _hand_over(ctl, hal):
+        return                              # raised during the step: step again at once
     dt = ticks_diff(wake, hal.ticks_ms())
     if dt < 1:
         dt = 1
     target = end if hal.t + dt > end else hal.t + dt
-    if hal.compare and hal.rotation.armed >= 0:
-        at = _compare_time(hal, target)
-        if at >= 0:
-            hal.t = at
-            hal.rotation.armed = -1
-            ctl.signal(EV_ROTATION)
+    at = hal.next_at()
+    while at is not None and at <= target:
+        hal.advance_to(at)
+        if hal.flags and (hal.compare or hal.flags != EV_ROTATION):
             return
-    hal.t = target
-
-
-def _compare_time(hal, target):
-    """The first ms in [hal.t, target] at which count() >= armed, or -1 (the count only
-    grows between steps, so a bisection finds it)."""
-    rot = hal.rotation
-    want = rot.armed
-    t0 = hal.t
-    if rot.count() >= want:
-        return t0
-    hal.t = target
-    reached = rot.count() >= want
-    hal.t = t0
-    if not reached:
-        return -1
-    lo = t0               # count < want at lo
-    hi = target           # count >= want at hi
-    while hi - lo > 1:
-        mid = (lo + hi) // 2
-        hal.t = mid
-        if rot.count() >= want:
-            hi = mid
-        else:
-            lo = mid
-    hal.t = t0
-    return hi
+        at = hal.next_at()
+    hal.advance_to(target)
 
 
 def run_for(ctl, hal, ms):
@@ -329,19 +320,25 @@ def skip_unless_micropython():
 
 
 def heap_growth(fn, steps):
-    """Bytes the MicroPython heap grows by over `steps` calls of fn(), collector off."""
+    """Bytes the firmware allocates over `steps` calls of fn() on MicroPython: 0, or an
+    AssertionError. The heap is locked to the firmware (micropython.heap_lock: an allocation
+    fails at once), the fake's plant excepted (_PlantWork)."""
     import gc
     gc.collect()
-    gc.disable()
+    micropython.heap_lock()
+    _PLANT.measuring = True
+    i = 0
     try:
-        a = gc.mem_alloc()
-        i = 0
         while i < steps:
             fn()
             i += 1
-        return gc.mem_alloc() - a
+    except MemoryError:
+        pass
     finally:
-        gc.enable()
+        _PLANT.measuring = False
+        micropython.heap_unlock()
+    assert i == steps, "the firmware allocated during call %d of %d" % (i + 1, steps)
+    return 0
 
 
 def pump(tag, rate=10000, vtbi_ul=240000, start=True, start_ticks=0, compare=False):

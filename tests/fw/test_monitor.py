@@ -464,7 +464,7 @@ def test_occlusion_backoff_cut_short_by_a_resume():
     hal.occlude()
     b = Books(ctl, hal, 10000)
     assert b.run(_H, codes.ALARM) and ctl.delivery.backing_off
-    hal.occluded_at = None                        # cleared at once; resumed at once
+    hal.release()                                 # cleared at once; resumed at once
     assert ctl.request("resume", CLINICIAN) is None
     assert not ctl.delivery.backing_off and ctl.state == codes.RUNNING
     b2 = Books(ctl, hal, 10000)
