@@ -73,6 +73,15 @@ def boards(config: pytest.Config) -> list[str]:
     return [s.strip() for s in str(v).split(",") if s.strip()]
 
 
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    if "rp2040js" in boards(config):
+        return
+    skip = pytest.mark.skip(reason="the emulated Pico: give --board rp2040js (.ci/run does)")
+    for item in items:
+        if "rp2040js" in item.keywords:
+            item.add_marker(skip)
+
+
 def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
     if "board_spec" in metafunc.fixturenames:
         metafunc.parametrize("board_spec", boards(metafunc.config), scope="function")
@@ -105,15 +114,22 @@ def rp2_fixtures(request: pytest.FixtureRequest) -> rp2.Fixtures:
 
 
 @pytest.fixture(scope="session")
-def rp2_image(rp2_fixtures: rp2.Fixtures, tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """The emulated Pico's flash after `pumpctl flash` (once a session; each test's board
-    starts from a copy of it: factory state, no journal, no keys)."""
+def rp2_flashed(rp2_fixtures: rp2.Fixtures, tmp_path_factory: pytest.TempPathFactory
+                ) -> rp2.Image:
+    """The emulated Pico fresh from its UF2, flashed with `pumpctl flash` once a session:
+    its flash image and what pumpctl said."""
     path = tmp_path_factory.mktemp("rp2") / "flash.bin"
     try:
-        rp2.make_image(rp2_fixtures, path)
+        return rp2.make_image(rp2_fixtures, path)
     except BoardError as e:
         pytest.fail(str(e), pytrace=False)
-    return path
+
+
+@pytest.fixture(scope="session")
+def rp2_image(rp2_flashed: rp2.Image) -> Path:
+    """The emulated Pico's flash after `pumpctl flash` (each test's board starts from it:
+    factory state, no journal, no keys)."""
+    return rp2_flashed.path
 
 
 @pytest.fixture

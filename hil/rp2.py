@@ -13,7 +13,6 @@ from __future__ import annotations
 import hashlib
 import os
 import shutil
-from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -116,32 +115,48 @@ def command(fx: Fixtures, accel: int, start_ticks: int = 0, flash_image: Path | 
     return cmd
 
 
-def make_image(fx: Fixtures, path: Path, say: Callable[[str], None] | None = None) -> float:
-    """A flash image of the emulated Pico with the firmware flashed the way a device engineer
-    flashes a board (`pumpctl flash`: mpy-cross, mpremote's raw REPL over the USB serial,
-    hash verification) and not yet started (no journal, no keys): each test's board starts
-    from it. Returns the seconds it took."""
+@dataclass
+class Image:
+    """A flash image of the emulated Pico with the firmware flashed, and how it was made."""
+
+    path: Path
+    dry_run: str                   # `pumpctl flash --dry-run` on the fresh board: its output
+    after_dry_run: int             # files on the board after that dry run
+    flash: str                     # `pumpctl flash --no-reset`: its output
+    seconds: float
+
+
+def make_image(fx: Fixtures, path: Path) -> Image:
+    """Flash the firmware onto an emulated Pico fresh from its UF2 the way a device engineer
+    flashes a board (`pumpctl flash`: mpy-cross for the board's version, mpremote's raw REPL
+    over the USB serial, hash verification), and keep its flash, not yet started (no
+    journal, no keys): each test's board starts from it."""
     import contextlib
     import io
     import time
 
     from hil.bridge import BoardError, VirtualBoard
     from host import cli
+    from host import flash as fl
+
+    def pumpctl(*argv: str) -> str:
+        out = io.StringIO()
+        with contextlib.redirect_stdout(out), contextlib.redirect_stderr(out):
+            rc = cli.main(["--port", vb.uart_path, "flash", *argv])
+        if rc != 0:
+            raise BoardError(f"pumpctl flash {' '.join(argv)} onto the emulated Pico failed "
+                             f"({rc}):\n{out.getvalue()}\n{vb.stderr_text()}")
+        return out.getvalue()
 
     t0 = time.monotonic()
     vb = VirtualBoard("rp2040js", accel=0, start_ticks=0, rp2_fixtures=fx, save_flash=path)
     vb.start()
     try:
-        out = io.StringIO()
-        with contextlib.redirect_stdout(out), contextlib.redirect_stderr(out):
-            rc = cli.main(["--port", vb.uart_path, "flash", "--no-reset", "--wait", "20"])
-        if say is not None:
-            say(out.getvalue())
-        if rc != 0:
-            raise BoardError(f"pumpctl flash onto the emulated Pico failed ({rc}):\n"
-                             f"{out.getvalue()}\n{vb.stderr_text()}")
+        dry = pumpctl("--dry-run", "--wait", "20")
+        after_dry = len(fl.Mpremote(vb.uart_path).board().files)
+        done = pumpctl("--no-reset", "--wait", "20")
     finally:
         vb.close()
     if not path.is_file() or path.stat().st_size != FLASH_SIZE:
         raise BoardError(f"the emulated Pico wrote no flash image to {path}:\n{vb.stderr_text()}")
-    return time.monotonic() - t0
+    return Image(path, dry, after_dry, done, time.monotonic() - t0)

@@ -244,13 +244,12 @@ function loop() {
     timer = null;
     const now = performance.now();
     if (chip) {
-        const targetMs = accel > 0 ? (now - wall0) * accel : Infinity;
+        // paced: up to the wall clock x accel; flat out (accel 0): 10 ms of board time a
+        // turn, so host bytes and rig lines are served between turns
+        const targetMs = accel > 0 ? (now - wall0) * accel : boardMs() + 10;
         const deadline = now + 20;
         while (chip && boardMs() < targetMs && performance.now() < deadline) {
-            const until = accel > 0
-                ? chip.startNanos + (targetMs - baseMs) * 1e6
-                : chip.nanos + 50e6;
-            chip.run(until, deadline);
+            chip.run(chip.startNanos + (targetMs - baseMs) * 1e6, deadline);
             if (chip.resetRequest) resetChip(chip.resetRequest);
         }
     }
