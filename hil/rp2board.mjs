@@ -141,9 +141,13 @@ function syncInputs() {
     pulseOwed();
 }
 
+let lastPulseNs = -1;          // the last rotation pulse's rising edge (chip ns)
+let stopLatencyNs = -1;        // from it to the motor enable's last fall (STOPLAT?)
+
 function pulseOwed() {
     if (!chip || pulseHigh || (pulseAlarm && pulseAlarm.scheduled)) return;
     if (rig.pulses(tMs()) > pulsesOut) {
+        lastPulseNs = chip.nanos;
         chip.mcu.gpio[PIN_ROT].setInputValue(true);
         pulseHigh = true;
         pulsesOut += 1;
@@ -173,7 +177,9 @@ function wire(c) {
     });
     g[PIN_DIR].addListener((state) => rig.set_dir(state === HIGH));
     g[PIN_EN].addListener((state) => {
-        enabled = state === HIGH;
+        const on = state === HIGH;
+        if (enabled && !on && lastPulseNs >= 0) stopLatencyNs = c.nanos - lastPulseNs;
+        enabled = on;
     });
     g[PIN_CLAMP].addListener((state) => rig.set_clamp(tMs(), state === HIGH));
     g[PIN_ROT].setInputValue(false);
@@ -195,6 +201,7 @@ function wire(c) {
 }
 
 function powerOn(opts) {
+    lastPulseNs = -1;
     const startUs = chip === null && baseMs === 0 ? startTicks * 1000 : 0;
     const c = new Chip({ bootrom, uf2, flash, startUs, ...opts });
     flash = c.mcu.flash;                  // the board's flash from now on: kept across resets
@@ -244,10 +251,11 @@ function loop() {
     timer = null;
     const now = performance.now();
     if (chip) {
-        // paced: up to the wall clock x accel; flat out (accel 0): 10 ms of board time a
-        // turn, so host bytes and rig lines are served between turns
-        const targetMs = accel > 0 ? (now - wall0) * accel : boardMs() + 10;
-        const deadline = now + 20;
+        // paced: up to the wall clock x accel, 20 ms of wall time a turn; flat out (accel
+        // 0): turns of at most 5 ms of wall time (a second of board time while the chip
+        // sleeps), so host bytes and rig lines are served between turns
+        const targetMs = accel > 0 ? (now - wall0) * accel : boardMs() + 1000;
+        const deadline = now + (accel > 0 ? 20 : 5);
         while (chip && boardMs() < targetMs && performance.now() < deadline) {
             chip.run(chip.startNanos + (targetMs - baseMs) * 1e6, deadline);
             if (chip.resetRequest) resetChip(chip.resetRequest);
@@ -260,11 +268,15 @@ function loop() {
         lastT = t;
     }
     const behind = chip && accel > 0 && boardMs() < (performance.now() - wall0) * accel - 1;
-    timer = setTimeout(loop, behind || accel <= 0 ? 0 : 2);
+    if (accel <= 0 || behind) timer = setImmediate(loop);
+    else timer = setTimeout(loop, 2);
 }
 
 function kick() {
-    if (timer !== null) clearTimeout(timer);
+    if (timer !== null) {
+        clearTimeout(timer);
+        clearImmediate(timer);
+    }
     loop();
 }
 
@@ -286,6 +298,12 @@ rl.on("line", (line) => {
     } else if (line.startsWith("R ")) {
         let reply;
         try {
+            if (line.slice(2).trim().toUpperCase() === "STOPLAT?") {
+                reply = stopLatencyNs < 0 ? "ERR no stop seen yet"
+                    : `OK ${Math.round(stopLatencyNs / 1000)}`;
+                out("R " + reply);
+                return;
+            }
             reply = rig.rig(tMs(), line.slice(2));
             applyRig();
         } catch (e) {

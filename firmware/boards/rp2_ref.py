@@ -48,6 +48,7 @@ _WDT_MS = const(8000)          # watchdog timeout (the RP2040's longest is 8388 
 _FEED_MS = const(2000)         # the longest sleep between two feeds
 _BREAK_MS = const(500)         # the boot window for Ctrl-C (maintenance: pumpctl flash)
 _RX_MAX = const(512)           # bytes read from the USB serial per call at most
+_RTC_REBASE_MS = const(86400000)   # rtc_s() reads the RTC again after a day of ticks
 
 # The watchdog's registers: REASON says a watchdog caused the last reset, SCRATCH4 holds the
 # pico-sdk's magic when it was armed by watchdog_enable (machine.WDT), not by
@@ -231,7 +232,16 @@ class Rp2Hal:
                        handler=lambda _p: wake_signal(ev_door))
         self._air.irq(trigger=machine.Pin.IRQ_RISING, handler=lambda _p: wake_signal(ev_air))
         self._epoch = _EPOCH_2000 if time.gmtime(0)[0] == 1970 else 0
+        self._rtc_s0 = 0
+        self._rtc_t0 = 0
+        self._rtc_rebase()
         self._wdt = machine.WDT(timeout=_WDT_MS)
+
+    def _rtc_rebase(self):
+        # time.time() counts from 1970 on rp2: past 2**30 s, a heap integer. Read it here (at
+        # boot, then once a day), then count the RTC forward from ticks_ms in small ints.
+        self._rtc_s0 = time.time() - self._epoch
+        self._rtc_t0 = time.ticks_ms()
 
     def ticks_ms(self):
         return time.ticks_ms()
@@ -243,7 +253,13 @@ class Rp2Hal:
         return time.ticks_diff(a, b)
 
     def rtc_s(self):
-        return time.time() - self._epoch
+        """Seconds since 2000-01-01 without allocating (the journal's checkpoints read it on
+        the steady path): the RTC at the last rebase plus the ticks since."""
+        d = time.ticks_diff(time.ticks_ms(), self._rtc_t0)
+        if d >= _RTC_REBASE_MS:
+            self._rtc_rebase()
+            d = 0
+        return self._rtc_s0 + d // 1000
 
     def pressure_mmhg(self):
         return self._p.read_u16() * _PRESSURE_MMHG_PER_COUNT_X1000 // 1000
@@ -310,3 +326,4 @@ def idle(wake):
             break
     hal.woke.flag = 0
     hal.wdt_feed()
+    hal.rtc_s()                       # keeps the RTC's tick base under a day old
