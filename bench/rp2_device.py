@@ -31,11 +31,13 @@ def main():
     holder.append(ctl)
     rt = Runtime(hal, ctl)
     rt.boot(False)
+    gc.collect()
+    free_boot = gc.mem_free()
     dts = array("I", bytes(4 * _N))      # µs of each wake
     kinds = bytearray(_N)                # 1: a compare wake (the monitor's edge check alone)
     allocs = array("I", bytes(4 * _N))   # bytes allocated during the wake
     gc.collect()
-    free_boot = gc.mem_free() + 9 * _N + 64   # as if the instrumentation were not there
+    instrumentation = free_boot - gc.mem_free()
     cm = rt.proto
     ctl.now = time.ticks_ms()
     r = cm.execute("PROPOSE", {"basic": {"rate": "10 mL/h", "vtbi": "100 mL"}}, _CLINICIAN, 0)
@@ -78,7 +80,7 @@ def main():
     rt.service = service
     ctl.on_rotation = on_rotation
     gc.collect()
-    free_end = gc.mem_free() + 9 * _N + 64
+    free_end = gc.mem_free() + instrumentation     # as if the arrays were not there
     st = ctl.snapshot()
     print(json.dumps({"free_boot": free_boot, "free_end": free_end, "n": n[0],
                       "dts": list(dts[:n[0]]), "kinds": list(kinds[:n[0]]),
