@@ -2,14 +2,16 @@
 exactly like hardware (`serial.serial_for_url(board.uart_path)`).
 
 The board runs in a child process speaking the board pipe protocol (hil/vboard.mjs): on
-CPython (hil/simboard.py) or on MicroPython's WebAssembly port under Node (hil/vboard.mjs).
-A relay thread moves bytes between the ptys and the child: UART bytes both ways (hex on
-the pipe), rig command lines in and reply lines out. It never blocks on a write: what the
-child has not yet taken waits in a bounded buffer (while it is full the relay stops reading
-the ptys, so a writer that floods them waits, as on a line with flow control), what a
-client has not yet read waits in another (beyond 1 MiB it is dropped, as a UART drops what
-nobody reads), and it always drains the child's output, so neither side can wait for the
-other for ever. Closing asks the child to quit, then terminates it.
+CPython (hil/simboard.py), on MicroPython's WebAssembly port under Node (hil/vboard.mjs), or
+as the official MicroPython for the Pico on an emulated RP2040 (hil/rp2board.mjs: its USB
+serial is the UART here). A relay thread moves bytes between the ptys and the child: UART
+bytes both ways (hex on the pipe), rig command lines in and reply lines out; a child that
+reports its board time ("T <ms>" lines) keeps `board_ms` up to date. It never blocks on a
+write: what the child has not yet taken waits in a bounded buffer (while it is full the relay
+stops reading the ptys, so a writer that floods them waits, as on a line with flow control),
+what a client has not yet read waits in another (beyond 1 MiB it is dropped, as a UART drops
+what nobody reads), and it always drains the child's output, so neither side can wait for
+the other for ever. Closing asks the child to quit, then terminates it.
 
     with VirtualBoard("virtual-mpy") as vb:
         print(vb.uart_path, vb.rig_path)
@@ -30,10 +32,11 @@ import time
 import tty
 from pathlib import Path
 
+from hil import rp2
 from hil.simboard import WRAP_SOON
 
 REPO = Path(__file__).resolve().parents[1]
-BACKINGS = ("virtual", "virtual-mpy")
+BACKINGS = ("virtual", "virtual-mpy", "rp2040js")
 _TO_CHILD_MAX = 1 << 20             # bytes waiting for the child's stdin at most
 _TO_CLIENT_MAX = 1 << 20            # bytes waiting for a pty's client at most
 
@@ -44,10 +47,16 @@ class BoardError(Exception):
 
 class VirtualBoard:
     def __init__(self, backing: str = "virtual", accel: int = 100,
-                 start_ticks: int = WRAP_SOON, boot_timeout: float = 30.0) -> None:
+                 start_ticks: int = WRAP_SOON, boot_timeout: float = 30.0,
+                 rp2_fixtures: rp2.Fixtures | None = None, flash_image: Path | None = None,
+                 save_flash: Path | None = None) -> None:
         if backing not in BACKINGS:
             raise BoardError(f"unknown virtual board {backing!r}: one of {', '.join(BACKINGS)}")
         self.backing = backing
+        self.rp2_fixtures = rp2_fixtures
+        self.flash_image = flash_image
+        self.save_flash = save_flash
+        self.board_ms = -1              # the board's time, when the child reports it
         self.accel = accel
         self.start_ticks = start_ticks
         self.boot_timeout = boot_timeout
@@ -63,6 +72,14 @@ class VirtualBoard:
         self.started_s = 0.0
 
     def command(self) -> list[str]:
+        if self.backing == "rp2040js":
+            try:
+                fx = self.rp2_fixtures or rp2.find()
+            except rp2.FixtureMissing as e:
+                raise BoardError(f"rp2040js: {e}") from e
+            self.rp2_fixtures = fx
+            return rp2.command(fx, self.accel, self.start_ticks, self.flash_image,
+                               self.save_flash)
         if self.backing == "virtual-mpy":
             node = shutil.which("node")
             if node is None:
@@ -79,8 +96,10 @@ class VirtualBoard:
     def start(self) -> VirtualBoard:
         t0 = time.monotonic()
         self.root = tempfile.mkdtemp(prefix="vboard-")
-        self.proc = subprocess.Popen(self.command(), stdin=subprocess.PIPE,
-                                     stdout=subprocess.PIPE, stderr=self._err, cwd=REPO)
+        cmd = self.command()
+        env = self.rp2_fixtures.env() if self.rp2_fixtures is not None else None
+        self.proc = subprocess.Popen(cmd, stdin=subprocess.PIPE, stdout=subprocess.PIPE,
+                                     stderr=self._err, cwd=REPO, env=env)
         assert self.proc.stdout is not None
         out_fd = self.proc.stdout.fileno()
         line = b""
@@ -116,10 +135,12 @@ class VirtualBoard:
         return self
 
     def close(self) -> None:
+        p = self.proc
+        if p is not None and p.poll() is None and self.save_flash is not None:
+            self._quit_and_wait(p)          # the child writes its flash on Q
         self._stop.set()
         if self._thread is not None:
             self._thread.join(timeout=3)
-        p = self.proc
         if p is not None and p.poll() is None:
             try:
                 assert p.stdin is not None
@@ -143,6 +164,15 @@ class VirtualBoard:
         self._fds = []
         if self.root:
             shutil.rmtree(self.root, ignore_errors=True)
+
+    def _quit_and_wait(self, p: subprocess.Popen[bytes]) -> None:
+        try:
+            assert p.stdin is not None
+            p.stdin.write(b"Q\n")
+            p.stdin.flush()
+            p.wait(timeout=30)
+        except (OSError, subprocess.TimeoutExpired):
+            pass
 
     def __enter__(self) -> VirtualBoard:
         return self.start()
@@ -240,6 +270,8 @@ class VirtualBoard:
                                 pass              # not hex: nothing the UART could carry
                         elif line.startswith(b"R "):
                             self._queue(to_rig, line[2:] + b"\n")
+                        elif line.startswith(b"T "):
+                            self.board_ms = int(line[2:])
             except (BrokenPipeError, ConnectionResetError, ValueError):
                 return
 
