@@ -104,6 +104,7 @@ class Plant:
         self._rot_cnt_off = 0
         self._rot_true_off = 0
         self.rot_stuck = None         # the count a stuck sensor reads, or None
+        self._rot_plain = True        # neither stuck nor dropping pulses: count = true
         self.armed = -1
         # --- bag, line, patient ----------------------------------------------------------------
         self.bag_ul = cfg.bag_fill_ml * 1000.0
@@ -387,6 +388,17 @@ class Plant:
 
     def rotation_count(self, t):
         """What the sensor's counter has counted by t (since the plant was made)."""
+        if self._rot_plain:
+            # self.true_pulses(t), inlined: every compare wake asks, two or three times
+            t0 = self.t0
+            if t > self.t1:
+                t = self.t1
+            if t < t0:
+                t = t0
+            x = self.cam0 + self.speed * (t - t0)
+            if x == self._edges_x:
+                return self._rot_true0 + abs(self._edges_m - self._rot_p0)
+            return self._rot_true0 + abs(self._edges(x) - self._rot_p0)
         if self.rot_stuck is not None:
             return self.rot_stuck
         true = self.true_pulses(t)
@@ -394,14 +406,20 @@ class Plant:
             return true
         return self._rot_cnt_off + int((true - self._rot_true_off) * self.rot_keep)
 
+    def _update_plain(self):
+        self._rot_plain = (self.rot_stuck is None and self.rot_keep == 1.0
+                           and self._rot_cnt_off == 0)
+
     def set_dropout(self, t, fraction):
         self._rot_cnt_off = self.rotation_count(t)
         self._rot_true_off = self.true_pulses(t)
         self.rot_keep = 1.0 - fraction
+        self._update_plain()
         self.watch(t)
 
     def set_stuck(self, t, on):
         self.rot_stuck = self.rotation_count(t) if on else None
+        self._update_plain()
         self.watch(t)
 
     def set_slot_offsets(self, t, offsets):
@@ -630,7 +648,9 @@ class Plant:
 
     # --- sensors as the board reads them --------------------------------------------------------
     def pressure_mmhg(self, t):
-        return int(round(self.pressure_at(t)))
+        if t > self.ts:
+            self.settle(t)
+        return int(round(self.pressure()))
 
 
 class Driver:

@@ -11,6 +11,7 @@ event (PRIO_PLANT), recomputed whenever the motion changes.
 from __future__ import annotations
 
 import random
+from collections.abc import Callable
 from dataclasses import dataclass, fields
 
 from plant import physics
@@ -78,6 +79,8 @@ class Plant(physics.Plant):
         j = min(cfg.rotation_jitter_steps, cfg.steps_per_stroke / cfg.pulses_per_rev * 0.45)
         offsets = [rng.uniform(-j, j) if j else 0.0 for _ in range(cfg.pulses_per_rev)]
         self._entry: Entry | None = None
+        self.in_crossing = False        # inside crossing() (its signals' wakes wait for it)
+        self.after_crossing: Callable[[], None] | None = None   # the HAL's hook, then
         super().__init__(cfg, noise, factor, offsets)
         self.cfg: PlantConfig = cfg
         self.on_schedule = self._schedule_at
@@ -95,4 +98,10 @@ class Plant(physics.Plant):
 
     def _on_due(self) -> None:
         self._entry = None
-        self.crossing(self.engine.now)
+        self.in_crossing = True
+        try:
+            self.crossing(self.engine.now)
+        finally:
+            self.in_crossing = False
+        if self.after_crossing is not None:
+            self.after_crossing()
