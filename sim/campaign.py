@@ -143,7 +143,7 @@ class _Checkpoint:
 
 class Progress:
     """One line on a stream: batches, pump-days, throughput and the ETA; redrawn in place on
-    a terminal, otherwise a line every 5 % (and at the end)."""
+    a terminal, otherwise a line every 5 % or every minute (and at the end)."""
 
     def __init__(self, stream: TextIO | None, total_batches: int, total_cost: float,
                  total_days: float) -> None:
@@ -186,8 +186,9 @@ class Progress:
                 self.stream.write("\r" + self.line(batches, cost, days) + ("\n" if final
                                                                            else ""))
                 self.last_draw = now
-        elif final or pct // 5 != self.last_pct // 5:
+        elif final or pct // 5 != self.last_pct // 5 or now - self.last_draw >= 60.0:
             self.stream.write(self.line(batches, cost, days) + "\n")
+            self.last_draw = now
         self.last_pct = pct
         self.stream.flush()
 
