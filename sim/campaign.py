@@ -37,6 +37,7 @@ from typing import Any, TextIO
 
 CHECKPOINT = "checkpoint.jsonl"
 IN_PROCESS = "none"
+LOOPBACK = "127.0.0.1"
 
 
 class CampaignError(Exception):
@@ -211,8 +212,10 @@ def _hms(s: float) -> str:
 def run(batches: Iterable[Batch], work: Callable[[Any], Any],
         fold: Callable[[Any], None], out_dir: str | None, key: dict[str, Any],
         scheduler: str | None = None, workers: int | None = None, resume: bool = False,
-        progress: TextIO | None = None) -> Outcome:
-    """Run every batch not already in the checkpoint; fold each partial as it arrives."""
+        progress: TextIO | None = None,
+        on_fold: Callable[[Outcome], None] | None = None) -> Outcome:
+    """Run every batch not already in the checkpoint; fold each partial as it arrives
+    (then `on_fold(outcome so far)`, e.g. for an interim report)."""
     plan = list(batches)
     total_cost = sum(b.cost for b in plan)
     total_days = sum(b.pump_days for b in plan)
@@ -250,7 +253,10 @@ def run(batches: Iterable[Batch], work: Callable[[Any], Any],
         out.pump_days += b.pump_days
         out.pump_days_now += b.pump_days
         cost_done += b.cost
+        out.wall_s = time.perf_counter() - t0
         bar.update(out.batches, cost_done, out.pump_days)
+        if on_fold is not None:
+            on_fold(out)
 
     try:
         if scheduler == IN_PROCESS:
@@ -276,8 +282,11 @@ def _on_dask(todo: list[Batch], work: Callable[[Any], Any],
     cluster = None
     if scheduler is None:
         n = workers or os.cpu_count() or 1
+        # loopback only: the scheduler, the workers and their nannies on 127.0.0.1, no
+        # dashboard, and the scheduler's own HTTP endpoint (health, metrics) there too
         cluster = LocalCluster(n_workers=n, threads_per_worker=1, processes=True,
-                               host="127.0.0.1", dashboard_address=None,
+                               host=LOOPBACK, dashboard_address=None,
+                               scheduler_kwargs={"dashboard_address": LOOPBACK + ":0"},
                                silence_logs=logging.ERROR)
         client = Client(cluster)
         out.scheduler = "LocalCluster on 127.0.0.1 (%d worker%s)" % (n, "s" if n > 1 else "")
@@ -289,7 +298,7 @@ def _on_dask(todo: list[Batch], work: Callable[[Any], Any],
                                 "running there?" % (scheduler, e)) from e
         out.scheduler = scheduler
     try:
-        out.address = str(client.scheduler.address)
+        out.address = str(getattr(client.scheduler, "address", ""))
         n_workers = max(1, len(client.scheduler_info(n_workers=-1).get("workers", {})))
         out.workers = n_workers
         inflight = 2 * n_workers + 2

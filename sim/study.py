@@ -32,6 +32,7 @@ import argparse
 import json
 import math
 import os
+import signal
 import sys
 import time
 from collections.abc import Iterator
@@ -45,6 +46,7 @@ from sim import campaign
 EXIT_OK = 0
 EXIT_FAILED = 1
 EXIT_INVALID = 2
+EXIT_INTERRUPTED = 130
 
 # rate mL/h -> bag hours (the label's bags, sim.scenario.bag_table())
 RATES: dict[float, int] = {10.0: 24, 5.0: 48, 0.6: 168}
@@ -152,12 +154,11 @@ def _group_cost(group: dict[str, Any]) -> tuple[float, float]:
 
 def batches(plan: list[dict[str, Any]], master_seed: int, rows: bool = False,
             batch_wakes: float = BATCH_WAKES) -> Iterator[campaign.Batch]:
-    """The campaign's batches, nominal groups first (the long runs), each of about
-    `batch_wakes` firmware wakes; ids in this fixed order."""
-    order = [g for g in plan if g["part"] == "nominal"] + \
-        [g for g in plan if g["part"] == "fault"]
-    bid = 0
-    for g in order:
+    """The campaign's batches, each of about `batch_wakes` firmware wakes, ids in a fixed
+    order: the fault cells first (short runs), then the nominal groups interleaved by
+    pump-days (the next batch from the rate with the fewest so far), so that an interrupted
+    campaign has covered every cell and every rate evenly."""
+    def chunks(g: dict[str, Any]) -> Iterator[tuple[float, float, dict[str, Any]]]:
         wakes, days = _group_cost(g)
         per = max(1, int(batch_wakes // max(wakes, 1.0)))
         for start in range(0, g["n"], per):
@@ -166,10 +167,27 @@ def batches(plan: list[dict[str, Any]], master_seed: int, rows: bool = False,
             pump_days = n * days
             if g["part"] == "nominal" and stop > g["whole"]:
                 pump_days -= (g["bag_h"] - g["rem_h"]) / 24.0
-            yield campaign.Batch(bid, n * wakes, pump_days,
-                                 {"master": master_seed, "group": g, "start": start,
-                                  "stop": stop, "rows": rows})
-            bid += 1
+            yield n * wakes, pump_days, {"master": master_seed, "group": g, "start": start,
+                                         "stop": stop, "rows": rows}
+
+    bid = 0
+    for g in plan:
+        if g["part"] == "fault":
+            for cost, days, payload in chunks(g):
+                yield campaign.Batch(bid, cost, days, payload)
+                bid += 1
+    streams = [(0.0, g["g"], chunks(g)) for g in plan if g["part"] == "nominal"]
+    while streams:
+        streams.sort(key=lambda s: (s[0], s[1]))
+        done, gid, it = streams[0]
+        nxt = next(it, None)
+        if nxt is None:
+            streams.pop(0)
+            continue
+        cost, days, payload = nxt
+        yield campaign.Batch(bid, cost, days, payload)
+        bid += 1
+        streams[0] = (done + days, gid, it)
 
 
 # --- one run (on a worker) ---------------------------------------------------------------------
@@ -243,6 +261,7 @@ def run_spec(sp: dict[str, Any]) -> dict[str, Any]:
 
 def work(payload: dict[str, Any]) -> dict[str, Any]:
     """One batch (on a worker): its runs, folded into a partial aggregate of its group."""
+    c0 = time.thread_time()
     g = payload["group"]
     agg = new_agg(g)
     rows: list[dict[str, Any]] = []
@@ -256,7 +275,7 @@ def work(payload: dict[str, Any]) -> dict[str, Any]:
         add_row(agg, g, row)
         if payload["rows"]:
             rows.append(row)
-    out: dict[str, Any] = {"g": g["g"], "agg": agg}
+    out: dict[str, Any] = {"g": g["g"], "agg": agg, "cpu_s": time.thread_time() - c0}
     if payload["rows"]:
         out["rows"] = rows
     return out
@@ -406,9 +425,12 @@ class Study:
         self.aggs = {g["g"]: new_agg(g) for g in plan}
         self.rows_file = rows_file
         self._rows: Any = None
+        self.part = {g["g"]: g["part"] for g in plan}
+        self.cpu_s = {"fault": 0.0, "nominal": 0.0}    # the workers' CPU time, by part
 
     def fold(self, partial: dict[str, Any]) -> None:
         merge(self.aggs[partial["g"]], partial["agg"])
+        self.cpu_s[self.part[partial["g"]]] += partial.get("cpu_s", 0.0)
         rows = partial.pop("rows", None)
         if rows and self.rows_file is not None:
             if self._rows is None:
@@ -619,46 +641,78 @@ def plot(summary: dict[str, Any], out: Path) -> list[str]:
 
 # --- the study ---------------------------------------------------------------------------------
 
+INTERIM_S = 300.0                         # an interim report this often (long campaigns)
+
+
 def run_study(cells: list[str], rates: list[float], seeds: int, days: float,
               master_seed: int = 5, jobs: int | None = None, out: str | None = None,
               plots: bool = True, stream: Any = None, scheduler: str | None = None,
               resume: bool = False, rows_file: str | None = None,
               batch_wakes: float = BATCH_WAKES) -> dict[str, Any]:
     """The whole study; returns {summary, files}. `scheduler`: None for a local Dask cluster
-    of `jobs` workers, an address for an existing one, campaign.IN_PROCESS for none."""
+    of `jobs` workers, an address for an existing one, campaign.IN_PROCESS for none. A long
+    campaign writes an interim study.md/study.json under `out` every INTERIM_S seconds."""
     plan = groups(cells, rates, seeds, days)
     key = {"cells": cells, "rates": rates, "seeds_per_cell": seeds, "nominal_days": days,
            "master_seed": master_seed, "batch_wakes": batch_wakes}
     study = Study(plan, rows_file)
     if rows_file is not None and not resume and os.path.exists(rows_file):
         os.remove(rows_file)
+    total = sum(1 for _ in batches(plan, master_seed, False, batch_wakes))
+    last = [time.perf_counter()]
+
+    def interim(oc: campaign.Outcome) -> None:
+        now = time.perf_counter()
+        if out is None or now - last[0] < INTERIM_S or oc.batches >= total:
+            return
+        last[0] = now
+        s = _summary(study, oc, plan, key)
+        s["interim"] = {"batches_done": oc.batches, "batches": total}
+        _write(Path(out), s, False)
+
     try:
         oc = campaign.run(batches(plan, master_seed, rows_file is not None, batch_wakes),
-                          work, study.fold, out, key, scheduler, jobs, resume, stream)
+                          work, study.fold, out, key, scheduler, jobs, resume, stream,
+                          on_fold=interim)
     finally:
         study.close()
-    summary = summarise(study, oc.wall_s, oc.cpu_s)
-    summary["campaign"] = {
-        "cells": cells, "rates": rates, "seeds_per_cell": seeds, "nominal_days_asked": days,
-        "master_seed": master_seed, "scheduler": oc.scheduler, "address": oc.address,
-        "workers": oc.workers, "pump_days_this_invocation": oc.pump_days_now,
-        "batches": oc.batches, "resumed_batches": oc.resumed,
-        "cpu_s_this_invocation": oc.cpu_s_now,
-        "pump_days_per_cpu_s": (summary["nominal"]["pump_days"] / oc.cpu_s
-                                if oc.cpu_s > 0 and not any(g["part"] == "fault"
-                                                            for g in plan) else None),
-    }
-    files: list[str] = []
-    if out is not None:
-        d = Path(out)
-        d.mkdir(parents=True, exist_ok=True)
-        (d / "study.json").write_text(json.dumps({"summary": summary}, indent=1,
-                                                 default=str) + "\n")
-        (d / "study.md").write_text(format_tables(summary) + "\n")
-        files = [str(d / "study.json"), str(d / "study.md")]
-        if plots:
-            files += plot(summary, d)
+    summary = _summary(study, oc, plan, key)
+    files = _write(Path(out), summary, plots) if out is not None else []
     return {"summary": summary, "files": files}
+
+
+def _summary(study: Study, oc: campaign.Outcome, plan: list[dict[str, Any]],
+             key: dict[str, Any]) -> dict[str, Any]:
+    summary = summarise(study, oc.wall_s, oc.cpu_s)
+    nom_cpu = study.cpu_s["nominal"]
+    summary["campaign"] = {
+        "cells": key["cells"], "rates": key["rates"], "seeds_per_cell": key["seeds_per_cell"],
+        "nominal_days_asked": key["nominal_days"], "master_seed": key["master_seed"],
+        "scheduler": oc.scheduler, "address": oc.address, "workers": oc.workers,
+        "batches": oc.batches, "resumed_batches": oc.resumed,
+        "cpu_s_fault": study.cpu_s["fault"], "cpu_s_nominal": nom_cpu,
+        "cpu_s_this_invocation": oc.cpu_s_now,
+        "pump_days_this_invocation": oc.pump_days_now,
+        "nominal_pump_days_per_cpu_s": (summary["nominal"]["pump_days"] / nom_cpu
+                                        if nom_cpu > 0 else None),
+    }
+    return summary
+
+
+def _write(d: Path, summary: dict[str, Any], plots: bool) -> list[str]:
+    d.mkdir(parents=True, exist_ok=True)
+    (d / "study.json").write_text(json.dumps({"summary": summary}, indent=1,
+                                             default=str) + "\n")
+    md = format_tables(summary)
+    it = summary.get("interim")
+    if it:
+        md = ("**Interim**: %d of %d batches done; the campaign goes on (or, interrupted, "
+              "continues with --resume).\n\n" % (it["batches_done"], it["batches"])) + md
+    (d / "study.md").write_text(md + "\n")
+    files = [str(d / "study.json"), str(d / "study.md")]
+    if plots:
+        files += plot(summary, d)
+    return files
 
 
 # --- command line --------------------------------------------------------------------------
@@ -704,6 +758,10 @@ def add_parser(sub: Any) -> None:
     p.set_defaults(func=main)
 
 
+def _interrupt(signum: int, frame: Any) -> None:
+    raise KeyboardInterrupt     # SIGTERM stops a campaign as Ctrl-C does: cleanly
+
+
 def _invalid(msg: str) -> int:
     print("pumpsim study: %s" % msg, file=sys.stderr)
     return EXIT_INVALID
@@ -731,11 +789,19 @@ def main(args: argparse.Namespace) -> int:
     if args.jobs is not None and args.jobs < 1:
         return _invalid("--jobs must be >= 1")
     t0 = time.perf_counter()
+    old = signal.signal(signal.SIGTERM, _interrupt)
     try:
         res = run_study(cells, rates, seeds, days, args.seed, args.jobs, args.out,
                         not args.no_plots, sys.stderr, args.scheduler, args.resume, args.rows)
     except campaign.CampaignError as e:
         return _invalid(str(e))
+    except KeyboardInterrupt:
+        print("\npumpsim study: interrupted; the finished batches are in %s; the same "
+              "command with --resume continues the campaign" % os.path.join(
+                  args.out, campaign.CHECKPOINT), file=sys.stderr)
+        return EXIT_INTERRUPTED
+    finally:
+        signal.signal(signal.SIGTERM, old)
     s = res["summary"]
     if args.json:
         print(json.dumps(s, indent=2, default=str))
