@@ -12,6 +12,7 @@ live in the MCU), as a real board would; the RTC runs on.
 
 from __future__ import annotations
 
+import functools
 import io
 import os
 import shutil
@@ -108,8 +109,8 @@ class SimMotor(Driver):
     engine's clock."""
 
     def __init__(self, hal: SimHal) -> None:
-        engine = hal.engine
-        super().__init__(hal.plant, lambda: engine.now)
+        # the clock: engine.now, read without a Python frame (every segment reads it 3 times)
+        super().__init__(hal.plant, functools.partial(getattr, hal.engine, "now"))
 
 
 class SimRotation(Counter):
@@ -220,6 +221,9 @@ class SimHal:
         ctl = self.controller
         if ctl is not None:
             ctl.signal(flag)
+            if self.plant.in_crossing and not self._in_step and not self.fixed_tick_ms:
+                self._after = True      # wake(), decided after the crossing (_after_crossing)
+                return
             self.wake()
 
     def wake(self) -> None:
@@ -251,12 +255,21 @@ class SimHal:
         if not self._after:
             return
         self._after = False
+        if self.runtime is None:
+            return
         engine = self.engine
         now = engine.now
+        s = self._soon_entry
+        if s is not None and s[3] is not None:
+            return                      # a wake is already due now
+        e = self._wake_entry
+        if e is not None and e[3] is not None and e[0] <= now:
+            return
         heap = engine._heap
         if heap:
             head = heap[0]
             if head[0] < now or (head[0] == now and head[1] <= PRIO_WAKE):
+                self.plant.watch(now)   # the crossing's look-ahead, before anything else
                 self._soon_entry = engine.schedule(now, PRIO_WAKE, self._on_soon)
                 return
         self._service()

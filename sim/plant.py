@@ -93,15 +93,26 @@ class Plant(physics.Plant):
         e = self._entry
         if e is not None:
             e[3] = None                 # Engine.cancel, inlined (a crossing a wake)
-        self._entry = None if at_ms is None else \
-            self.engine.schedule(at_ms, PRIO_PLANT, self._on_due)
+        if at_ms is None:
+            self._entry = None
+            return
+        self._entry = self.engine.schedule(at_ms, PRIO_PLANT, self._on_due)
 
     def _on_due(self) -> None:
+        """The crossing (physics.Plant.crossing), with its look-ahead after the wake its
+        signal raised when the HAL serves that wake at once: the firmware re-arms the
+        rotation compare there (which looks ahead from the same ms), so one look-ahead
+        serves both. Every mutator that can move a crossing looks ahead itself, so the
+        schedule is the one crossing() would leave."""
         self._entry = None
+        t = self.engine.now
         self.in_crossing = True
         try:
-            self.crossing(self.engine.now)
+            self.cross(t)
         finally:
             self.in_crossing = False
+        n = self.watches
         if self.after_crossing is not None:
             self.after_crossing()
+        if self.watches == n:
+            self.watch(t)
