@@ -237,16 +237,17 @@ class Controller:
             return -1
         hal = self.hal
         d = self.delivery
-        if not hal.door_closed() or d.due(now):
-            return -1
+        if not hal.door_closed() or (d.running and hal.ticks_diff(now, d.seg_end) >= 0):
+            return -1                             # (the second: d.due(now), inlined)
         self.now = now
         self._flags = 0
-        m = self.monitor
-        if not m.compare(now):
+        if not self.monitor.compare(now):
             self._flags = EV_ROTATION
             return -1
-        wake = m.wake(hal.ticks_add(now, _HOUSEKEEPING_MS))
-        if self.machine.state == RUNNING and d.running and hal.ticks_diff(d.seg_end, wake) < 0:
+        # compare() returned True: nothing pending, so the monitor's wake is this one (its
+        # wake()), and the state is still RUNNING (the monitor only stops through step)
+        wake = hal.ticks_add(now, _HOUSEKEEPING_MS)
+        if d.running and hal.ticks_diff(d.seg_end, wake) < 0:
             wake = d.seg_end
         return wake
 

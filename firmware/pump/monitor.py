@@ -434,9 +434,12 @@ class Monitor:
         if n > self.n_check:
             n = self.n_check
         target = c + n
-        if c < self.armed < target:
-            target = self.armed
-        self._arm(target)
+        armed = self.armed
+        if c < armed < target:
+            target = armed
+        if target != armed:               # self._arm(target), inlined (every compare wake)
+            self.armed = target
+            self.io.arm(target)
 
     def _arm(self, count):
         if count != self.armed:           # an armed compare stays armed until it fires
