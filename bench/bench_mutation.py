@@ -451,6 +451,117 @@ def _last_failure(out: str) -> str:
     return lines[-1][:200] if lines else "exit status != 0"
 
 
+# --- the named bugs of issue 15 -------------------------------------------------------------
+# Hand-made, plausible, safety-relevant bugs, one small change each: the classes the issue
+# found passing the whole suite (the monitor losing its books across a pause/resume, the
+# write-ahead reservation after the motor started, the rate/volume tolerance widened, a
+# library limit's boundary, a plain subtraction in place of ticks_diff), each with the
+# firmware test modules that claim to catch it. (name, module, old text, new text, tests)
+NAMED: tuple[tuple[str, str, str, str, tuple[str, ...]], ...] = (
+    ("books reset at every start/resume", "monitor",
+     "        self.latched = None\n        self.c_last = c\n",
+     "        self.latched = None\n        self._reset_books()\n        self.c_last = c\n",
+     ("test_monitor_books",)),
+    ("envelope cap from the full VTBI after power loss", "controller",
+     "self.monitor.load(prog, self.reserved_nl)", "self.monitor.load(prog, 0)",
+     ("test_monitor_books",)),
+    ("reservation journalled after the motor started", "delivery",
+     "        if ledger is not None:\n            ledger.reserve(self.commanded_nl + nl)\n"
+     "        self.seg_pos0 = self.motor.position()\n        run_ms = self.ticks_diff("
+     "self.seg_end, now)\n        if run_ms < 1:\n            run_ms = 1\n"
+     "        self.motor.move(steps, run_ms)\n",
+     "        self.seg_pos0 = self.motor.position()\n        run_ms = self.ticks_diff("
+     "self.seg_end, now)\n        if run_ms < 1:\n            run_ms = 1\n"
+     "        self.motor.move(steps, run_ms)\n        if ledger is not None:\n"
+     "            ledger.reserve(self.commanded_nl + nl)\n",
+     ("test_power_cut",)),
+    ("rate/volume tolerance 10 %", "program", "return d * 100 <= ref\n", "return d * 10 <= ref\n",
+     ("test_library_limits",)),
+    ("rate/volume tolerance 2 %", "program", "return d * 100 <= ref\n", "return d * 50 <= ref\n",
+     ("test_library_limits",)),
+    ("preservative weight limit excludes its own weight", "program",
+     "if w < bag.min_weight_g:", "if w <= bag.min_weight_g:", ("test_library_limits",)),
+    ("preservative weight limit one gram short", "program",
+     "if w < bag.min_weight_g:", "if w < bag.min_weight_g - 1:", ("test_library_limits",)),
+    ("dose cap admits a dose above it", "program",
+     "if fixed > drug.dose_cap_ng_per_day():", "if fixed > drug.dose_cap_ng_per_day() + 1:",
+     ("test_library_limits",)),
+    ("concentration range 1 % wider", "program",
+     "bag.rate_ul_per_h) * 101 // 100", "bag.rate_ul_per_h) * 102 // 100",
+     ("test_library_limits",)),
+    ("segment due: subtraction", "delivery",
+     "self.ticks_diff(now, self.seg_end) >= 0", "now - self.seg_end >= 0", ("test_tick_wrap",)),
+    ("segment service: subtraction", "delivery",
+     "self.ticks_diff(now, self.seg_end) < 0", "now - self.seg_end < 0", ("test_tick_wrap",)),
+    ("late-wake slip: subtraction", "delivery",
+     "self.ticks_diff(now, start) > _MAX_SLIP_MS", "now - start > _MAX_SLIP_MS",
+     ("test_tick_wrap",)),
+    ("segment motor time: subtraction", "delivery",
+     "run_ms = self.ticks_diff(self.seg_end, now)", "run_ms = self.seg_end - now",
+     ("test_tick_wrap",)),
+    ("envelope interval: subtraction", "monitor",
+     "dt = self.io.ticks_diff(now, self.t_last)", "dt = now - self.t_last", ("test_tick_wrap",)),
+    ("back-off end: subtraction", "controller",
+     "hal.ticks_diff(now, d.backoff_end) >= 0", "now - d.backoff_end >= 0", ("test_tick_wrap",)),
+    ("back-off wake: subtraction", "controller",
+     "hal.ticks_diff(d.backoff_end, wake) < 0", "d.backoff_end - wake < 0", ("test_tick_wrap",)),
+    ("segment wake (step): subtraction", "controller",
+     "            if d.running and hal.ticks_diff(d.seg_end, wake) < 0:",
+     "            if d.running and d.seg_end - wake < 0:", ("test_tick_wrap",)),
+    ("segment wake (compare path): subtraction", "controller",
+     "d.running and hal.ticks_diff(d.seg_end, wake) < 0:\n            wake = d.seg_end\n"
+     "        return wake",
+     "d.running and d.seg_end - wake < 0:\n            wake = d.seg_end\n        return wake",
+     ("test_tick_wrap",)),
+    ("pause reminder due: subtraction", "controller",
+     "hal.ticks_diff(now, self.pause_deadline) >= 0", "now - self.pause_deadline >= 0",
+     ("test_tick_wrap",)),
+    ("pause reminder wake: subtraction", "controller",
+     "hal.ticks_diff(self.pause_deadline, wake) < 0", "self.pause_deadline - wake < 0",
+     ("test_tick_wrap",)),
+    ("partial frame timeout: subtraction", "protocol",
+     "hal.ticks_diff(now, self.last_rx) >= self.idle_ms", "now - self.last_rx >= self.idle_ms",
+     ("test_tick_wrap",)),
+    ("telemetry due: subtraction", "protocol",
+     "hal.ticks_diff(now, self.next_tlm) >= 0", "now - self.next_tlm >= 0", ("test_tick_wrap",)),
+    ("telemetry wake: subtraction", "protocol",
+     "hal.ticks_diff(self.next_tlm, wake) < 0", "self.next_tlm - wake < 0", ("test_tick_wrap",)),
+    ("partial frame wake: subtraction", "protocol",
+     "hal.ticks_diff(drop, wake) < 0", "drop - wake < 0", ("test_tick_wrap",)),
+    ("confirm window: subtraction", "commands",
+     "self.hal.ticks_diff(self.hal.ticks_ms(), p[1]) >= 0", "self.hal.ticks_ms() - p[1] >= 0",
+     ("test_tick_wrap",)),
+    ("main loop sleep: subtraction", "runtime",
+     "hal.ticks_diff(rt.wake, hal.ticks_ms()) > 0", "rt.wake - hal.ticks_ms() > 0",
+     ("test_tick_wrap",)),
+)
+
+
+def run_named(root: Path, log, names: tuple[str, ...] = ()) -> list[Mutant]:
+    """Each named bug, applied alone, against its tests (stage 1): killed, or survived."""
+    out = []
+    for name, module, old, new, tests in NAMED:
+        if names and name not in names:
+            continue
+        path = root / "firmware" / "pump" / (module + ".py")
+        source = path.read_text(encoding="utf-8")
+        if source.count(old) != 1:
+            raise SystemExit("bench_mutation: named bug %r: its text is not found once in "
+                             "pump/%s.py (the code changed: update NAMED)" % (name, module))
+        m = Mutant(module, "named: " + name, 0, 0, old.strip(), new.strip())
+        path.write_text(source.replace(old, new), encoding="utf-8")
+        try:
+            t0 = time.monotonic()
+            m.outcome, m.killer = run_stage1(root, _fw_tests(root, tests), 120)
+            m.stage = 1
+            m.seconds = time.monotonic() - t0
+        finally:
+            path.write_text(source, encoding="utf-8")
+        log("%-50s %-9s %s" % (name, m.outcome, m.killer))
+        out.append(m)
+    return out
+
+
 # --- one module -------------------------------------------------------------------------------
 
 @dataclass
@@ -639,6 +750,9 @@ def main(argv: list[str] | None = None) -> int:
                     help="at most this many mutants per module (0: all)")
     ap.add_argument("--out", type=Path, default=OUT,
                     help="where the results go (default: bench/out/mutation)")
+    ap.add_argument("--named", action="store_true",
+                    help="only the hand-made bugs of issue 15 (NAMED), each against the "
+                         "tests that claim to catch it")
     ap.add_argument("--check", action="store_true",
                     help="exit 1 when a safety module is below 90 %% or has an unexplained "
                          "survivor")
@@ -658,6 +772,13 @@ def main(argv: list[str] | None = None) -> int:
     def log(msg: str) -> None:
         print(msg, file=sys.stderr, flush=True)
 
+    if args.named:
+        with tempfile.TemporaryDirectory(prefix="pump-mutation-") as tmp:
+            got = run_named(make_copy(Path(tmp)), log)
+        missed = [m for m in got if m.outcome == "survived"]
+        print("named bugs: %d, caught %d, missed %d" % (len(got), len(got) - len(missed),
+                                                        len(missed)))
+        return 1 if missed else 0
     equivalents = load_equivalents()
     t_start = time.monotonic()
     deadline = t_start + args.budget_s if args.budget_s > 0 else float("inf")
