@@ -155,6 +155,7 @@ class Mutant:
     seconds: float = 0.0
     start: tuple[int, int] = (0, 0)   # where cosmic-ray's operator applies (line, column)
     end: tuple[int, int] = (0, 1)
+    lines: tuple[int, int] = (0, 0)   # first and last line of the statement it changes
 
     def key(self) -> tuple[str, str, str]:
         return (self.module, self.original, self.mutated)
@@ -172,6 +173,18 @@ def _changed(before: str, after: str) -> tuple[int, str, str]:
     return (0, "", "")
 
 
+_STATEMENTS = ("simple_stmt", "if_stmt", "while_stmt", "for_stmt", "try_stmt", "with_stmt",
+               "funcdef", "classdef", "decorated", "file_input")
+
+
+def _statement(node):
+    """The statement a parso node belongs to (its first line is where the tracer sees it)."""
+    n = node
+    while n.parent is not None and n.type not in _STATEMENTS:
+        n = n.parent
+    return n
+
+
 def enumerate_mutants(module: str, source: str) -> list[tuple[Mutant, str]]:
     """Every mutant of `source` (pump/<module>.py) under OPERATORS, with its mutated text."""
     from cosmic_ray.ast import ast_nodes, get_ast
@@ -182,7 +195,12 @@ def enumerate_mutants(module: str, source: str) -> list[tuple[Mutant, str]]:
     out = []
     for name in OPERATORS:
         op = get_operator(name)()
-        positions = [pos for node in nodes for pos in op.mutation_positions(node)]
+        positions = []
+        spans = []
+        for node in nodes:
+            for pos in op.mutation_positions(node):
+                positions.append(pos)
+                spans.append((_statement(node).start_pos[0], node.end_pos[0]))
         for occurrence in range(len(positions)):
             mutated = mutate_code(source, op, occurrence)
             if mutated is None or mutated == source:
@@ -191,7 +209,8 @@ def enumerate_mutants(module: str, source: str) -> list[tuple[Mutant, str]]:
             if before == after:       # a change of layout only (e.g. a number's spelling)
                 continue
             m = Mutant(module, name.split("/", 1)[1], occurrence, line, before, after,
-                       start=positions[occurrence][0], end=positions[occurrence][1])
+                       start=positions[occurrence][0], end=positions[occurrence][1],
+                       lines=spans[occurrence])
             out.append((m, mutated))
     return out
 
@@ -287,6 +306,80 @@ def _child(root: Path, tests: list[tuple[str, str]], wfd: int) -> None:
             os.write(wfd, ("%s::%s: %s" % (mod, name, type(exc).__name__)).encode()[:500])
             os._exit(1)
     os._exit(0)
+
+
+def _coverage_child(root: Path, module: str, tests: list[tuple[str, str]], wfd: int) -> None:
+    """In a forked child: the lines of pump/<module>.py each test executes, and those run
+    at import (module level, class bodies, def lines), as JSON on the pipe."""
+    devnull = os.open(os.devnull, os.O_WRONLY)
+    os.dup2(devnull, 1)
+    os.dup2(devnull, 2)
+    sys.dont_write_bytecode = True
+    sys.path[:0] = [str(root / "firmware"), str(root / "tests" / "fw"), str(root)]
+    from _pytest.outcomes import Skipped
+    target = str(root / "firmware" / "pump" / (module + ".py"))
+    seen: set[int] = set()
+
+    def local(frame, event, arg):
+        if event == "line":
+            seen.add(frame.f_lineno)
+        return local
+
+    def tracer(frame, event, arg):
+        return local if frame.f_code.co_filename == target else None
+
+    sys.settrace(tracer)
+    importlib.import_module("pump." + module)
+    for mod, _ in tests:
+        importlib.import_module(mod)
+    out: dict[str, list[int]] = {"": sorted(seen)}
+    for mod, name in tests:
+        seen.clear()
+        try:
+            getattr(importlib.import_module(mod), name)()
+        except Skipped:
+            pass
+        out["%s::%s" % (mod, name)] = sorted(seen)
+    sys.settrace(None)
+    data = json.dumps(out).encode()
+    while data:
+        n = os.write(wfd, data)
+        data = data[n:]
+    os._exit(0)
+
+
+def coverage(root: Path, module: str, tests: list[tuple[str, str]]) -> dict[str, set[int]]:
+    """{"": lines run at import, "mod::test": lines the test runs} for pump/<module>.py."""
+    r, w = os.pipe()
+    pid = os.fork()
+    if pid == 0:                                  # pragma: no cover - the child
+        os.close(r)
+        try:
+            _coverage_child(root, module, tests, w)
+        finally:
+            os._exit(2)
+    os.close(w)
+    chunks = []
+    while True:
+        chunk = os.read(r, 65536)
+        if not chunk:
+            break
+        chunks.append(chunk)
+    os.close(r)
+    _, status = os.waitpid(pid, 0)
+    if os.waitstatus_to_exitcode(status) != 0:
+        raise SystemExit("bench_mutation: the coverage run of %s failed" % module)
+    return {k: set(v) for k, v in json.loads(b"".join(chunks)).items()}
+
+
+def covering(cov: dict[str, set[int]], tests: list[tuple[str, str]],
+             lines: tuple[int, int]) -> list[tuple[str, str]]:
+    """The tests that run any line of `lines` (all of them for a line run at import: a
+    constant, a default argument, a class attribute), in the order of `tests`."""
+    span = set(range(lines[0], lines[1] + 1))
+    if span & cov[""]:
+        return list(tests)
+    return [t for t in tests if span & cov.get("%s::%s" % t, set())]
 
 
 def run_stage1(root: Path, tests: list[tuple[str, str]], timeout_s: float) -> tuple[str, str]:
@@ -624,6 +717,7 @@ def run_module(root: Path, module: str, stage2: bool, equivalents: dict, deadlin
     if verdict != "survived":
         raise SystemExit("bench_mutation: stage 1 of %s fails unmutated: %s" % (module, why))
     limit1 = 3 * base1 + 5
+    cov = coverage(root, module, tests)
     s2 = Stage2(root, sel)
     if stage2:
         s2.baseline()
@@ -641,7 +735,11 @@ def run_module(root: Path, module: str, stage2: bool, equivalents: dict, deadlin
             t0 = time.monotonic()
             path.write_text(text, encoding="utf-8")
             try:
-                m.outcome, m.killer = run_stage1(root, tests, limit1)
+                mine = covering(cov, tests, m.lines)
+                if mine:
+                    m.outcome, m.killer = run_stage1(root, mine, limit1)
+                else:
+                    m.outcome, m.killer = "survived", ""    # no stage-1 test runs it
                 m.stage = 1
                 if m.outcome == "killed":
                     # the test that killed this one first, next time: mutants of one place
