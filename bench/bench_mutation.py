@@ -96,8 +96,8 @@ class Selection:
 
 
 MODULES: dict[str, Selection] = {
-    "monitor": Selection(("test_monitor_books", "test_monitor", "test_monitor_stops",
-                          "test_controller", "test_tick_wrap"),
+    "monitor": Selection(("test_monitor_detectors", "test_monitor_books", "test_monitor",
+                          "test_monitor_stops", "test_controller", "test_tick_wrap"),
                          ("test_monitor_alloc",), _SIM),
     "delivery": Selection(("test_delivery", "test_power_cut", "test_tick_wrap",
                            "test_monitor_books", "test_controller", "test_monitor",
@@ -112,9 +112,9 @@ MODULES: dict[str, Selection] = {
                          ("test_library_limits",),
                          ("tests/test_refusals.py", "tests/test_pharmacy.py",
                           "tests/sim/test_sim_door.py", "tests/sim/test_sim_scenario.py")),
-    "auth": Selection(("test_protocol", "test_commands"), ("test_protocol",),
+    "auth": Selection(("test_auth", "test_protocol", "test_commands"), ("test_auth",),
                       ("tests/test_host_client.py", "tests/test_roles.py"), False),
-    "protocol": Selection(("test_protocol", "test_commands", "test_tick_wrap"),
+    "protocol": Selection(("test_protocol", "test_auth", "test_commands", "test_tick_wrap"),
                           ("test_protocol",),
                           ("tests/test_host_client.py", "tests/test_one_runtime.py"), False),
     "controller": Selection(("test_controller", "test_tick_wrap", "test_power_cut",
