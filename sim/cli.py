@@ -11,6 +11,7 @@ from __future__ import annotations
 import argparse
 import importlib
 import json
+import shlex
 import sys
 from typing import Any
 
@@ -26,7 +27,8 @@ def _add_run(sub: Any) -> None:
     p.add_argument("file", help="scenario TOML file")
     p.add_argument("--json", action="store_true", help="print the result as JSON")
     p.add_argument("--out", metavar="DIR", help="write result.json, trace.csv, journal.bin "
-                   "under DIR/<name>/")
+                   "(and journal.csv decoded), plot.png and, with a fault, fault.csv and "
+                   "fault.png under DIR/<name>/")
     p.set_defaults(func=cmd_run)
 
 
@@ -35,6 +37,13 @@ def cmd_run(args: argparse.Namespace) -> int:
 
     sc = scenario.load(args.file)
     res = runner.run_scenario(sc, args.out)
+    if args.out:
+        from pathlib import Path
+
+        from sim import suite
+        suite.finish(res, sc, Path(args.out))
+        res.pop("links", None)
+        res.pop("plot", None)
     ok = runner.passed(res)
     if args.json:
         print(json.dumps(res, indent=2))
@@ -66,8 +75,10 @@ def summary(res: dict[str, Any]) -> str:
         lines.append("  [%s] %s: expected %s, got %s"
                      % ("pass" if e["passed"] else "FAIL", e["name"], e["expected"],
                         e["actual"]))
-    if res.get("trace_file"):
-        lines.append("  trace: %s" % res["trace_file"])
+    for label, key in (("trace", "trace_file"), ("plot", "plot_file"),
+                       ("fault plot", "fault_plot_file")):
+        if res.get(key):
+            lines.append("  %s: %s" % (label, res[key]))
     return "\n".join(lines)
 
 
@@ -92,6 +103,22 @@ SUBCOMMANDS: dict[str, tuple[str, str]] = {
 }
 
 
+class VersionAction(argparse.Action):
+    """`--version`: the tool's version, git commit and firmware hash (host/version.py, as
+    `pumpctl --version` and the report's header say them), then exit 0."""
+
+    def __init__(self, option_strings: list[str], dest: str, **kw: Any) -> None:
+        super().__init__(option_strings, dest, nargs=0, default=argparse.SUPPRESS,
+                         help="print the version, the git commit and the firmware's hash, "
+                         "and exit")
+
+    def __call__(self, parser: argparse.ArgumentParser, namespace: argparse.Namespace,
+                 values: Any, option_string: str | None = None) -> None:
+        from host.version import version_text
+        print(version_text(parser.prog))
+        parser.exit(0)
+
+
 def _add(sub: Any, name: str) -> None:
     """The real subparser(s) of `name` (one function may add several: suite and trumpet)."""
     mod, _, fn = SUBCOMMANDS[name][0].partition(":")
@@ -102,6 +129,7 @@ def build_parser(argv: list[str]) -> argparse.ArgumentParser:
     """The parser, with the real subparser of the subcommand named in argv (the first word
     that is not an option) and a one-line entry for each of the others."""
     parser = argparse.ArgumentParser(prog="pumpsim", description="Infusion-pump simulator.")
+    parser.add_argument("--version", action=VersionAction)
     parser.set_defaults(func=None)
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
     chosen = next((a for a in argv if not a.startswith("-")), None)
@@ -117,6 +145,7 @@ def main(argv: list[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
     parser = build_parser(argv)
     args = parser.parse_args(argv)
+    args.command_line = "pumpsim " + " ".join(shlex.quote(a) for a in argv)
     if args.func is None:
         parser.print_help()
         return EXIT_INVALID
