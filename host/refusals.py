@@ -206,6 +206,16 @@ REFUSALS: dict[str, tuple[str, str]] = {
         "check the status; a clinician resumes (pumpctl resume --as clinician); report it "
         "with the journal (pumpctl log)",
     ),
+    "STORAGE_FAULT": (
+        "at boot a stored record (a journal entry, the key store or the calibration) was "
+        "found corrupt, or the power failed while one was written; the pump kept the safest "
+        "reading (the intact copy, never an unlatched stop) and wrote the copy back "
+        "(docs/reliability.md)",
+        "a clinician checks the status and program and resumes (pumpctl resume --as "
+        "clinician), or overrides a lockout; service saves the journal (pumpctl log) and, if "
+        "it recurs, replaces the pump; key store locked (STATUS key_store): reset the key "
+        "files at the bench and provision again",
+    ),
 }
 
 # Which group each code belongs to (the order docs/codes.md shows them in).
@@ -220,7 +230,7 @@ KINDS: dict[str, tuple[str, ...]] = {
     "alarm": (
         "OVER_INFUSION", "FREE_FLOW", "UNDER_INFUSION", "OCCLUSION", "AIR_IN_LINE",
         "DOOR_OPEN", "RESERVOIR_LOW", "INFUSION_COMPLETE", "LOW_BATTERY", "SENSOR_FAULT",
-        "MOTOR_FAULT", "PAUSE_TIMEOUT", "WATCHDOG_RESET"),
+        "MOTOR_FAULT", "PAUSE_TIMEOUT", "WATCHDOG_RESET", "STORAGE_FAULT"),
 }
 
 DOC = "docs/codes.md"

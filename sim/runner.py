@@ -272,7 +272,8 @@ class Sim:
     def _check(self, now: int) -> None:
         """Update the excess books at a breakpoint of the delivered curve (every wake)."""
         p = self.plant
-        p.settle(now)
+        if now > p.ts:
+            p.settle(now)
         ms = self.run_ms if self.run_since is None else self.run_ms + now - self.run_since
         line = self.prog_rate_ul_per_h * ms / 3600000.0
         if line > self.prog_vtbi_ul:

@@ -12,7 +12,7 @@ the PROPOSE.
 """
 from binascii import hexlify
 
-from pump import auth, program, roles
+from pump import auth, calibration, program, roles
 from pump.codes import BAD_INPUT, INVALID_STATE, NOT_AUTHORISED
 from pump.compat import const
 from pump.frames import MAX_FRAME
@@ -67,9 +67,11 @@ class Commands:
         self.window_ms = w if w > 0 else _PROPOSAL_MS
         self.period_ms = 0                # periodic telemetry (WATCH), 0 = off
         self.next_tlm = 0
+        self.why = ""                     # what the last refusal means, when it says more
 
     def execute(self, name, args, role, counter):
         """Run command `name` with `args` (a dict) as `role`: its reply dict, or a code."""
+        self.why = ""
         spec = COMMANDS.get(name)
         if spec is None:
             return UNKNOWN_COMMAND
@@ -77,7 +79,7 @@ class Commands:
             return BAD_INPUT
         action = spec[0]
         if not roles.allows(action, self.ctl.state, role) and \
-                not (action == "key" and not self.keys.provisioned()):
+                not (action == "key" and self.keys.factory()):
             return NOT_AUTHORISED
         return getattr(self, spec[1])(args, role, action, counter)
 
@@ -88,6 +90,8 @@ class Commands:
     def _status(self, args, role, action, ctr):
         s = self.ctl.snapshot()
         s["keys"] = self.keys.provisioned()
+        k = self.keys
+        s["key_store"] = "locked" if k.locked else ("factory" if k.factory() else "ok")
         s["proposal"] = self._proposal_echo()
         s["fw"] = VERSION
         return s
@@ -182,11 +186,20 @@ class Commands:
         return {"slot": slot, "cap": j.capacity, "recs": recs, "seq": j.seq}
 
     def _cal(self, args, role, action, ctr):
-        return self._after(self.ctl.calibrate(args, role))
+        code = self.ctl.calibrate(args, role)
+        if code == BAD_INPUT and isinstance(args, dict):
+            d = self.ctl.delivery
+            self.why = calibration.why(args.get("stroke_nl", d.stroke_nl),
+                                       args.get("steps_per_stroke", d.steps_per_stroke)) \
+                or "only stroke_nl and steps_per_stroke"
+        return self._after(code)
 
     def _key(self, args, role, action, ctr):
         """Provision a key: open while the device has none (factory), else service only."""
         slot = args.get("slot")
+        if self.keys.locked:
+            self.why = "key store unreadable: reset it at the bench"
+            return NOT_AUTHORISED
         if len(args) != 2 or not self.keys.set(slot, args.get("key")):
             return BAD_INPUT
         return {"keys": self.keys.provisioned()}

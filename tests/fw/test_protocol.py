@@ -447,17 +447,19 @@ def test_pr5_idle_poll_allocates_nothing():
 
 
 def test_keys_survive_a_torn_key_file():
-    """A power cut while writing keys.json must not leave the pump keyless (that is the
-    factory state, where anyone may provision keys): the copy written first is read."""
+    """A power cut while writing either copy of the key store must not leave the pump
+    keyless (that is the factory state, where anyone may provision keys): the other copy is
+    read, and written back over the torn one."""
     b = Bench("torn")
     st = b.hal.storage
-    f = st.open(auth.KEYS_FILE, "w")
-    f.write('{"c": "c1c1')                            # torn mid-write
-    f.close()
-    again = auth.Keys(st)
-    assert again.provisioned() == ["c", "s"] and again.hexes["c"] == KEY_C
-    st.remove(auth.KEYS_FILE)
-    assert auth.Keys(st).provisioned() == ["c", "s"]
+    for name in auth.KEY_FILES:
+        f = st.open(name, "w")
+        f.write("K2 3 c1c1")                          # torn mid-write
+        f.close()
+        again = auth.Keys(st)
+        assert again.provisioned() == ["c", "s"] and again.hexes["c"] == KEY_C
+        assert not again.factory() and not again.locked
+        assert auth.Keys(st).provisioned() == ["c", "s"] and not auth.Keys(st).fault
 
 
 def test_service_calibration_over_the_protocol():
