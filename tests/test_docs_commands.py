@@ -59,9 +59,6 @@ NOT_HERE: dict[str, str] = {
                                     "both virtual boards",
     r"/dev/ttyUSB0|pytest .*/dev/ttyACM0": "needs a real pump board on /dev/ttyACM0 and a bench "
                                            "rig on /dev/ttyUSB0",
-    r"^make mutation\b|bench/bench_mutation\.py": "the mutation run (tens of minutes on one "
-                                                 "core); tests/test_mutation.py runs the "
-                                                 "issue's named bugs through its driver",
     r"pumpctl flash --port /dev/ttyACM0": "flash speaks MicroPython's raw REPL (mpremote) to a "
                                           "real board; tests/test_host_cli.py flashes a "
                                           "--target-dir and a stand-in for mpremote",
