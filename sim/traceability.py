@@ -221,9 +221,12 @@ def verdict(r: Requirement, tests: dict[str, str], scenarios: dict[str, str]) ->
         known = [res[i] for i in items if i in res and res[i] != NOT_RUN]
         good = sum(1 for s in known if s in ok)
         bad = [s for s in known if s not in ok and s != SKIP]
+        skipped = sum(1 for s in known if s == SKIP)
         text = "%d/%d %s%s pass" % (good, len(items), what, "s" if len(items) != 1 else "")
         if bad:
             text += ", %d FAIL" % len(bad)
+        if skipped:
+            text += ", %d skipped" % skipped
         if len(known) < len(items):
             text += ", %d not run" % (len(items) - len(known))
         parts.append(text)

@@ -89,6 +89,8 @@ def test_junit_results_fold_parameters_and_micropython_runs(tmp_path: Path) -> N
     assert got["tests/fw/test_delivery.py::test_sr4_exact"] == tr.FAIL   # fails on MicroPython
     assert got["tests/test_roles.py::TestRoles::test_sr11_patient"] == tr.SKIP
     r = tr.Requirement("PR-1", "x", tests=["tests/sim/test_study.py::test_pr1_runaway",
-                                           "tests/other.py::test_pr1_b"], scenarios=["s"])
+                                           "tests/other.py::test_pr1_b",
+                                           "tests/test_roles.py::TestRoles::test_sr11_patient"],
+                       scenarios=["s"])
     assert tr.verdict(r, got, {"s": "pass"}) == \
-        "0/2 tests pass, 1 FAIL, 1 not run; 1/1 scenario pass"
+        "0/3 tests pass, 1 FAIL, 1 skipped, 1 not run; 1/1 scenario pass"
