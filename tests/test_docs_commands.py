@@ -59,9 +59,11 @@ NOT_HERE: dict[str, str] = {
                                     "both virtual boards",
     r"/dev/ttyUSB0|pytest .*/dev/ttyACM0": "needs a real pump board on /dev/ttyACM0 and a bench "
                                            "rig on /dev/ttyUSB0",
-    r"pumpctl flash --port /dev/ttyACM0": "flash speaks MicroPython's raw REPL (mpremote) to a "
-                                          "real board; tests/test_host_cli.py flashes a "
-                                          "--target-dir and a stand-in for mpremote",
+    r"pumpctl --port \S+ flash": "flash speaks MicroPython's raw REPL (mpremote) to a board "
+                                 "running the official MicroPython, not to a virtual board's "
+                                 "pty; the rp2040js HIL backing flashes an emulated Pico "
+                                 "(tests/hil --board rp2040js) and tests/test_host_cli.py "
+                                 "flashes a --target-dir",
 }
 # Documented exit statuses other than 0 (regex on the command -> status).
 EXPECT_EXIT: dict[str, int] = {
