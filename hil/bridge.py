@@ -14,6 +14,7 @@ reports its board time ("T <ms>" lines) keeps `board_ms` up to date.
 
 from __future__ import annotations
 
+import collections
 import errno
 import os
 import pty
@@ -50,6 +51,7 @@ class VirtualBoard:
         self.flash_image = flash_image
         self.save_flash = save_flash
         self.board_ms = -1              # the board's time, when the child reports it
+        self._times: collections.deque[tuple[float, int]] = collections.deque()
         self.accel = accel
         self.start_ticks = start_ticks
         self.boot_timeout = boot_timeout
@@ -180,6 +182,24 @@ class VirtualBoard:
         except (OSError, ValueError):
             return ""
 
+    # --- board time ---------------------------------------------------------------------------
+    def _board_time(self, ms: int) -> None:
+        self.board_ms = ms
+        now = time.monotonic()
+        self._times.append((now, ms))
+        while len(self._times) > 2 and now - self._times[0][0] > 3.0:
+            self._times.popleft()
+
+    def rate(self) -> float:
+        """Board seconds per wall second over the last few seconds, when the child reports
+        its time (an emulator under load runs slower than its nominal acceleration); else
+        the nominal acceleration."""
+        t = list(self._times)
+        if len(t) < 2 or t[-1][0] - t[0][0] < 0.5:
+            return float(self.accel)
+        r = (t[-1][1] - t[0][1]) / 1000.0 / (t[-1][0] - t[0][0])
+        return max(0.05, r) if self.accel <= 0 else max(0.05, min(float(self.accel), r))
+
     # --- the relay ----------------------------------------------------------------------------
     def _write_master(self, fd: int, data: bytes) -> None:
         try:
@@ -229,7 +249,7 @@ class VirtualBoard:
                         elif line.startswith(b"R "):
                             self._write_master(rm, line[2:] + b"\n")
                         elif line.startswith(b"T "):
-                            self.board_ms = int(line[2:])
+                            self._board_time(int(line[2:]))
             except (BrokenPipeError, ValueError):
                 return
 

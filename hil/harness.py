@@ -22,9 +22,16 @@ class BoardHandle:
     def virtual(self) -> bool:
         return self.vb is not None
 
+    def rate(self) -> float:
+        """Board seconds per wall second: the nominal acceleration, or what the board's
+        reported time shows (an emulator under load runs slower)."""
+        if self.vb is not None and self.vb.board_ms >= 0:
+            return self.vb.rate()
+        return self.accel
+
     def wall(self, board_s: float) -> float:
-        """Wall seconds that board_s seconds of board time take (plus slack)."""
-        return board_s / self.accel
+        """Wall seconds that board_s seconds of board time take."""
+        return board_s / self.rate()
 
     def board_ms(self) -> int:
         """The board's own time (ms), when its backing reports it (the emulated RP2040

@@ -239,6 +239,7 @@ function resetChip(request) {
 // --- the loop ---------------------------------------------------------------------------------------
 let timer = null;
 let lastT = -1;
+let lastTWall = -1;
 
 function flushTx() {
     if (txBuf.length) {
@@ -263,9 +264,11 @@ function loop() {
     }
     flushTx();
     const t = tMs();
-    if (ready && t - lastT >= 100) {
+    const w = performance.now();
+    if (ready && t - lastT >= 100 && w - lastTWall >= 20) {
         out("T " + t);
         lastT = t;
+        lastTWall = w;
     }
     const behind = chip && accel > 0 && boardMs() < (performance.now() - wall0) * accel - 1;
     if (accel <= 0 || behind) timer = setImmediate(loop);

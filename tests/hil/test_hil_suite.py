@@ -297,4 +297,5 @@ def test_link_latency(board: BoardHandle, record_property: pytest.RecordProperty
     record_property("ping_median_ms", round(med, 3))
     print(json.dumps({"board": board.kind, "ping_median_ms": round(med, 3),
                       "ping_max_ms": round(max(rt), 3)}))
-    assert med < 50.0
+    # an emulated board under load runs slower than its nominal acceleration: so does its link
+    assert med < 50.0 * max(1.0, board.accel / board.rate())

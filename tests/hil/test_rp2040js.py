@@ -58,7 +58,7 @@ def test_journal_and_keys_survive_power_cuts_resets_and_a_reflash(
     with VirtualBoard("rp2040js", accel=20, rp2_fixtures=rp2_fixtures,
                       flash_image=rp2_image) as vb, \
             PumpClient(vb.uart_path, timeout=2.0, retries=4) as c:
-        rig = Rig(vb.rig_path)
+        rig = Rig(vb.rig_path, timeout=10.0)
         provision(c, ring)
         echo = c.propose_basic("60 mL/h", "5 mL")["echo"]
         pid = c.confirm(echo)["program_id"]
