@@ -17,6 +17,9 @@ class BoardHandle:
         self.kind = kind                # virtual, virtual-mpy, or the URL
         self.accel = accel              # board seconds per wall second
         self.vb = vb
+        # how much slower than the board's own CPU its code runs here: the emulated RP2040
+        # executes 20-30 M cycles a wall second at best, a fifth of the chip's 125 MHz
+        self.cpu_slowdown = 5.0 if kind == "rp2040js" else 1.0
 
     @property
     def virtual(self) -> bool:
