@@ -28,6 +28,7 @@ import math
 from pump.hal import EV_AIR, EV_BATTERY, EV_DOOR, EV_MOTOR_FAULT, EV_PRESSURE, EV_ROTATION
 
 _MS_PER_H = 3600000.0
+_NEVER_MS = 1e15             # a crossing further off than this (~31,000 years) never comes
 
 
 class Config:
@@ -62,6 +63,9 @@ class Plant:
         self.signal = _ignore            # hooks: set by the owner (module doc)
         self.on_schedule = _ignore
         self.due = None                  # ms of the crossing handed to on_schedule
+        self.watches = 0                 # look-aheads made (watch)
+        self._bag_speed = 0.0            # watch's memo: a speed and its flow bound (µL/ms)
+        self._bag_ul_per_ms = 0.0
         self.cassette_factor = cassette_factor
         f = noise if noise is not None else [1.0]
         n = len(f)
@@ -79,6 +83,7 @@ class Plant:
         self._inv_sps = 1.0 / cfg.steps_per_stroke
         # rotation sensor: edge m sits at pitch*m + off[m % ppr]
         ppr = cfg.pulses_per_rev
+        self._ppr = ppr
         self._pitch = cfg.steps_per_stroke / ppr
         self._edges_x = None          # _edges memo: the last x asked, and its answer
         self._edges_m = 0
@@ -104,6 +109,7 @@ class Plant:
         self._rot_cnt_off = 0
         self._rot_true_off = 0
         self.rot_stuck = None         # the count a stuck sensor reads, or None
+        self._rot_plain = True        # neither stuck nor dropping pulses: count = true
         self.armed = -1
         # --- bag, line, patient ----------------------------------------------------------------
         self.bag_ul = cfg.bag_fill_ml * 1000.0
@@ -149,9 +155,6 @@ class Plant:
         k = math.floor(x)
         q, r = divmod(k, self._n)
         return self._ul_per_stroke * (q * self._cum_all + self._cum[r] + (x - k) * self._f[r])
-
-    def _edge(self, m):
-        return self._pitch * m + self._off[m % self.cfg.pulses_per_rev]
 
     def _edges(self, x):
         """Number of rotation-sensor edges at or below position x (an index, can be < 0)."""
@@ -387,6 +390,17 @@ class Plant:
 
     def rotation_count(self, t):
         """What the sensor's counter has counted by t (since the plant was made)."""
+        if self._rot_plain:
+            # self.true_pulses(t), inlined: every compare wake asks, two or three times
+            t0 = self.t0
+            if t > self.t1:
+                t = self.t1
+            if t < t0:
+                t = t0
+            x = self.cam0 + self.speed * (t - t0)
+            if x == self._edges_x:
+                return self._rot_true0 + abs(self._edges_m - self._rot_p0)
+            return self._rot_true0 + abs(self._edges(x) - self._rot_p0)
         if self.rot_stuck is not None:
             return self.rot_stuck
         true = self.true_pulses(t)
@@ -394,14 +408,20 @@ class Plant:
             return true
         return self._rot_cnt_off + int((true - self._rot_true_off) * self.rot_keep)
 
+    def _update_plain(self):
+        self._rot_plain = (self.rot_stuck is None and self.rot_keep == 1.0
+                           and self._rot_cnt_off == 0)
+
     def set_dropout(self, t, fraction):
         self._rot_cnt_off = self.rotation_count(t)
         self._rot_true_off = self.true_pulses(t)
         self.rot_keep = 1.0 - fraction
+        self._update_plain()
         self.watch(t)
 
     def set_stuck(self, t, on):
         self.rot_stuck = self.rotation_count(t) if on else None
+        self._update_plain()
         self.watch(t)
 
     def set_slot_offsets(self, t, offsets):
@@ -424,30 +444,42 @@ class Plant:
 
     def _rotation_due(self, t):
         """When the sensor count reaches self.armed (ms, float), or None."""
-        target = self.armed
-        if self.rot_stuck is not None or self.rot_keep <= 0.0:
+        speed = self.speed
+        if speed == 0.0 or t >= self.t1:
             return None
-        if self.speed == 0.0 or t >= self.t1:
-            return None
-        need_true = self._rot_true_off + math.ceil((target - self._rot_cnt_off) / self.rot_keep)
-        k = need_true - self._rot_true0            # edges to cross from the motion start
-        if self.speed > 0.0:
-            pos = self._edge(self._rot_p0 + k - 1)
+        if self._rot_plain:
+            k = self._rot_true_off + self.armed - self._rot_true0
         else:
-            pos = self._edge(self._rot_p0 - k) - 1e-6
-        at = self.t0 + (pos - self.cam0) / self.speed
+            if self.rot_stuck is not None or self.rot_keep <= 0.0:
+                return None
+            need_true = self._rot_true_off + math.ceil((self.armed - self._rot_cnt_off)
+                                                       / self.rot_keep)
+            k = need_true - self._rot_true0        # edges to cross from the motion start
+        # self._edge(m), inlined: every compare arms one
+        if speed > 0.0:
+            m = self._rot_p0 + k - 1
+            pos = self._pitch * m + self._off[m % self._ppr]
+        else:
+            m = self._rot_p0 - k
+            pos = self._pitch * m + self._off[m % self._ppr] - 1e-6
+        at = self.t0 + (pos - self.cam0) / speed
         return at if at <= self.t1 else None
 
     # --- crossings ------------------------------------------------------------------------------
     def watch(self, t):
         """(Re)compute the earliest crossing of the current motion from t; hand it on."""
+        self.watches += 1
         best = None
         if self.armed >= 0:
             best = self._rotation_due(t)
         if self._simple:
             # engaged, line open, no drain: only the bag running empty can add a crossing
-            if self.speed > 0.0 and t < self.t1:
-                ul_per_ms = self.speed * self._inv_sps * self._ul_per_stroke * 1.1
+            speed = self.speed
+            if speed > 0.0 and t < self.t1:
+                if speed != self._bag_speed:      # the flow bound of this speed, once
+                    self._bag_speed = speed
+                    self._bag_ul_per_ms = speed * self._inv_sps * self._ul_per_stroke * 1.1
+                ul_per_ms = self._bag_ul_per_ms
                 if ul_per_ms * (self.t1 - t) > self.bag_ul > 0.0:
                     at = t + self.bag_ul / ul_per_ms
                     if best is None or at < best:
@@ -490,6 +522,8 @@ class Plant:
         self._schedule(t, best)
 
     def _schedule(self, t, best):
+        if best is not None and not best < _NEVER_MS:
+            best = None                 # infinite or absurdly far (a drain of 1e-300 mV/h)
         if best is None:
             if self.due is not None:
                 self.due = None
@@ -504,17 +538,29 @@ class Plant:
 
     def crossing(self, t):
         """The crossing due at t (or one overtaken by t): settle, signal, look ahead."""
+        self.cross(t)
+        self.watch(t)
+
+    def cross(self, t):
+        """crossing() without its look-ahead: the owner calls watch(t) next, or lets a
+        mutator that watches do it (`watches` counts the look-aheads made)."""
         self.due = None
         self.settle(t)
         self.check(t)
-        self.watch(t)
 
     def check(self, t):
         """Raise the signals whose conditions now hold (each once per crossing)."""
         if self.armed >= 0 and self.rot_stuck is None and self.rotation_count(t) >= self.armed:
             self.armed = -1
             self.signal(EV_ROTATION)
-        high = self.pressure() >= self.cfg.pressure_threshold_mmhg
+        c = self.cfg
+        if self.stored_ul <= 0.0:
+            p = c.venous_mmhg               # self.pressure() with nothing stored
+            if p < self.source_mmhg:
+                p = self.source_mmhg
+        else:
+            p = self.pressure()
+        high = p >= c.pressure_threshold_mmhg
         if high != self._pressure_high:
             self._pressure_high = high
             self.signal(EV_PRESSURE)
@@ -630,7 +676,15 @@ class Plant:
 
     # --- sensors as the board reads them --------------------------------------------------------
     def pressure_mmhg(self, t):
-        return int(round(self.pressure_at(t)))
+        if t > self.ts:
+            self.settle(t)
+        if self.stored_ul <= 0.0:
+            # self.pressure() with nothing stored (the monitor reads it at every wake)
+            v = self.cfg.venous_mmhg
+            if v < self.source_mmhg:
+                v = self.source_mmhg
+            return int(round(v))
+        return int(round(self.pressure()))
 
 
 class Driver:

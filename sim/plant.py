@@ -11,6 +11,7 @@ event (PRIO_PLANT), recomputed whenever the motion changes.
 from __future__ import annotations
 
 import random
+from collections.abc import Callable
 from dataclasses import dataclass, fields
 
 from plant import physics
@@ -78,6 +79,8 @@ class Plant(physics.Plant):
         j = min(cfg.rotation_jitter_steps, cfg.steps_per_stroke / cfg.pulses_per_rev * 0.45)
         offsets = [rng.uniform(-j, j) if j else 0.0 for _ in range(cfg.pulses_per_rev)]
         self._entry: Entry | None = None
+        self.in_crossing = False        # inside crossing() (its signals' wakes wait for it)
+        self.after_crossing: Callable[[], None] | None = None   # the HAL's hook, then
         super().__init__(cfg, noise, factor, offsets)
         self.cfg: PlantConfig = cfg
         self.on_schedule = self._schedule_at
@@ -90,9 +93,26 @@ class Plant(physics.Plant):
         e = self._entry
         if e is not None:
             e[3] = None                 # Engine.cancel, inlined (a crossing a wake)
-        self._entry = None if at_ms is None else \
-            self.engine.schedule(at_ms, PRIO_PLANT, self._on_due)
+        if at_ms is None:
+            self._entry = None
+            return
+        self._entry = self.engine.schedule(at_ms, PRIO_PLANT, self._on_due)
 
     def _on_due(self) -> None:
+        """The crossing (physics.Plant.crossing), with its look-ahead after the wake its
+        signal raised when the HAL serves that wake at once: the firmware re-arms the
+        rotation compare there (which looks ahead from the same ms), so one look-ahead
+        serves both. Every mutator that can move a crossing looks ahead itself, so the
+        schedule is the one crossing() would leave."""
         self._entry = None
-        self.crossing(self.engine.now)
+        t = self.engine.now
+        self.in_crossing = True
+        try:
+            self.cross(t)
+        finally:
+            self.in_crossing = False
+        n = self.watches
+        if self.after_crossing is not None:
+            self.after_crossing()
+        if self.watches == n:
+            self.watch(t)

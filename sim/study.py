@@ -1,20 +1,29 @@
-"""`pumpsim study`: the Monte Carlo campaign that measures the safety monitor (issue 5).
+"""`pumpsim study`: the Monte Carlo campaign that measures the safety monitor.
 
-Two parts, both run through the real firmware on the plant (sim.runner.Sim), in parallel
-worker processes:
+Two parts, both run through the real firmware on the plant (sim.runner.Sim), in batches on
+Dask (sim/campaign.py: a local cluster on 127.0.0.1 by default, or an existing one):
 
 - **fault cells**: fault kind x rate (10, 5, 0.6 mL/h: the 24 h, 48 h and 7-day bags) x
   sampled (plant seed, onset time). Per cell: detection rate, the excess volume the fault
   put beyond the programmed line (the runner's `fault_excess_ml`: max, p99, median),
-  detection latency (max, p99, median), and for occlusions the bolus (volume released, plus
-  what is still held in the line and would be released on reopening). Targets: PR-1, PR-3.
-- **false-alarm campaign**: whole nominal bags with realistic plant noise (cassette factor,
+  detection latency (minutes from the onset to the alarm: max, p99, median), and for
+  occlusions the bolus (volume released, plus what is still held in the line and would be
+  released on reopening). Targets: PR-1, PR-3.
+- **false-alarm campaign**: nominal bags with realistic plant noise (cassette factor,
   stroke-to-stroke volume, rotation-slot jitter: the PlantConfig defaults), counted in
-  pump-days; any OVER_INFUSION, UNDER_INFUSION, OCCLUSION, SENSOR_FAULT or FREE_FLOW there is
-  a false alarm (PR-2).
+  pump-days (time RUNNING), spread evenly over the rates; whole bags, and one shorter run per
+  rate for the remainder, so `--days D` runs D pump-days. Any OVER_INFUSION,
+  UNDER_INFUSION, OCCLUSION, SENSOR_FAULT or FREE_FLOW there is a false alarm (PR-2).
 
-Sampling and statistics use numpy (one master seed: the same command gives the same table).
-Writes study.json, study.md (the tables) and plots (PNG) under --out.
+Each run's plant seed and fault onset are drawn with numpy from (master seed, group, index),
+so a run is the same whichever batch or worker runs it. Every batch returns a partial
+aggregate (counts, integer sums, maxima, log histograms) that folds into the study's in any
+order: the same master seed gives the same table on one worker or many, and memory does not
+grow with the number of runs. Per-run rows are kept only for failures and extremes (and, with
+`--rows FILE`, every row is streamed to a JSON-lines file).
+
+Writes study.json (summary and kept rows), study.md (the tables), two plots (PNG) and the
+campaign's checkpoint (checkpoint.jsonl, for `--resume`) under --out.
 """
 
 from __future__ import annotations
@@ -23,17 +32,21 @@ import argparse
 import json
 import math
 import os
+import signal
 import sys
 import time
-from concurrent.futures import ProcessPoolExecutor
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
+from sim import campaign
+
 EXIT_OK = 0
 EXIT_FAILED = 1
 EXIT_INVALID = 2
+EXIT_INTERRUPTED = 130
 
 # rate mL/h -> bag hours (the label's bags, sim.scenario.bag_table())
 RATES: dict[float, int] = {10.0: 24, 5.0: 48, 0.6: 168}
@@ -77,9 +90,107 @@ CELLS: dict[str, Cell] = {c.name: c for c in (
 )}
 FALSE_ALARMS = ("OVER_INFUSION", "UNDER_INFUSION", "OCCLUSION", "SENSOR_FAULT", "FREE_FLOW")
 ONSET_H = (0.25, 2.25)                    # onset sampled uniformly in this window
+TAIL_H = 0.5                              # a whole nominal bag runs on this long after its end
+MIN_PART_H = 0.05                         # a remainder shorter than this is not run
+BATCH_WAKES = 200000                      # estimated firmware wakes per batch (about 2 s)
+KEEP_FAILED = 20                          # failed runs kept per group (the lowest indices)
+FULL = (100, 10000.0)                     # --full: runs per cell, nominal pump-days
 
 
-# --- one run (in a worker process) -------------------------------------------------------------
+# --- the plan ----------------------------------------------------------------------------------
+
+def groups(cells: list[str], rates: list[float], seeds: int,
+           days: float) -> list[dict[str, Any]]:
+    """The campaign's groups of alike runs: one per fault cell and rate, one per rate of
+    nominal bags. `g` numbers them; a run is (group, index)."""
+    out: list[dict[str, Any]] = []
+    for name in cells:
+        for rate in rates:
+            out.append({"g": len(out), "part": "fault", "cell": name, "rate": rate,
+                        "n": seeds})
+    if days > 0:
+        per_rate_h = days * 24.0 / len(rates)
+        for rate in rates:
+            bag_h = RATES[rate]
+            whole = int(math.floor(per_rate_h / bag_h + 1e-9))
+            rem = per_rate_h - whole * bag_h
+            rem_h = round(rem, 6) if rem >= MIN_PART_H else 0.0
+            out.append({"g": len(out), "part": "nominal", "cell": "nominal", "rate": rate,
+                        "n": whole + (1 if rem_h else 0), "bag_h": bag_h, "rem_h": rem_h,
+                        "whole": whole})
+    return out
+
+
+def draw(master_seed: int, g: int, i: int) -> tuple[int, float]:
+    """The plant seed and fault onset (h) of run i of group g: numpy, from the master seed."""
+    rng = np.random.default_rng([master_seed, g, i])
+    seed = int(rng.integers(1, 2**31 - 1))
+    onset = round(float(rng.uniform(ONSET_H[0], ONSET_H[1])), 6)
+    return seed, onset
+
+
+def run_hours(group: dict[str, Any], i: int, onset_h: float) -> float:
+    if group["part"] == "fault":
+        return onset_h + CELLS[group["cell"]].horizon_h
+    if i >= group["whole"]:
+        return group["rem_h"]
+    return group["bag_h"] + TAIL_H
+
+
+def _wakes_per_h(rate: float) -> float:
+    """Firmware wakes an hour at a rate: a delivery segment every 36 s and a rotation
+    compare about every 3.5 pulses of 12.5 µL (the batch size's estimate)."""
+    return 100.0 + 23.0 * rate
+
+
+def _group_cost(group: dict[str, Any]) -> tuple[float, float]:
+    """(estimated wakes of one run, pump-days of one run) for sizing the batches."""
+    if group["part"] == "fault":
+        h = sum(ONSET_H) / 2.0 + CELLS[group["cell"]].horizon_h
+        return h * _wakes_per_h(group["rate"]), h / 24.0
+    h = group["bag_h"] + TAIL_H
+    return h * _wakes_per_h(group["rate"]), group["bag_h"] / 24.0
+
+
+def batches(plan: list[dict[str, Any]], master_seed: int, rows: bool = False,
+            batch_wakes: float = BATCH_WAKES) -> Iterator[campaign.Batch]:
+    """The campaign's batches, each of about `batch_wakes` firmware wakes, ids in a fixed
+    order: the fault cells first (short runs), then the nominal groups interleaved by
+    pump-days (the next batch from the rate with the fewest so far), so that an interrupted
+    campaign has covered every cell and every rate evenly."""
+    def chunks(g: dict[str, Any]) -> Iterator[tuple[float, float, dict[str, Any]]]:
+        wakes, days = _group_cost(g)
+        per = max(1, int(batch_wakes // max(wakes, 1.0)))
+        for start in range(0, g["n"], per):
+            stop = min(g["n"], start + per)
+            n = stop - start
+            pump_days = n * days
+            if g["part"] == "nominal" and stop > g["whole"]:
+                pump_days -= (g["bag_h"] - g["rem_h"]) / 24.0
+            yield n * wakes, pump_days, {"master": master_seed, "group": g, "start": start,
+                                         "stop": stop, "rows": rows}
+
+    bid = 0
+    for g in plan:
+        if g["part"] == "fault":
+            for cost, days, payload in chunks(g):
+                yield campaign.Batch(bid, cost, days, payload)
+                bid += 1
+    streams = [(0.0, g["g"], chunks(g)) for g in plan if g["part"] == "nominal"]
+    while streams:
+        streams.sort(key=lambda s: (s[0], s[1]))
+        done, gid, it = streams[0]
+        nxt = next(it, None)
+        if nxt is None:
+            streams.pop(0)
+            continue
+        cost, days, payload = nxt
+        yield campaign.Batch(bid, cost, days, payload)
+        bid += 1
+        streams[0] = (done + days, gid, it)
+
+
+# --- one run (on a worker) ---------------------------------------------------------------------
 
 def _scenario_dict(name: str, rate: float, hours: float, seed: int,
                    faults: list[dict[str, Any]]) -> dict[str, Any]:
@@ -93,171 +204,317 @@ def _scenario_dict(name: str, rate: float, hours: float, seed: int,
     }
 
 
-def run_spec(spec: dict[str, Any]) -> dict[str, Any]:
-    """Run one sampled scenario; return the figures the study needs."""
+def spec(master_seed: int, group: dict[str, Any], i: int) -> dict[str, Any]:
+    """Run i of a group: what it is and its scenario."""
+    seed, onset = draw(master_seed, group["g"], i)
+    rate = group["rate"]
+    hours = run_hours(group, i, onset)
+    if group["part"] == "fault":
+        cell = CELLS[group["cell"]]
+        fault = {"at_h": onset, "kind": cell.kind, **cell.params}
+        return {"part": "fault", "cell": cell.name, "rate": rate, "g": group["g"], "i": i,
+                "seed": seed, "onset_h": onset, "code": cell.code,
+                "scenario": _scenario_dict("study-%s-%g-%d" % (cell.name, rate, seed), rate,
+                                           hours, seed, [fault])}
+    return {"part": "nominal", "cell": "nominal", "rate": rate, "g": group["g"], "i": i,
+            "seed": seed, "onset_h": 0.0, "code": None, "partial": i >= group["whole"],
+            "scenario": _scenario_dict("study-nominal-%g-%d" % (rate, seed), rate, hours,
+                                       seed, [])}
+
+
+def run_spec(sp: dict[str, Any]) -> dict[str, Any]:
+    """Run one sampled scenario; return the figures the study needs (a row)."""
     from sim import runner, scenario
 
-    t0 = time.perf_counter()
-    sc = scenario.parse(spec["scenario"])
+    sc = scenario.parse(sp["scenario"])
     sim = runner.Sim(sc, storage="memory")
     try:
         sim.run()
         p = sim.plant
         alarms = [(a["t_s"], a["code"]) for a in sim.alarms]
-        row: dict[str, Any] = {k: spec[k] for k in ("part", "cell", "rate", "seed", "onset_h")}
-        row["hours"] = sim.now / 3600000.0
+        row: dict[str, Any] = {k: sp[k] for k in ("part", "cell", "rate", "g", "i", "seed",
+                                                  "onset_h")}
+        row["sim_ms"] = sim.now
+        row["run_ms"] = sim.run_ms if sim.run_since is None \
+            else sim.run_ms + sim.now - sim.run_since
         row["final_state"] = sim.controller.state if sim.controller is not None else "OFF"
         row["alarms"] = sorted({c for _, c in alarms})
         row["excess_ml"] = max(0.0, sim.excess_ul) / 1000.0
         row["fault_excess_ml"] = max(0.0, sim.fault_excess_ul) / 1000.0
         # bolus: what was released, or is still held in the line and would be on reopening
         row["bolus_ml"] = max(p.bolus_ul, p.stored_ul) / 1000.0
-        row["run_h"] = (sim.run_ms if sim.run_since is None
-                        else sim.run_ms + sim.now - sim.run_since) / 3600000.0
-        code = spec.get("code")
+        code = sp.get("code")
         if code is not None:
             applied = sim.faults_applied
-            onset_s = applied[0]["t_s"] if applied else spec["onset_h"] * 3600.0
+            onset_s = applied[0]["t_s"] if applied else sp["onset_h"] * 3600.0
             hits = [t for t, c in alarms if c == code and t >= onset_s]
             row["detected"] = bool(hits)
             row["latency_s"] = hits[0] - onset_s if hits else None
             row["early"] = sorted({c for t, c in alarms if t < onset_s and c in FALSE_ALARMS})
         else:
+            row["partial"] = sp["partial"]
             row["false"] = sorted({c for _, c in alarms if c in FALSE_ALARMS})
     finally:
         sim.close()
-    row["wall_s"] = time.perf_counter() - t0
     return row
 
 
-# --- the campaign ------------------------------------------------------------------------------
-
-def plan(cells: list[str], rates: list[float], seeds: int, days: float,
-         master_seed: int) -> list[dict[str, Any]]:
-    """Every run of the campaign, sampled with numpy from one master seed."""
-    rng = np.random.default_rng(master_seed)
-    specs: list[dict[str, Any]] = []
-    for name in cells:
-        cell = CELLS[name]
-        for rate in rates:
-            sim_seeds = rng.integers(1, 2**31 - 1, size=seeds)
-            onsets = rng.uniform(ONSET_H[0], ONSET_H[1], size=seeds)
-            for s, on in zip(sim_seeds, onsets, strict=True):
-                on = round(float(on), 6)
-                fault = {"at_h": on, "kind": cell.kind, **cell.params}
-                specs.append({
-                    "part": "fault", "cell": name, "rate": rate, "seed": int(s),
-                    "onset_h": on, "code": cell.code,
-                    "scenario": _scenario_dict("study-%s-%g-%d" % (name, rate, s), rate,
-                                               on + cell.horizon_h, int(s), [fault]),
-                })
-    # nominal pump-days, spread evenly over the rates; whole bags (+ 30 min after the end)
-    if days > 0:
-        per_rate = days / len(rates)
-        for rate in rates:
-            bag_h = RATES[rate]
-            n = max(1, math.ceil(per_rate * 24.0 / bag_h - 1e-9))
-            for s in rng.integers(1, 2**31 - 1, size=n):
-                specs.append({
-                    "part": "nominal", "cell": "nominal", "rate": rate, "seed": int(s),
-                    "onset_h": 0.0, "code": None,
-                    "scenario": _scenario_dict("study-nominal-%g-%d" % (rate, s), rate,
-                                               bag_h + 0.5, int(s), []),
-                })
-    return specs
-
-
-def run_campaign(specs: list[dict[str, Any]], jobs: int | None = None,
-                 stream: Any = None) -> list[dict[str, Any]]:
-    """Run every spec, longest first, in parallel processes (in-process when jobs == 1)."""
-    order = sorted(range(len(specs)), key=lambda i: -specs[i]["scenario"]["run"]["hours"])
-    ordered = [specs[i] for i in order]
-    n_jobs = max(1, min(jobs or os.cpu_count() or 1, len(ordered) or 1))
+def work(payload: dict[str, Any]) -> dict[str, Any]:
+    """One batch (on a worker): its runs, folded into a partial aggregate of its group."""
+    c0 = time.thread_time()
+    g = payload["group"]
+    agg = new_agg(g)
     rows: list[dict[str, Any]] = []
-    t0 = time.perf_counter()
-    if n_jobs == 1:
-        it: Any = map(run_spec, ordered)
-        _collect(it, rows, len(ordered), t0, stream)
+    for i in range(payload["start"], payload["stop"]):
+        sp = spec(payload["master"], g, i)
+        try:
+            row = run_spec(sp)
+        except Exception as e:  # noqa: BLE001 - a run that crashes is a failed run, kept
+            row = {k: sp[k] for k in ("part", "cell", "rate", "g", "i", "seed", "onset_h")}
+            row["error"] = "%s: %s" % (type(e).__name__, e)
+        add_row(agg, g, row)
+        if payload["rows"]:
+            rows.append(row)
+    out: dict[str, Any] = {"g": g["g"], "agg": agg, "cpu_s": time.thread_time() - c0}
+    if payload["rows"]:
+        out["rows"] = rows
+    return out
+
+
+# --- aggregates: fold in any order --------------------------------------------------------------
+
+_LOG_STEP = math.log(1.01)                # histogram bins: 1 % wide
+_TINY = 1e-9                              # values at or below: the zero bin
+
+
+def hist_add(h: dict[str, Any], v: float) -> None:
+    if v <= _TINY:
+        h["zero"] += 1
+        return
+    k = str(int(math.floor(math.log(v) / _LOG_STEP)))
+    b = h["bins"]
+    b[k] = b.get(k, 0) + 1
+
+
+def hist_merge(h: dict[str, Any], o: dict[str, Any]) -> None:
+    h["zero"] += o["zero"]
+    b = h["bins"]
+    for k, n in o["bins"].items():
+        b[k] = b.get(k, 0) + n
+
+
+def hist_quantile(h: dict[str, Any], q: float, top: float | None) -> float | None:
+    """The q-quantile (nearest rank) as its bin's upper edge: never below the true value,
+    at most 1 % above it (and never above the exact maximum `top`)."""
+    n = h["zero"] + sum(h["bins"].values())
+    if n == 0:
+        return None
+    rank = max(1, int(math.ceil(q * n - 1e-9)))
+    if rank <= h["zero"]:
+        return 0.0
+    seen = h["zero"]
+    for k in sorted(h["bins"], key=int):
+        seen += h["bins"][k]
+        if seen >= rank:
+            edge = math.exp((int(k) + 1) * _LOG_STEP)
+            return edge if top is None or edge < top else top
+    return top
+
+
+def _hist() -> dict[str, Any]:
+    return {"zero": 0, "bins": {}}
+
+
+def new_agg(group: dict[str, Any]) -> dict[str, Any]:
+    a: dict[str, Any] = {"n": 0, "errors": 0, "run_ms": 0, "sim_ms": 0, "failed": 0,
+                         "kept": [], "max": {}, "min": {}}
+    if group["part"] == "fault":
+        a.update(detected=0, early=0, excess=_hist(), latency=_hist(), bolus=_hist())
     else:
-        with ProcessPoolExecutor(max_workers=n_jobs) as pool:
-            _collect(pool.map(run_spec, ordered, chunksize=4), rows, len(ordered), t0, stream)
-    return rows
+        a.update(false_alarms=0, false_runs=0, completed=0, whole=0, excess=_hist())
+    return a
 
 
-def _collect(it: Any, rows: list[dict[str, Any]], total: int, t0: float, stream: Any) -> None:
-    step = max(1, total // 20)
-    for row in it:
-        rows.append(row)
-        if stream is not None and (len(rows) % step == 0 or len(rows) == total):
-            stream.write("[%d/%d] %.1fs\n" % (len(rows), total, time.perf_counter() - t0))
-            stream.flush()
+def _extreme(a: dict[str, Any], key: str, v: float, row: dict[str, Any]) -> None:
+    """Keep the largest (and smallest) value of `key` with its row; ties: the lower index."""
+    cur = a["max"].get(key)
+    if cur is None or v > cur[0] or (v == cur[0] and row["i"] < cur[1]["i"]):
+        a["max"][key] = [v, row]
+    low = a["min"].get(key)
+    if low is None or v < low:
+        a["min"][key] = v
 
 
-def _stats(values: list[float]) -> dict[str, float | None]:
-    if not values:
-        return {"max": None, "p99": None, "median": None}
-    a = np.asarray(values, dtype=float)
-    return {"max": float(a.max()), "p99": float(np.percentile(a, 99)),
-            "median": float(np.median(a))}
+def _failed(group: dict[str, Any], row: dict[str, Any]) -> bool:
+    if "error" in row:
+        return True
+    if group["part"] == "nominal":
+        want = "RUNNING" if row["partial"] else "COMPLETE"
+        return bool(row["false"]) or row["final_state"] != want
+    cell = CELLS[group["cell"]]
+    lat = row["latency_s"]
+    return (not row["detected"] or bool(row["early"])
+            or (cell.max_excess_ml is not None and row["fault_excess_ml"] > cell.max_excess_ml)
+            or (cell.max_latency_min is not None
+                and (lat is None or lat / 60.0 > cell.max_latency_min))
+            or (cell.max_bolus_ml is not None and row["bolus_ml"] > cell.max_bolus_ml))
 
 
-def summarise(rows: list[dict[str, Any]], cells: list[str], rates: list[float],
-              wall_s: float) -> dict[str, Any]:
+def _keep(a: dict[str, Any], rows: list[dict[str, Any]]) -> None:
+    kept = a["kept"] + rows
+    kept.sort(key=lambda r: r["i"])
+    a["kept"] = kept[:KEEP_FAILED]
+
+
+def add_row(a: dict[str, Any], group: dict[str, Any], row: dict[str, Any]) -> None:
+    a["n"] += 1
+    if "error" in row:
+        a["errors"] += 1
+        a["failed"] += 1
+        _keep(a, [row])
+        return
+    a["run_ms"] += row["run_ms"]
+    a["sim_ms"] += row["sim_ms"]
+    if group["part"] == "fault":
+        if row["detected"]:
+            a["detected"] += 1
+            lat = row["latency_s"] / 60.0
+            hist_add(a["latency"], lat)
+            _extreme(a, "latency_min", lat, row)
+        if row["early"]:
+            a["early"] += 1
+        hist_add(a["excess"], row["fault_excess_ml"])
+        _extreme(a, "fault_excess_ml", row["fault_excess_ml"], row)
+        hist_add(a["bolus"], row["bolus_ml"])
+        _extreme(a, "bolus_ml", row["bolus_ml"], row)
+    else:
+        a["false_alarms"] += len(row["false"])
+        a["false_runs"] += 1 if row["false"] else 0
+        if not row["partial"]:
+            a["whole"] += 1
+            a["completed"] += 1 if row["final_state"] == "COMPLETE" else 0
+        hist_add(a["excess"], row["excess_ml"])
+        _extreme(a, "excess_ml", row["excess_ml"], row)
+    if _failed(group, row):
+        a["failed"] += 1
+        _keep(a, [row])
+
+
+def merge(a: dict[str, Any], o: dict[str, Any]) -> None:
+    """Fold partial aggregate o (same group) into a; the result does not depend on order."""
+    for k, v in o.items():
+        if k in ("kept", "max", "min"):
+            continue
+        if isinstance(v, dict):
+            hist_merge(a[k], v)
+        else:
+            a[k] += v
+    for key, (v, row) in o["max"].items():
+        _extreme(a, key, v, row)
+    for key, v in o["min"].items():
+        if key not in a["min"] or v < a["min"][key]:
+            a["min"][key] = v
+    _keep(a, o["kept"])
+
+
+class Study:
+    """The study's aggregates, one per group, folded from the batches' partials."""
+
+    def __init__(self, plan: list[dict[str, Any]], rows_file: str | None = None) -> None:
+        self.plan = plan
+        self.aggs = {g["g"]: new_agg(g) for g in plan}
+        self.rows_file = rows_file
+        self._rows: Any = None
+        self.part = {g["g"]: g["part"] for g in plan}
+        self.cpu_s = {"fault": 0.0, "nominal": 0.0}    # the workers' CPU time, by part
+
+    def fold(self, partial: dict[str, Any]) -> None:
+        merge(self.aggs[partial["g"]], partial["agg"])
+        self.cpu_s[self.part[partial["g"]]] += partial.get("cpu_s", 0.0)
+        rows = partial.pop("rows", None)
+        if rows and self.rows_file is not None:
+            if self._rows is None:
+                self._rows = open(self.rows_file, "a")
+            for r in rows:
+                self._rows.write(json.dumps(r) + "\n")
+            self._rows.flush()
+
+    def close(self) -> None:
+        if self._rows is not None:
+            self._rows.close()
+            self._rows = None
+
+
+# --- summary -----------------------------------------------------------------------------------
+
+def _stats(a: dict[str, Any], key: str, hist: str) -> dict[str, float | None]:
+    top = a["max"].get(key)
+    mx = None if top is None else top[0]
+    return {"max": mx, "p99": hist_quantile(a[hist], 0.99, mx),
+            "median": hist_quantile(a[hist], 0.5, mx), "min": a["min"].get(key)}
+
+
+def _unique(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    seen: set[tuple[int, int]] = set()
+    out = []
+    for r in rows:
+        if (r["g"], r["i"]) not in seen:
+            seen.add((r["g"], r["i"]))
+            out.append(r)
+    return out
+
+
+def summarise(study: Study, wall_s: float = 0.0, cpu_s: float = 0.0) -> dict[str, Any]:
     """Per-cell statistics against the targets, and the false-alarm campaign."""
-    out: list[dict[str, Any]] = []
-    for name in cells:
-        cell = CELLS[name]
-        for rate in rates:
-            rs = [r for r in rows if r["part"] == "fault" and r["cell"] == name
-                  and r["rate"] == rate]
-            if not rs:
+    cells: list[dict[str, Any]] = []
+    nominal: dict[str, Any] = {"runs": 0, "whole_bags": 0, "run_ms": 0, "sim_ms": 0,
+                               "false_alarms": 0, "false_runs": 0, "completed": 0,
+                               "errors": 0, "failed": 0, "by_rate": {}, "kept": []}
+    for g in study.plan:
+        a = study.aggs[g["g"]]
+        if g["part"] == "fault":
+            if a["n"] == 0:
                 continue
-            det = [r for r in rs if r["detected"]]
-            lat = [r["latency_s"] / 60.0 for r in det]
-            exc = [r["fault_excess_ml"] for r in rs]
-            bol = [r["bolus_ml"] for r in rs]
+            cell = CELLS[g["cell"]]
             s: dict[str, Any] = {
-                "cell": name, "rate_ml_per_h": rate, "kind": cell.kind, "params": cell.params,
-                "code": cell.code, "target": cell.target, "n": len(rs),
-                "detected": len(det), "early_alarms": sum(1 for r in rs if r["early"]),
-                "fault_excess_ml": _stats(exc), "latency_min": _stats(lat),
-                "bolus_ml": _stats(bol),
-            }
-            ok = len(det) == len(rs) and s["early_alarms"] == 0
-            if cell.max_excess_ml is not None:
-                ok = ok and max(exc) <= cell.max_excess_ml
-            if cell.max_latency_min is not None:
-                ok = ok and bool(lat) and max(lat) <= cell.max_latency_min
-            if cell.max_bolus_ml is not None:
-                ok = ok and max(bol) <= cell.max_bolus_ml
-            s["limits"] = {"max_excess_ml": cell.max_excess_ml,
+                "cell": cell.name, "rate_ml_per_h": g["rate"], "kind": cell.kind,
+                "params": cell.params, "code": cell.code, "target": cell.target,
+                "n": a["n"], "detected": a["detected"], "early_alarms": a["early"],
+                "errors": a["errors"], "failed": a["failed"],
+                "fault_excess_ml": _stats(a, "fault_excess_ml", "excess"),
+                "latency_min": _stats(a, "latency_min", "latency"),
+                "bolus_ml": _stats(a, "bolus_ml", "bolus"),
+                "limits": {"max_excess_ml": cell.max_excess_ml,
                            "max_latency_min": cell.max_latency_min,
-                           "max_bolus_ml": cell.max_bolus_ml}
-            s["passed"] = ok
-            out.append(s)
-    nom = [r for r in rows if r["part"] == "nominal"]
-    false_rows = [r for r in nom if r["false"]]
-    nominal = {
-        "runs": len(nom),
-        "pump_days": sum(r["run_h"] for r in nom) / 24.0,
-        "sim_days": sum(r["hours"] for r in nom) / 24.0,
-        "false_alarms": sum(len(r["false"]) for r in nom),
-        "false_runs": [{"rate": r["rate"], "seed": r["seed"], "codes": r["false"]}
-                       for r in false_rows],
-        "completed": sum(1 for r in nom if r["final_state"] == "COMPLETE"),
-        "cpu_s": sum(r["wall_s"] for r in nom),
-        "by_rate": {str(rate): {
-            "runs": sum(1 for r in nom if r["rate"] == rate),
-            "pump_days": sum(r["run_h"] for r in nom if r["rate"] == rate) / 24.0,
-            "max_excess_ml": max([r["excess_ml"] for r in nom if r["rate"] == rate],
-                                 default=0.0)}
-            for rate in rates},
-    }
-    nominal["passed"] = nominal["false_alarms"] == 0 and nominal["completed"] == nominal["runs"]
-    fault_cpu = sum(r["wall_s"] for r in rows if r["part"] == "fault")
-    return {"cells": out, "nominal": nominal, "runs": len(rows), "wall_s": wall_s,
-            "fault_cpu_s": fault_cpu,
-            "passed": all(c["passed"] for c in out) and (not nom or nominal["passed"])}
+                           "max_bolus_ml": cell.max_bolus_ml},
+                "kept": _unique([a["max"][k][1] for k in ("fault_excess_ml", "latency_min",
+                                                           "bolus_ml") if k in a["max"]]
+                                + a["kept"]),
+            }
+            s["passed"] = a["failed"] == 0 and a["detected"] == a["n"]
+            cells.append(s)
+        else:
+            nominal["runs"] += a["n"]
+            nominal["whole_bags"] += a["whole"]
+            for k in ("run_ms", "sim_ms", "false_alarms", "false_runs", "completed",
+                      "errors", "failed"):
+                nominal[k] += a[k]
+            top = a["max"].get("excess_ml")
+            nominal["by_rate"][str(g["rate"])] = {
+                "runs": a["n"], "whole_bags": a["whole"],
+                "pump_days": a["run_ms"] / 86400000.0,
+                "false_alarms": a["false_alarms"],
+                "max_excess_ml": top[0] if top is not None else 0.0}
+            nominal["kept"] += ([top[1]] if top is not None else []) + a["kept"]
+    nominal["pump_days"] = nominal["run_ms"] / 86400000.0
+    nominal["sim_days"] = nominal["sim_ms"] / 86400000.0
+    nominal["passed"] = nominal["failed"] == 0 and nominal["completed"] == nominal["whole_bags"]
+    runs = sum(a["n"] for a in study.aggs.values())
+    has_nominal = nominal["runs"] > 0
+    return {"cells": cells, "nominal": nominal, "runs": runs,
+            "wall_s": wall_s, "cpu_s": cpu_s,
+            "passed": all(c["passed"] for c in cells) and (not has_nominal
+                                                            or nominal["passed"])}
 
 
 # --- report ------------------------------------------------------------------------------------
@@ -268,8 +525,8 @@ def _f(v: float | None, fmt: str = "%.3f") -> str:
 
 def format_tables(summary: dict[str, Any]) -> str:
     lines = [
-        "| cell | rate mL/h | n | detected | excess mL max / p99 / median | latency min "
-        "max / p99 / median | bolus mL max | target | ok |",
+        "| cell | rate mL/h | n | detected | excess mL: max / p99 / median | detection "
+        "latency, minutes: max / p99 / median | bolus mL max | target | ok |",
         "|---|---|---|---|---|---|---|---|---|",
     ]
     for c in summary["cells"]:
@@ -294,90 +551,168 @@ def format_tables(summary: dict[str, Any]) -> str:
     if n["runs"]:
         lines += [
             "",
-            "| false-alarm campaign | runs | pump-days running | false alarms | completed | "
-            "cpu s |",
+            "| false-alarm campaign | runs | pump-days running | false alarms | whole bags "
+            "completed | max excess mL |",
             "|---|---|---|---|---|---|",
-            "| nominal bags, all rates | %d | %.1f | %d | %d/%d | %.0f |" % (
-                n["runs"], n["pump_days"], n["false_alarms"], n["completed"], n["runs"],
-                n["cpu_s"]),
+            "| nominal, all rates | %d | %.1f | %d | %d/%d | %.3f |" % (
+                n["runs"], n["pump_days"], n["false_alarms"], n["completed"], n["whole_bags"],
+                max([b["max_excess_ml"] for b in n["by_rate"].values()], default=0.0)),
         ]
         for rate, b in n["by_rate"].items():
-            lines.append("| %s mL/h | %d | %.1f | | | |" % (rate, b["runs"], b["pump_days"]))
-    lines += ["", "%d runs in %.1f s wall (%s)." % (
-        summary["runs"], summary["wall_s"], "all targets met" if summary["passed"]
-        else "SOME TARGETS MISSED")]
+            lines.append("| %s mL/h | %d | %.1f | %d | | %.3f |" % (
+                rate, b["runs"], b["pump_days"], b["false_alarms"], b["max_excess_ml"]))
+    lines += ["", "%d runs; %s (%s)." % (summary["runs"], timing(summary),
+                                          "all targets met" if summary["passed"]
+                                          else "SOME TARGETS MISSED")]
     return "\n".join(lines)
 
 
-def plot(rows: list[dict[str, Any]], summary: dict[str, Any], out: Path) -> list[str]:
+def timing(summary: dict[str, Any]) -> str:
+    c = summary.get("campaign", {})
+    s = "%.1f s wall, %.1f CPU-s" % (summary["wall_s"], summary["cpu_s"])
+    if c.get("scheduler"):
+        s += " on %s" % c["scheduler"]
+    if c.get("resumed_batches"):
+        s += "; %d of %d batches resumed from the checkpoint" % (c["resumed_batches"],
+                                                                  c["batches"])
+    return s
+
+
+def plot(summary: dict[str, Any], out: Path) -> list[str]:
+    """Two charts, one row per cell and rate: the median, p99 and maximum of the fault's
+    excess volume and of the detection latency, each against its own limit (a red mark on
+    the rows it applies to, none elsewhere)."""
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
     files: list[str] = []
-    cells = [c for c in summary["cells"]]
+    cells = list(summary["cells"])
     if not cells:
         return files
-    labels = ["%s\n%g" % (c["cell"], c["rate_ml_per_h"]) for c in cells]
-
-    def series(c: dict[str, Any], key: str) -> list[float]:
-        rs = [r for r in rows if r["part"] == "fault" and r["cell"] == c["cell"]
-              and r["rate"] == c["rate_ml_per_h"]]
-        if key == "latency":
-            return [max(r["latency_s"] / 60.0, 1e-3) for r in rs
-                    if r["latency_s"] is not None]
-        return [max(r[key], 1e-4) for r in rs]
-
-    for key, title, ylab, fname in (
-            ("fault_excess_ml", "Excess volume beyond the programmed line after the fault",
-             "mL (log)", "study-excess.png"),
-            ("latency", "Detection latency", "minutes (log)", "study-latency.png")):
-        fig, ax = plt.subplots(figsize=(max(8.0, 0.55 * len(cells)), 4.8))
-        data = [series(c, key) or [float("nan")] for c in cells]
-        ax.boxplot(data, whis=(0, 100), widths=0.6)
-        ax.set_yscale("log")
-        ax.set_xticks(range(1, len(cells) + 1), labels, rotation=90, fontsize=7)
-        if key == "fault_excess_ml":
-            ax.axhline(0.1, color="r", lw=0.8, ls="--", label="0.1 mL (PR-1)")
-            ax.axhline(0.25, color="orange", lw=0.8, ls="--", label="0.25 mL (PR-1, x2 rate)")
-        else:
-            ax.axhline(30, color="orange", lw=0.8, ls="--", label="30 min (PR-3)")
-            ax.axhline(60, color="r", lw=0.8, ls="--", label="60 min (PR-1 drift)")
-        ax.legend(fontsize=7)
-        ax.set_title(title + " (whiskers: min-max; values under %g drawn at it)"
-                     % (1e-3 if key == "latency" else 1e-4), fontsize=10)
-        ax.set_ylabel(ylab)
-        fig.tight_layout()
+    labels = ["%s @ %g mL/h" % (c["cell"], c["rate_ml_per_h"]) for c in cells]
+    for key, limit, title, xlab, floor, fname in (
+            ("fault_excess_ml", "max_excess_ml",
+             "Excess volume the fault put beyond the programmed line",
+             "mL (log scale; values below 0.0001 drawn at 0.0001)", 1e-4,
+             "study-excess.png"),
+            ("latency_min", "max_latency_min", "Detection latency: fault onset to alarm",
+             "minutes (log scale; values below 0.001 drawn at 0.001)", 1e-3,
+             "study-latency.png")):
+        h = 0.32 * len(cells) + 1.6
+        fig, ax = plt.subplots(figsize=(9.0, h))
+        ys = list(range(len(cells)))[::-1]
+        for y, c in zip(ys, cells, strict=True):
+            st = c[key]
+            if st["max"] is None:
+                ax.text(floor, y, "  not detected", va="center", fontsize=7, color="r")
+                continue
+            lo = max(st["min"] if st["min"] is not None else floor, floor)
+            med, p99, mx = (max(st[k], floor) for k in ("median", "p99", "max"))
+            ax.plot([lo, mx], [y, y], color="0.6", lw=1)
+            ax.plot([med], [y], "o", color="C0", ms=4)
+            ax.plot([p99], [y], "s", color="C1", ms=4)
+            ax.plot([mx], [y], "^", color="k", ms=4)
+            lim = c["limits"][limit]
+            if lim is not None:
+                ax.plot([lim, lim], [y - 0.4, y + 0.4], color="r", lw=2)
+        ax.set_xscale("log")
+        ax.set_yticks(ys, labels, fontsize=7)
+        ax.set_ylim(-0.8, len(cells) - 0.2)
+        ax.set_xlabel(xlab, fontsize=8)
+        ax.set_title(title, fontsize=10)
+        ax.grid(axis="x", which="both", color="0.92")
+        handles = [
+            plt.Line2D([], [], color="0.6", lw=1, label="min to max"),
+            plt.Line2D([], [], marker="o", ls="", color="C0", label="median"),
+            plt.Line2D([], [], marker="s", ls="", color="C1", label="p99"),
+            plt.Line2D([], [], marker="^", ls="", color="k", label="max"),
+            plt.Line2D([], [], color="r", lw=2, label="the cell's limit (where it has one)"),
+        ]
+        ax.legend(handles=handles, fontsize=7, loc="upper center", ncol=5,
+                  bbox_to_anchor=(0.5, -0.5 / h - 0.04), frameon=False)
         path = out / fname
-        fig.savefig(path, dpi=110)
+        fig.savefig(path, dpi=110, bbox_inches="tight")
         plt.close(fig)
         files.append(str(path))
     return files
 
 
+# --- the study ---------------------------------------------------------------------------------
+
+INTERIM_S = 300.0                         # an interim report this often (long campaigns)
+
+
 def run_study(cells: list[str], rates: list[float], seeds: int, days: float,
               master_seed: int = 5, jobs: int | None = None, out: str | None = None,
-              plots: bool = True, stream: Any = None) -> dict[str, Any]:
-    """The whole study; returns {summary, rows, files}."""
-    t0 = time.perf_counter()
-    specs = plan(cells, rates, seeds, days, master_seed)
-    rows = run_campaign(specs, jobs, stream)
-    summary = summarise(rows, cells, rates, time.perf_counter() - t0)
-    summary["campaign"] = {"cells": cells, "rates": rates, "seeds_per_cell": seeds,
-                           "nominal_days_asked": days, "master_seed": master_seed,
-                           "jobs": jobs or os.cpu_count()}
-    files: list[str] = []
-    if out is not None:
-        d = Path(out)
-        d.mkdir(parents=True, exist_ok=True)
-        (d / "study.json").write_text(json.dumps({"summary": summary, "runs": rows},
-                                                 indent=1, default=str) + "\n")
-        (d / "study.md").write_text(format_tables(summary) + "\n")
-        files = [str(d / "study.json"), str(d / "study.md")]
-        if plots:
-            files += plot(rows, summary, d)
-    return {"summary": summary, "rows": rows, "files": files}
+              plots: bool = True, stream: Any = None, scheduler: str | None = None,
+              resume: bool = False, rows_file: str | None = None,
+              batch_wakes: float = BATCH_WAKES) -> dict[str, Any]:
+    """The whole study; returns {summary, files}. `scheduler`: None for a local Dask cluster
+    of `jobs` workers, an address for an existing one, campaign.IN_PROCESS for none. A long
+    campaign writes an interim study.md/study.json under `out` every INTERIM_S seconds."""
+    plan = groups(cells, rates, seeds, days)
+    key = {"cells": cells, "rates": rates, "seeds_per_cell": seeds, "nominal_days": days,
+           "master_seed": master_seed, "batch_wakes": batch_wakes}
+    study = Study(plan, rows_file)
+    if rows_file is not None and not resume and os.path.exists(rows_file):
+        os.remove(rows_file)
+    total = sum(1 for _ in batches(plan, master_seed, False, batch_wakes))
+    last = [time.perf_counter()]
+
+    def interim(oc: campaign.Outcome) -> None:
+        now = time.perf_counter()
+        if out is None or now - last[0] < INTERIM_S or oc.batches >= total:
+            return
+        last[0] = now
+        s = _summary(study, oc, plan, key)
+        s["interim"] = {"batches_done": oc.batches, "batches": total}
+        _write(Path(out), s, False)
+
+    try:
+        oc = campaign.run(batches(plan, master_seed, rows_file is not None, batch_wakes),
+                          work, study.fold, out, key, scheduler, jobs, resume, stream,
+                          on_fold=interim)
+    finally:
+        study.close()
+    summary = _summary(study, oc, plan, key)
+    files = _write(Path(out), summary, plots) if out is not None else []
+    return {"summary": summary, "files": files}
+
+
+def _summary(study: Study, oc: campaign.Outcome, plan: list[dict[str, Any]],
+             key: dict[str, Any]) -> dict[str, Any]:
+    summary = summarise(study, oc.wall_s, oc.cpu_s)
+    nom_cpu = study.cpu_s["nominal"]
+    summary["campaign"] = {
+        "cells": key["cells"], "rates": key["rates"], "seeds_per_cell": key["seeds_per_cell"],
+        "nominal_days_asked": key["nominal_days"], "master_seed": key["master_seed"],
+        "scheduler": oc.scheduler, "address": oc.address, "workers": oc.workers,
+        "batches": oc.batches, "resumed_batches": oc.resumed,
+        "cpu_s_fault": study.cpu_s["fault"], "cpu_s_nominal": nom_cpu,
+        "cpu_s_this_invocation": oc.cpu_s_now,
+        "pump_days_this_invocation": oc.pump_days_now,
+        "nominal_pump_days_per_cpu_s": (summary["nominal"]["pump_days"] / nom_cpu
+                                        if nom_cpu > 0 else None),
+    }
+    return summary
+
+
+def _write(d: Path, summary: dict[str, Any], plots: bool) -> list[str]:
+    d.mkdir(parents=True, exist_ok=True)
+    (d / "study.json").write_text(json.dumps({"summary": summary}, indent=1,
+                                             default=str) + "\n")
+    md = format_tables(summary)
+    it = summary.get("interim")
+    if it:
+        md = ("**Interim**: %d of %d batches done; the campaign goes on (or, interrupted, "
+              "continues with --resume).\n\n" % (it["batches_done"], it["batches"])) + md
+    (d / "study.md").write_text(md + "\n")
+    files = [str(d / "study.json"), str(d / "study.md")]
+    if plots:
+        files += plot(summary, d)
+    return files
 
 
 # --- command line --------------------------------------------------------------------------
@@ -388,51 +723,85 @@ def add_parser(sub: Any) -> None:
         "study", help="Monte Carlo study of the safety monitor (PR-1, PR-2, PR-3)",
         description="Fault kind x rate x sampled (seed, onset) through the firmware, plus a "
         "false-alarm campaign over nominal pump-days; per-cell excess volume and detection "
-        "latency (max, p99, median). Exit 0 when every target is met, 1 otherwise.")
+        "latency (max, p99, median). Runs on Dask: a local cluster on 127.0.0.1 by default, "
+        "or an existing one (--scheduler). Exit 0 when every target is met, 1 otherwise, "
+        "2 for bad arguments.")
     p.add_argument("--seeds", type=int, default=20, metavar="N",
-                   help="sampled (seed, onset) runs per fault cell (default 20)")
+                   help="sampled (seed, onset) runs per fault cell and rate (default 20)")
     p.add_argument("--days", type=float, default=30.0, metavar="D",
-                   help="nominal pump-days for the false-alarm campaign (default 30)")
+                   help="nominal pump-days (time running) for the false-alarm campaign, "
+                   "spread evenly over the rates (default 30; 0: none)")
     p.add_argument("--full", action="store_true",
-                   help="the full campaign: 100 runs per cell and 10,000 nominal pump-days")
+                   help="the full campaign: %d runs per cell and %s nominal pump-days"
+                   % (FULL[0], f"{FULL[1]:,.0f}"))
     p.add_argument("--cells", default=",".join(CELLS), metavar="LIST",
-                   help="fault cells, comma-separated (default: all): "
-                   + ", ".join(CELLS).replace("%", "%%"))
+                   help="fault cells, comma-separated (default: all; none: only the "
+                   "false-alarm campaign): " + ", ".join(CELLS).replace("%", "%%"))
     p.add_argument("--rates", default="10,5,0.6", metavar="LIST",
                    help="rates in mL/h, comma-separated, among 10, 5, 0.6 (default: all)")
     p.add_argument("--seed", type=int, default=5, help="master seed (default 5)")
     p.add_argument("--jobs", "-j", type=int, default=None, metavar="N",
-                   help="worker processes (default: one per CPU)")
+                   help="worker processes of the local cluster (default: one per CPU)")
+    p.add_argument("--scheduler", default=None, metavar="ADDRESS",
+                   help="an existing Dask scheduler, e.g. tcp://10.0.0.5:8786 (docs/study.md); "
+                   "'none': every batch in this process, without Dask")
+    p.add_argument("--resume", action="store_true",
+                   help="continue the campaign checkpointed in --out (same options): "
+                   "finished batches are not run again")
+    p.add_argument("--rows", metavar="FILE", default=None,
+                   help="also stream every run's row to FILE (JSON lines)")
     p.add_argument("--out", default="report/study", metavar="DIR",
-                   help="folder for study.json, study.md and plots (default report/study)")
+                   help="folder for study.json, study.md, the plots and the checkpoint "
+                   "(default report/study)")
     p.add_argument("--no-plots", action="store_true")
     p.add_argument("--json", action="store_true", help="print the summary as JSON")
     p.set_defaults(func=main)
 
 
+def _interrupt(signum: int, frame: Any) -> None:
+    raise KeyboardInterrupt     # SIGTERM stops a campaign as Ctrl-C does: cleanly
+
+
+def _invalid(msg: str) -> int:
+    print("pumpsim study: %s" % msg, file=sys.stderr)
+    return EXIT_INVALID
+
+
 def main(args: argparse.Namespace) -> int:
     cells = [c.strip() for c in args.cells.split(",") if c.strip()]
+    if cells == ["none"]:
+        cells = []
     bad = [c for c in cells if c not in CELLS]
     if bad:
-        print("pumpsim study: --cells: unknown %s (known: %s)" % (", ".join(bad),
-                                                                  ", ".join(CELLS)),
-              file=sys.stderr)
-        return EXIT_INVALID
+        return _invalid("--cells: unknown %s (known: %s, or none)" % (", ".join(bad),
+                                                                      ", ".join(CELLS)))
     try:
         rates = [float(r) for r in args.rates.split(",") if r.strip()]
     except ValueError:
-        print("pumpsim study: --rates: expected numbers, got %r" % args.rates, file=sys.stderr)
-        return EXIT_INVALID
+        return _invalid("--rates: expected numbers, got %r" % args.rates)
     if not rates or any(r not in RATES for r in rates):
-        print("pumpsim study: --rates: each must be one of %s" % ", ".join(
-            "%g" % r for r in RATES), file=sys.stderr)
-        return EXIT_INVALID
-    seeds, days = (100, 10000.0) if args.full else (args.seeds, args.days)
-    if seeds < 1 or days < 0:
-        print("pumpsim study: --seeds must be >= 1 and --days >= 0", file=sys.stderr)
-        return EXIT_INVALID
-    res = run_study(cells, rates, seeds, days, args.seed, args.jobs, args.out,
-                    not args.no_plots, sys.stderr)
+        return _invalid("--rates: each must be one of %s" % ", ".join("%g" % r for r in RATES))
+    seeds, days = FULL if args.full else (args.seeds, args.days)
+    if seeds < 1 or not days >= 0 or not math.isfinite(days):
+        return _invalid("--seeds must be >= 1 and --days a number >= 0")
+    if not cells and days == 0:
+        return _invalid("nothing to run: no fault cell and --days 0")
+    if args.jobs is not None and args.jobs < 1:
+        return _invalid("--jobs must be >= 1")
+    t0 = time.perf_counter()
+    old = signal.signal(signal.SIGTERM, _interrupt)
+    try:
+        res = run_study(cells, rates, seeds, days, args.seed, args.jobs, args.out,
+                        not args.no_plots, sys.stderr, args.scheduler, args.resume, args.rows)
+    except campaign.CampaignError as e:
+        return _invalid(str(e))
+    except KeyboardInterrupt:
+        print("\npumpsim study: interrupted; the finished batches are in %s; the same "
+              "command with --resume continues the campaign" % os.path.join(
+                  args.out, campaign.CHECKPOINT), file=sys.stderr)
+        return EXIT_INTERRUPTED
+    finally:
+        signal.signal(signal.SIGTERM, old)
     s = res["summary"]
     if args.json:
         print(json.dumps(s, indent=2, default=str))
@@ -440,4 +809,7 @@ def main(args: argparse.Namespace) -> int:
         print(format_tables(s))
         for f in res["files"]:
             print("wrote %s" % f)
+        if args.rows:
+            print("wrote %s" % args.rows)
+        print("(%.1f s in all)" % (time.perf_counter() - t0), file=sys.stderr)
     return EXIT_OK if s["passed"] else EXIT_FAILED

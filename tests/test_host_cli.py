@@ -114,14 +114,17 @@ def test_host_errors_are_one_family_with_pumpctl_exit_codes() -> None:
     assert cli.exit_code(errors.NotAuthorised("CLEAR", "NOT_AUTHORISED")) == 1
     assert cli.exit_code(errors.UsageError("no port")) == 2
     assert cli.exit_code(errors.KeyMissing("no clinician key")) == 2
+    assert cli.exit_code(errors.KeyFileError("not a key ring")) == 2     # a bad input file
+    assert cli.exit_code(errors.RxError("DOSE_ABOVE_LIMIT")) == 1
     for e in (errors.PumpTimeout, errors.PumpConnectionError, errors.PumpProtocolError,
-              errors.FrameTooLarge, errors.KeyFileError, errors.FlashError, errors.PumpError):
+              errors.FrameTooLarge, errors.FlashError, errors.PumpError):
         assert cli.exit_code(e("x")) == 3, e
 
 
 def test_program_file_formats(tmp_path: Path) -> None:
-    lab = {"drug": "blinatumomab", "weight_g": 70000, "rate_ul_per_h": 10000,
-           "infusible_ul": 240000, "check": "ABC123"}
+    lab = {"drug": "blinatumomab", "weight_g": 70000, "dose_ng_per_day": 28000,
+           "bag_hours": 24, "rate_ul_per_h": 10000, "conc_pg_per_ml": 116667,
+           "bag_volume_ul": 278096, "infusible_ul": 240000, "check": "ABC123"}
     assert cli.program_request({"label": lab}, None, None) == (
         "label", {"label": lab, "entry": {"rate": "10", "vtbi_ml": "240", "unit": "mL/h"}})
     assert cli.program_request(lab, "5 mL/h", "120 mL")[1]["entry"] == \
@@ -129,7 +132,9 @@ def test_program_file_formats(tmp_path: Path) -> None:
     assert cli.program_request({"basic": {"rate": "60 mL/h", "vtbi": "1 mL"}}, None, None) == \
         ("basic", {"rate": "60 mL/h", "vtbi": "1 mL"})
     toml = tmp_path / "p.toml"
-    toml.write_text('[label]\ndrug = "blinatumomab"\nrate_ul_per_h = 600\ninfusible_ul = 100800\n'
+    toml.write_text('[label]\ndrug = "blinatumomab"\nweight_g = 70000\ndose_ng_per_day = 28000\n'
+                    'bag_hours = 168\nconc_pg_per_ml = 1\nbag_volume_ul = 1\n'
+                    'rate_ul_per_h = 600\ninfusible_ul = 100800\n'
                     'check = "X"\n[entry]\nrate_ml_per_h = 0.6\nvtbi_ml = 100.8\n')
     kind, req = cli.program_request(cli.load_doc(str(toml)), None, None)
     assert req["entry"] == {"rate": "0.6", "vtbi_ml": "100.8", "unit": "mL/h"}

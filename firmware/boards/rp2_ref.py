@@ -219,6 +219,7 @@ class Rp2Hal:
         self.sleep_poll = select.poll()
         self.sleep_poll.register(sys.stdin, select.POLLIN)
         self.sleep_poll.register(woke, select.POLLIN)
+        self.time_scale = 1               # the board's clock is the wall clock
         self._air = machine.Pin(_AIR, machine.Pin.IN)
         self._door = machine.Pin(_DOOR, machine.Pin.IN, machine.Pin.PULL_UP)
         self._clamp = machine.Pin(_CLAMP, machine.Pin.OUT, value=0)
