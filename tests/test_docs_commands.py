@@ -60,8 +60,12 @@ NOT_HERE: dict[str, str] = {
     r"/dev/ttyUSB0|pytest .*/dev/ttyACM0": "needs a real pump board on /dev/ttyACM0 and a bench "
                                            "rig on /dev/ttyUSB0",
     r"pumpctl flash --port /dev/ttyACM0": "flash speaks MicroPython's raw REPL (mpremote) to a "
-                                          "real board; tests/test_host_cli.py flashes a "
-                                          "--target-dir and a stand-in for mpremote",
+                                          "real board; tests/test_flash.py flashes a "
+                                          "--target-dir and a stand-in for mpremote, "
+                                          "tests/hil/test_rp2040js.py the emulated Pico",
+    r"--backing rp2040js|/dev/pts/N": "the emulated Pico needs the UF2 and the boot ROM of "
+                                      "../shared/rp2/: tests/hil/test_rp2040js.py and .ci/run "
+                                      "(pytest tests/hil --board rp2040js) run it",
 }
 # Documented exit statuses other than 0 (regex on the command -> status).
 EXPECT_EXIT: dict[str, int] = {
