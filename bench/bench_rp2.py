@@ -155,6 +155,9 @@ def main() -> None:
         nz = [x for x in xs if x]
         print(f"bytes_allocated_per_{name}: mean {statistics.mean(xs) if xs else 0:.1f} B, "
               f"{len(nz)} of {len(xs)} wakes allocated (max {max(nz) if nz else 0} B)")
+    which = [f"#{i} ({x} B)" for i, x in enumerate(allocs) if x and x != 0xFFFFFFFF]
+    print(f"allocating_wakes: {', '.join(which[:8]) or 'none'} (#0: the wake after START, "
+          "which sends the state-change events)")
     print(f"gc_mem_free_after_boot: {d['free_boot']} B")
     print(f"gc_mem_free_after_{d['run_ms'] / 3600000:g}h: {d['free_end']} B (state {d['state']}, "
           f"{d['commanded_nl'] / 1e6:.3f} mL counted; {d['n']} wakes; "

@@ -20,6 +20,12 @@ _CLINICIAN = 2
 _N = 4096
 
 
+def _buffers():
+    """µs of each wake, its kind (1: a compare wake, the monitor's edge check alone), the
+    bytes it allocated. Made here so that the temporaries die with this frame."""
+    return array("I", bytes(4 * _N)), bytearray(_N), array("I", bytes(4 * _N))
+
+
 def main():
     holder = []
 
@@ -33,9 +39,7 @@ def main():
     rt.boot(False)
     gc.collect()
     free_boot = gc.mem_free()
-    dts = array("I", bytes(4 * _N))      # µs of each wake
-    kinds = bytearray(_N)                # 1: a compare wake (the monitor's edge check alone)
-    allocs = array("I", bytes(4 * _N))   # bytes allocated during the wake
+    dts, kinds, allocs = _buffers()
     gc.collect()
     instrumentation = free_boot - gc.mem_free()
     cm = rt.proto

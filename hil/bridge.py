@@ -19,6 +19,7 @@ the other for ever. Closing asks the child to quit, then terminates it.
 
 from __future__ import annotations
 
+import collections
 import errno
 import os
 import pty
@@ -36,7 +37,8 @@ from hil import rp2
 from hil.simboard import WRAP_SOON
 
 REPO = Path(__file__).resolve().parents[1]
-BACKINGS = ("virtual", "virtual-mpy", "rp2040js")
+VIRTUAL_BACKINGS = ("virtual", "virtual-mpy")      # the firmware and the plant in one interpreter
+BACKINGS = (*VIRTUAL_BACKINGS, "rp2040js")          # and the emulated Pico (hil/rp2board.mjs)
 _TO_CHILD_MAX = 1 << 20             # bytes waiting for the child's stdin at most
 _TO_CLIENT_MAX = 1 << 20            # bytes waiting for a pty's client at most
 
@@ -57,6 +59,7 @@ class VirtualBoard:
         self.flash_image = flash_image
         self.save_flash = save_flash
         self.board_ms = -1              # the board's time, when the child reports it
+        self._times: collections.deque[tuple[float, int]] = collections.deque()
         self.accel = accel
         self.start_ticks = start_ticks
         self.boot_timeout = boot_timeout
@@ -190,6 +193,24 @@ class VirtualBoard:
         except (OSError, ValueError):
             return ""
 
+    # --- board time ---------------------------------------------------------------------------
+    def _board_time(self, ms: int) -> None:
+        self.board_ms = ms
+        now = time.monotonic()
+        self._times.append((now, ms))
+        while len(self._times) > 2 and now - self._times[0][0] > 3.0:
+            self._times.popleft()
+
+    def rate(self) -> float:
+        """Board seconds per wall second over the last few seconds, when the child reports
+        its time (an emulator under load runs slower than its nominal acceleration); else
+        the nominal acceleration."""
+        t = list(self._times)
+        if len(t) < 2 or t[-1][0] - t[0][0] < 0.5:
+            return float(self.accel)
+        r = (t[-1][1] - t[0][1]) / 1000.0 / (t[-1][0] - t[0][0])
+        return max(0.05, r) if self.accel <= 0 else max(0.05, min(float(self.accel), r))
+
     # --- the relay ----------------------------------------------------------------------------
     def _queue(self, out: bytearray, data: bytes) -> None:
         """Bytes for a pty: queued while the client has not read them, up to a bound (then
@@ -271,7 +292,7 @@ class VirtualBoard:
                         elif line.startswith(b"R "):
                             self._queue(to_rig, line[2:] + b"\n")
                         elif line.startswith(b"T "):
-                            self.board_ms = int(line[2:])
+                            self._board_time(int(line[2:]))
             except (BrokenPipeError, ConnectionResetError, ValueError):
                 return
 

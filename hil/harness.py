@@ -17,14 +17,24 @@ class BoardHandle:
         self.kind = kind                # virtual, virtual-mpy, or the URL
         self.accel = accel              # board seconds per wall second
         self.vb = vb
+        # how much slower than the board's own CPU its code runs here: the emulated RP2040
+        # executes 20-30 M cycles a wall second at best, a fifth of the chip's 125 MHz
+        self.cpu_slowdown = 5.0 if kind == "rp2040js" else 1.0
 
     @property
     def virtual(self) -> bool:
         return self.vb is not None
 
+    def rate(self) -> float:
+        """Board seconds per wall second: the nominal acceleration, or what the board's
+        reported time shows (an emulator under load runs slower)."""
+        if self.vb is not None and self.vb.board_ms >= 0:
+            return self.vb.rate()
+        return self.accel
+
     def wall(self, board_s: float) -> float:
-        """Wall seconds that board_s seconds of board time take (plus slack)."""
-        return board_s / self.accel
+        """Wall seconds that board_s seconds of board time take."""
+        return board_s / self.rate()
 
     def board_ms(self) -> int:
         """The board's own time (ms), when its backing reports it (the emulated RP2040

@@ -131,6 +131,8 @@ class PinRig:
             return "OK %d" % pl.pressure_mmhg(t)
         if c == "RESETS?":
             return "OK %d" % self.restarts
+        if c in ("WAKES?", "OVERRUNS?"):
+            return "ERR UNSUPPORTED"          # the firmware's own counts: virtual boards only
         if c == "PRESSURE":
             pl.set_source(t, 0 if a == "OFF" else int(a))
         elif c == "OCCLUDE":

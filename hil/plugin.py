@@ -181,7 +181,7 @@ def rig(board: BoardHandle, request: pytest.FixtureRequest) -> Iterator[Rig]:
     else:
         url = opt
     try:
-        r = Rig(url)
+        r = Rig(url, timeout=10.0 if board.kind == "rp2040js" else 3.0)
         r.ping()
         r.reset()
     except RigError as e:

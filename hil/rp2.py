@@ -38,12 +38,12 @@ class FixtureMissing(Exception):
 class Fixtures:
     uf2: Path
     bootrom: Path
-    rp2040js: Path | None          # a package folder given by RP2040JS, else node_modules'
+    rp2040js: Path | None          # a package folder given by RP2040JS_DIR, else node_modules'
 
     def env(self) -> dict[str, str]:
         e = dict(os.environ)
         if self.rp2040js is not None:
-            e["RP2040JS"] = str(self.rp2040js)
+            e["RP2040JS_DIR"] = str(self.rp2040js)
         return e
 
 
@@ -81,11 +81,11 @@ def find(uf2: str | None = None, bootrom: str | None = None) -> Fixtures:
                              f"{BOOTROM_SIZE}")
     if shutil.which("node") is None:
         raise FixtureMissing("node is not on PATH: install Node.js, then `make setup`")
-    given = os.environ.get("RP2040JS")
+    given = os.environ.get("RP2040JS_DIR")
     if given:
         pkg: Path | None = Path(given)
         if not (Path(given) / "dist" / "esm" / "index.js").is_file():
-            raise FixtureMissing(f"$RP2040JS={given} is not an rp2040js package folder")
+            raise FixtureMissing(f"$RP2040JS_DIR={given} is not an rp2040js package folder")
     else:
         pkg = None
         if not (REPO / "node_modules" / "rp2040js" / "package.json").is_file():

@@ -239,6 +239,9 @@ function resetChip(request) {
 // --- the loop ---------------------------------------------------------------------------------------
 let timer = null;
 let lastT = -1;
+let serialKick = false;
+const SERIAL_AHEAD_MS = 50;
+let lastTWall = -1;
 
 function flushTx() {
     if (txBuf.length) {
@@ -254,7 +257,13 @@ function loop() {
         // paced: up to the wall clock x accel, 20 ms of wall time a turn; flat out (accel
         // 0): turns of at most 5 ms of wall time (a second of board time while the chip
         // sleeps), so host bytes and rig lines are served between turns
-        const targetMs = accel > 0 ? (now - wall0) * accel : boardMs() + 1000;
+        let targetMs = accel > 0 ? (now - wall0) * accel : boardMs() + 1000;
+        if (serialKick) {
+            // bytes just came from the host: let the chip answer at once, up to 50 ms of
+            // board time ahead of the pacing (which then waits for the wall clock)
+            targetMs = Math.max(targetMs, boardMs() + SERIAL_AHEAD_MS);
+            serialKick = false;
+        }
         const deadline = now + (accel > 0 ? 20 : 5);
         while (chip && boardMs() < targetMs && performance.now() < deadline) {
             chip.run(chip.startNanos + (targetMs - baseMs) * 1e6, deadline);
@@ -263,9 +272,11 @@ function loop() {
     }
     flushTx();
     const t = tMs();
-    if (ready && t - lastT >= 100) {
+    const w = performance.now();
+    if (ready && t - lastT >= 100 && w - lastTWall >= 20) {
         out("T " + t);
         lastT = t;
+        lastTWall = w;
     }
     const behind = chip && accel > 0 && boardMs() < (performance.now() - wall0) * accel - 1;
     if (accel <= 0 || behind) timer = setImmediate(loop);
@@ -294,6 +305,7 @@ const rl = readline.createInterface({ input: process.stdin, terminal: false });
 rl.on("line", (line) => {
     if (line.startsWith("U ")) {
         if (chip && chip.connected) chip.serialWrite(Buffer.from(line.slice(2).trim(), "hex"));
+        serialKick = true;
         kick();
     } else if (line.startsWith("R ")) {
         let reply;

@@ -29,10 +29,10 @@
 import path from "node:path";
 import { pathToFileURL } from "node:url";
 
-// rp2040js from the project's node_modules (package.json pins it); RP2040JS=<package dir>
+// rp2040js from the project's node_modules (package.json pins it); RP2040JS_DIR=<package dir>
 // points at another copy.
-const where = process.env.RP2040JS
-    ? pathToFileURL(path.join(process.env.RP2040JS, "dist", "esm", "index.js")).href
+const where = process.env.RP2040JS_DIR
+    ? pathToFileURL(path.join(process.env.RP2040JS_DIR, "dist", "esm", "index.js")).href
     : "rp2040js";
 const { BasePeripheral, ConsoleLogger, LogLevel, RP2040, USBCDC } = await import(where);
 

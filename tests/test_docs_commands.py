@@ -59,11 +59,14 @@ NOT_HERE: dict[str, str] = {
                                     "both virtual boards",
     r"/dev/ttyUSB0|pytest .*/dev/ttyACM0": "needs a real pump board on /dev/ttyACM0 and a bench "
                                            "rig on /dev/ttyUSB0",
-    r"pumpctl --port \S+ flash": "flash speaks MicroPython's raw REPL (mpremote) to a board "
-                                 "running the official MicroPython, not to a virtual board's "
-                                 "pty; the rp2040js HIL backing flashes an emulated Pico "
-                                 "(tests/hil --board rp2040js) and tests/test_host_cli.py "
-                                 "flashes a --target-dir",
+    r"pumpctl (--port \S+ )?flash( --port /dev/ttyACM0)?\b(?!.*--target-dir)":
+        "flash speaks MicroPython's raw REPL (mpremote) to a board running the official "
+        "MicroPython, not to a virtual board's pty; the rp2040js HIL backing flashes an "
+        "emulated Pico (tests/hil/test_rp2040js.py) and tests/test_flash.py flashes a "
+        "--target-dir and a stand-in for mpremote",
+    r"--backing rp2040js|/dev/pts/N": "the emulated Pico needs the UF2 and the boot ROM of "
+                                      "../shared/rp2/: tests/hil/test_rp2040js.py and .ci/run "
+                                      "(pytest tests/hil --board rp2040js) run it",
 }
 # Documented exit statuses other than 0 (regex on the command -> status).
 EXPECT_EXIT: dict[str, int] = {

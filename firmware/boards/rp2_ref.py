@@ -309,8 +309,9 @@ def make_hal(signal, ev_rotation, ev_door, ev_air):
 
 
 def watchdog_reset():
-    """True when the watchdog bit (a hang), not machine.reset() or a power cycle: both of
-    those leave REASON set or clear alike for reset_cause(), SCRATCH4 tells them apart."""
+    """True after a watchdog timeout (a hang), not after machine.reset() (mpremote reset,
+    pumpctl flash) or a power cycle. reset_cause() says WDT_RESET after machine.reset() too;
+    REASON's TIMER bit and the SDK's SCRATCH4 magic (set when machine.WDT armed it) do not."""
     return (machine.mem32[_WATCHDOG_REASON] & 1) != 0 and \
         machine.mem32[_WATCHDOG_SCRATCH4] == _WATCHDOG_NON_REBOOT_MAGIC
 

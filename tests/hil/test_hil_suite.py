@@ -297,4 +297,6 @@ def test_link_latency(board: BoardHandle, record_property: pytest.RecordProperty
     record_property("ping_median_ms", round(med, 3))
     print(json.dumps({"board": board.kind, "ping_median_ms": round(med, 3),
                       "ping_max_ms": round(max(rt), 3)}))
-    assert med < 50.0
+    # on an emulated chip the round trip includes the chip's own work at the emulator's
+    # speed, and an emulator under load runs slower than its nominal acceleration
+    assert med < 50.0 * board.cpu_slowdown * max(1.0, board.accel / board.rate())

@@ -21,6 +21,7 @@ from hil.bridge import VirtualBoard
 from hil.harness import provision
 from hil.rig import Rig
 from host import cli
+from host import flash as fl
 from host.client import KeyRing, PumpClient
 
 pytestmark = pytest.mark.rp2040js
@@ -58,7 +59,7 @@ def test_journal_and_keys_survive_power_cuts_resets_and_a_reflash(
     with VirtualBoard("rp2040js", accel=20, rp2_fixtures=rp2_fixtures,
                       flash_image=rp2_image) as vb, \
             PumpClient(vb.uart_path, timeout=2.0, retries=4) as c:
-        rig = Rig(vb.rig_path)
+        rig = Rig(vb.rig_path, timeout=10.0)
         provision(c, ring)
         echo = c.propose_basic("60 mL/h", "5 mL")["echo"]
         pid = c.confirm(echo)["program_id"]
@@ -94,3 +95,34 @@ def test_journal_and_keys_survive_power_cuts_resets_and_a_reflash(
         assert s["program_id"] == pid and s["alarm"] is None and s["commanded_nl"] == counted
         assert c.resume()["state"] == "RUNNING"                   # the keys still work
         assert c.stop()["state"] == "PROGRAMMED"
+
+
+def test_watchdog_reset_tells_a_watchdog_timeout_from_machine_reset(
+        rp2_fixtures: rp2.Fixtures, rp2_image: Path) -> None:
+    """boards/rp2_ref.watchdog_reset() on the real port: reset_cause() is WDT_RESET after
+    machine.reset() too (pumpctl flash resets the board so); only a timeout of the armed
+    watchdog may wake a running pump in WATCHDOG_RESET."""
+    with VirtualBoard("rp2040js", accel=20, rp2_fixtures=rp2_fixtures,
+                      flash_image=rp2_image) as vb:
+        mp = fl.Mpremote(vb.uart_path)
+        rig = Rig(vb.rig_path, timeout=10.0)
+
+        def cycle() -> None:
+            time.sleep(1.0)
+            rig.power(False)
+            rig.power(True)
+
+        t = threading.Thread(target=cycle)
+        t.start()
+        fl.break_in(vb.uart_path, 30, say=lambda _m: None)
+        t.join()
+        mp.run([*mp.base, "fs", "rm", ":/main.py"])       # stay at the REPL after resets
+        ask = [*mp.base, "exec", "import machine; from boards import rp2_ref; "
+               "print('CAUSE', machine.reset_cause() == machine.WDT_RESET, "
+               "rp2_ref.watchdog_reset())"]
+        assert "CAUSE False False" in mp.run(ask)             # after a power cycle
+        mp.reset()                                            # machine.reset()
+        assert "CAUSE True False" in mp.run(ask)
+        mp.run([*mp.base, "exec", "import machine; machine.WDT(timeout=200)"])
+        time.sleep(1.0)                                       # not fed: it bites
+        assert "CAUSE True True" in mp.run(ask)

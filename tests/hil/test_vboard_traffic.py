@@ -20,7 +20,7 @@ from pathlib import Path
 import pytest
 import serial
 
-from hil.bridge import BACKINGS, VirtualBoard
+from hil.bridge import VIRTUAL_BACKINGS, VirtualBoard
 
 REPO = Path(__file__).resolve().parents[2]
 
@@ -61,7 +61,7 @@ def _answers(d: _Drain, seq: int, timeout: float = 10.0) -> bool:
     return False
 
 
-@pytest.mark.parametrize("backing", BACKINGS)
+@pytest.mark.parametrize("backing", VIRTUAL_BACKINGS)
 def test_burst_and_flood_leave_the_board_responsive_and_its_wakes_unchanged(
         backing: str) -> None:
     with VirtualBoard(backing, accel=100) as vb:
