@@ -81,6 +81,7 @@ class Plant(physics.Plant):
         j = min(cfg.rotation_jitter_steps, cfg.steps_per_stroke / cfg.pulses_per_rev * 0.45)
         offsets = [rng.uniform(-j, j) if j else 0.0 for _ in range(cfg.pulses_per_rev)]
         self._entry: Entry | None = None
+        self.shortcuts = True           # _on_due/_schedule's fast paths (off: the plain ones)
         self.in_crossing = False        # inside crossing() (its signals' wakes wait for it)
         self.after_crossing: Callable[[], None] | None = None   # the HAL's hook, then
         super().__init__(cfg, noise, factor, offsets)
@@ -94,6 +95,9 @@ class Plant(physics.Plant):
     def _schedule(self, t: int, best: float | None) -> None:
         """physics.Plant._schedule with the hand-over (on_schedule, Engine.schedule) inlined:
         every rotation compare the firmware arms comes through here."""
+        if not self.shortcuts:
+            physics.Plant._schedule(self, t, best)
+            return
         if best is None:
             if self.due is not None:
                 self.due = None
@@ -130,6 +134,9 @@ class Plant(physics.Plant):
         schedule is the one crossing() would leave."""
         self._entry = None
         t = self.engine.now
+        if not self.shortcuts:
+            self.crossing(t)
+            return
         self.in_crossing = True
         try:
             self.cross(t)
