@@ -573,8 +573,8 @@ def timing(summary: dict[str, Any]) -> str:
     if c.get("scheduler"):
         s += " on %s" % c["scheduler"]
     if c.get("resumed_batches"):
-        s += "; %d of %d batches resumed from the checkpoint" % (c["resumed_batches"],
-                                                                  c["batches"])
+        s += "; %d of %d batches resumed from the checkpoint (%.1f s wall in all invocations)" \
+            % (c["resumed_batches"], c["batches"], c.get("wall_s_all_invocations", 0.0))
     return s
 
 
@@ -689,6 +689,7 @@ def _summary(study: Study, oc: campaign.Outcome, plan: list[dict[str, Any]],
         "cells": key["cells"], "rates": key["rates"], "seeds_per_cell": key["seeds_per_cell"],
         "nominal_days_asked": key["nominal_days"], "master_seed": key["master_seed"],
         "scheduler": oc.scheduler, "address": oc.address, "workers": oc.workers,
+        "wall_s_all_invocations": oc.wall_s_all,
         "batches": oc.batches, "resumed_batches": oc.resumed,
         "cpu_s_fault": study.cpu_s["fault"], "cpu_s_nominal": nom_cpu,
         "cpu_s_this_invocation": oc.cpu_s_now,
