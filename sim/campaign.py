@@ -38,6 +38,7 @@ from typing import Any, TextIO
 CHECKPOINT = "checkpoint.jsonl"
 IN_PROCESS = "none"
 LOOPBACK = "127.0.0.1"
+CONNECT_TIMEOUT = "20s"          # to reach an existing scheduler
 
 
 class CampaignError(Exception):
@@ -301,8 +302,8 @@ def _on_dask(todo: list[Batch], work: Callable[[Any], Any],
         out.scheduler = "LocalCluster on 127.0.0.1 (%d worker%s)" % (n, "s" if n > 1 else "")
     else:
         try:
-            client = Client(scheduler, timeout="20s")
-        except (OSError, TimeoutError) as e:
+            client = Client(scheduler, timeout=CONNECT_TIMEOUT)
+        except (OSError, TimeoutError, ValueError) as e:
             raise CampaignError("--scheduler %s: cannot reach it (%s); is `dask scheduler` "
                                 "running there?" % (scheduler, e)) from e
         out.scheduler = scheduler
