@@ -208,7 +208,9 @@ class Plant:
             # self._vol(b), inlined: the hot path of every wake
             x = b * self._inv_sps
             k = math.floor(x)
-            q, r = divmod(k, self._n)
+            n = self._n
+            q = k // n                  # divmod(k, n) without its tuple (ints: the same)
+            r = k - q * n
             vb = self._ul_per_stroke * (q * self._cum_all + self._cum[r] + (x - k) * self._f[r])
             dv = (vb - self._v_s) * self._bpf
             self._cam_s = b
