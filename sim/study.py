@@ -660,20 +660,29 @@ def run_study(cells: list[str], rates: list[float], seeds: int, days: float,
         os.remove(rows_file)
     total = sum(1 for _ in batches(plan, master_seed, False, batch_wakes))
     last = [time.perf_counter()]
+    seen: list[campaign.Outcome] = []
+
+    def write_interim(oc: campaign.Outcome) -> None:
+        if out is not None:
+            s = _summary(study, oc, plan, key)
+            s["interim"] = {"batches_done": oc.batches, "batches": total}
+            _write(Path(out), s, False)
 
     def interim(oc: campaign.Outcome) -> None:
+        seen[:] = [oc]
         now = time.perf_counter()
-        if out is None or now - last[0] < INTERIM_S or oc.batches >= total:
-            return
-        last[0] = now
-        s = _summary(study, oc, plan, key)
-        s["interim"] = {"batches_done": oc.batches, "batches": total}
-        _write(Path(out), s, False)
+        if now - last[0] >= INTERIM_S and oc.batches < total:
+            last[0] = now
+            write_interim(oc)
 
     try:
         oc = campaign.run(batches(plan, master_seed, rows_file is not None, batch_wakes),
                           work, study.fold, out, key, scheduler, jobs, resume, stream,
                           on_fold=interim)
+    except KeyboardInterrupt:
+        if seen:
+            write_interim(seen[0])    # the tables of the batches finished so far
+        raise
     finally:
         study.close()
     summary = _summary(study, oc, plan, key)
@@ -797,9 +806,10 @@ def main(args: argparse.Namespace) -> int:
     except campaign.CampaignError as e:
         return _invalid(str(e))
     except KeyboardInterrupt:
-        print("\npumpsim study: interrupted; the finished batches are in %s; the same "
-              "command with --resume continues the campaign" % os.path.join(
-                  args.out, campaign.CHECKPOINT), file=sys.stderr)
+        print("\npumpsim study: interrupted; the tables of the finished batches are in %s, "
+              "the batches in %s; the same command with --resume continues the campaign"
+              % (os.path.join(args.out, "study.md"),
+                 os.path.join(args.out, campaign.CHECKPOINT)), file=sys.stderr)
         return EXIT_INTERRUPTED
     finally:
         signal.signal(signal.SIGTERM, old)
