@@ -58,7 +58,7 @@ def cycle(seed: int = 1, hours: float | None = None) -> scenario.Scenario:
     return sc
 
 
-def run_tickless(seed: int, storage: str = "files") -> tuple[float, float, dict]:
+def run_tickless(seed: int, storage: str = "memory") -> tuple[float, float, dict]:
     """One 28-day cycle: (wall s, CPU s, result)."""
     t = time.perf_counter()
     c = time.process_time()
@@ -108,12 +108,13 @@ def main() -> None:
     print("cycle_28d_cpu_median_of_%d: %.3f s (min %.3f)" % (REPEAT, cpu, min(cpus)))
     print("cycle_28d_us_per_wake_cpu: %.2f us" % (cpu / wakes * 1e6))
     print("cycle_28d_us_per_wake_wall: %.2f us" % (wall / wakes * 1e6))
-    mem = [run_tickless(1, "memory") for _ in range(REPEAT)]
-    print("cycle_28d_memory_journal_wall_median: %.3f s, cpu median %.3f s" % (
-        statistics.median(m[0] for m in mem), statistics.median(m[1] for m in mem)))
+    files = [run_tickless(1, "files") for _ in range(REPEAT)]
+    print("cycle_28d_files_journal_wall_median: %.3f s, cpu median %.3f s (the journal in "
+          "real files: a system call per flush)" % (statistics.median(m[0] for m in files),
+                                                   statistics.median(m[1] for m in files)))
 
     n = 6
-    for storage in ("files", "memory"):
+    for storage in ("memory", "files"):
         t = time.perf_counter()
         c = time.process_time()
         sim_days = 0.0
