@@ -6,12 +6,16 @@
 
 --board   comma-separated: `virtual` (the virtual board, hil/vboard.py, on CPython),
           `virtual-mpy` (the same board on real MicroPython, WebAssembly port under Node),
-          or a serial URL
+          `rp2040js` (the reference board's firmware, flashed with pumpctl, on the official
+          MicroPython for the Pico on an emulated RP2040: hil/rp2board.mjs), or a serial URL
           (device path, pty, socket://host:port). Env HIL_BOARD works too.
+--uf2, --bootrom  rp2040js: the MicroPython UF2 and the RP2040 boot ROM (default: $RP2_UF2,
+          $RP2_BOOTROM, else ../shared/rp2/); absent, rp2040js tests skip saying so.
 --rig     `virtual` (the virtual board's own rig; the default) or a rig controller's URL
           (docs/rig.md). Tests that need a rig skip without one.
---accel   board seconds per wall second: 100 for virtual boards unless given; 1 for a board
-          on a URL unless given (a virtual board started with `pumpsim board` runs at 100).
+--accel   board seconds per wall second: 100 for virtual boards unless given (rp2040js: 20,
+          and its waits count the emulated chip's own time); 1 for a board on a URL unless
+          given (a virtual board started with `pumpsim board` runs at 100).
 
 A virtual board is started fresh for each test (factory state, fresh journal) and given
 keys generated for the session. A real board needs --board-keys (its clinician and service
@@ -23,10 +27,12 @@ from __future__ import annotations
 
 import os
 from collections.abc import Iterator
+from pathlib import Path
 from typing import Any
 
 import pytest
 
+from hil import rp2
 from hil.bridge import BACKINGS, BoardError, VirtualBoard
 from hil.harness import BoardHandle, provision, to_idle
 from hil.rig import Rig, RigError
@@ -47,16 +53,33 @@ def pytest_addoption(parser: pytest.Parser) -> None:
                      "100); a board on a URL is taken to run at 1 unless given (e.g. a "
                      "virtual board started with `pumpsim board`)")
     g.addoption("--board-keys", default=None, help="key file of a real board (pumpctl keys)")
+    g.addoption("--uf2", default=None,
+                help="rp2040js: MicroPython for the Pico, a UF2 (default $RP2_UF2, else "
+                     f"../shared/rp2/{rp2.UF2_NAME})")
+    g.addoption("--bootrom", default=None,
+                help="rp2040js: the RP2040 B1 boot ROM (default $RP2_BOOTROM, else "
+                     f"../shared/rp2/{rp2.BOOTROM_NAME})")
 
 
 def pytest_configure(config: pytest.Config) -> None:
     config.addinivalue_line("markers", "hil: a hardware-in-the-loop test (fixture board)")
     config.addinivalue_line("markers", "needs_rig: the test injects conditions with a rig")
+    config.addinivalue_line("markers", "rp2040js: runs only with --board rp2040js (the "
+                            "emulated RP2040; slower, so not in the default run)")
 
 
 def boards(config: pytest.Config) -> list[str]:
     v = config.getoption("board") or os.environ.get("HIL_BOARD") or DEFAULT_BOARDS
     return [s.strip() for s in str(v).split(",") if s.strip()]
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    if "rp2040js" in boards(config):
+        return
+    skip = pytest.mark.skip(reason="the emulated Pico: give --board rp2040js (.ci/run does)")
+    for item in items:
+        if "rp2040js" in item.keywords:
+            item.add_marker(skip)
 
 
 def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
@@ -81,17 +104,53 @@ def hil_keys(request: pytest.FixtureRequest) -> KeyRing:
     return KeyRing.load(path) if path else KeyRing.generate("hil-session")
 
 
+@pytest.fixture(scope="session")
+def rp2_fixtures(request: pytest.FixtureRequest) -> rp2.Fixtures:
+    """The emulated Pico's UF2 and boot ROM, and the emulator (skips saying what is absent)."""
+    try:
+        return rp2.find(request.config.getoption("uf2"), request.config.getoption("bootrom"))
+    except rp2.FixtureMissing as e:
+        pytest.skip(f"rp2040js: {e}")
+
+
+@pytest.fixture(scope="session")
+def rp2_flashed(rp2_fixtures: rp2.Fixtures, tmp_path_factory: pytest.TempPathFactory
+                ) -> rp2.Image:
+    """The emulated Pico fresh from its UF2, flashed with `pumpctl flash` once a session:
+    its flash image and what pumpctl said."""
+    path = tmp_path_factory.mktemp("rp2") / "flash.bin"
+    try:
+        return rp2.make_image(rp2_fixtures, path)
+    except BoardError as e:
+        pytest.fail(str(e), pytrace=False)
+
+
+@pytest.fixture(scope="session")
+def rp2_image(rp2_flashed: rp2.Image) -> Path:
+    """The emulated Pico's flash after `pumpctl flash` (each test's board starts from it:
+    factory state, no journal, no keys)."""
+    return rp2_flashed.path
+
+
 @pytest.fixture
 def board(board_spec: str, request: pytest.FixtureRequest, hil_keys: KeyRing
           ) -> Iterator[BoardHandle]:
     given = request.config.getoption("accel")
     if board_spec in BACKINGS:
-        accel = int(given or 100)
+        if board_spec == "rp2040js":
+            accel = int(given or 20)
+            vb = VirtualBoard(board_spec, accel=accel,
+                              rp2_fixtures=request.getfixturevalue("rp2_fixtures"),
+                              flash_image=request.getfixturevalue("rp2_image"))
+        else:
+            accel = int(given or 100)
+            vb = VirtualBoard(board_spec, accel=accel)
         try:
-            vb = VirtualBoard(board_spec, accel=accel).start()
+            vb.start()
         except BoardError as e:
             pytest.fail(str(e), pytrace=False)
-        client = PumpClient(vb.uart_path, timeout=2.0, retries=2)
+        client = PumpClient(vb.uart_path, timeout=2.0, retries=4 if board_spec == "rp2040js"
+                            else 2)
         handle = BoardHandle(client, board_spec, float(accel), vb)
         try:
             provision(client, hil_keys)

@@ -72,6 +72,11 @@ class Rig:
     def power(self, on: bool) -> None:
         self.cmd(f"POWER {'ON' if on else 'OFF'}")
 
+    def hang(self) -> None:
+        """The firmware stops (an endless loop with interrupts masked): the watchdog must
+        reset the board. RigError when the rig cannot do that."""
+        self.cmd("HANG")
+
     # measurements -----------------------------------------------------------------------------
     def steps(self) -> int:
         return self.query("STEPS")
@@ -84,3 +89,7 @@ class Rig:
 
     def time_ms(self) -> int:
         return self.query("TIME")
+
+    def resets(self) -> int:
+        """MCU restarts the rig has seen (power cycles, watchdog, reset)."""
+        return self.query("RESETS")

@@ -48,9 +48,11 @@ def serve(board: Any, inp: Any = None, out: Any = None) -> int:
         data = os.read(fd, 65536)
         if not data:
             return 0
-        buf += data
-        while b"\n" in buf:
-            line, buf = buf.split(b"\n", 1)
+        lines = (buf + data).split(b"\n")
+        buf = lines.pop()
+        if len(buf) > 1 << 20:
+            buf = b""                             # no line is that long: drop it
+        for line in lines:
             text = line.decode("ascii", "replace")
             if text.startswith("U "):
                 board.feed(text[2:].strip())

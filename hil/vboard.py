@@ -22,6 +22,7 @@ from pump.controller import Controller
 from pump.runtime import Runtime, run
 
 _MAX_SLEEP_MS = 50          # wall ms between host calls at most (bytes and rig commands)
+RX_BUFFER = 4096            # the UART's receive buffer: bytes beyond it are lost (overrun)
 
 
 class Board:
@@ -31,6 +32,7 @@ class Board:
         hal.signal = self._irq
         self.plant = hal.plant
         self.accel = accel
+        hal.time_scale = accel        # a person's windows stay wall-clock (pump/hal.py)
         self.idle_ms = 500 * accel if 500 * accel > 2000 else 2000
         self.w0 = -1                  # wall ms at virtual time t0
         self.t0 = hal.t
@@ -38,6 +40,7 @@ class Board:
         self.rt = None                # the firmware, while powered
         self.steps_before = 0         # driver steps of earlier boots (the rig counts them all)
         self.extra_pulses = 0         # pulses injected by the rig
+        self.overruns = 0             # UART bytes lost to a full receive buffer
 
     # --- firmware ---------------------------------------------------------------------------
     def boot(self):
@@ -108,8 +111,23 @@ class Board:
         return 0 if d < 0 else (_MAX_SLEEP_MS if d > _MAX_SLEEP_MS else d)
 
     def feed(self, hex_text):
-        if self.rt is not None:               # no power: the bytes are lost
-            self.hal.uart.feed(unhexlify(hex_text))
+        """Bytes on the UART line: into the receive buffer while it has room (a full buffer
+        overruns, as a UART's does); lost without power."""
+        if self.rt is None:
+            return
+        u = self.hal.uart
+        room = RX_BUFFER - u.any()
+        if room < 0:
+            room = 0
+        n = len(hex_text) // 2
+        if n > room:
+            self.overruns += n - room
+            hex_text = hex_text[:2 * room]
+        if hex_text:
+            try:
+                u.feed(unhexlify(hex_text))
+            except ValueError:
+                pass
 
     def take(self):
         u = self.hal.uart
@@ -144,6 +162,10 @@ class Board:
             return "OK %d" % (t - self.t0)
         if c == "PRESSURE?":
             return "OK %d" % pl.pressure_mmhg(t)
+        if c == "WAKES?":
+            return "OK %d" % (self.rt.wakes if self.rt is not None else 0)
+        if c == "OVERRUNS?":
+            return "OK %d" % self.overruns
         if c == "PRESSURE":
             pl.set_source(t, 0 if a == "OFF" else int(a))
         elif c == "OCCLUDE":

@@ -120,8 +120,8 @@ class KeyRing:
     @classmethod
     def load(cls, path: str | os.PathLike[str]) -> KeyRing:
         try:
-            d = json.loads(Path(path).read_text(encoding="utf-8"))
-        except (OSError, ValueError) as e:
+            d = json.loads(Path(path).read_text(encoding="utf-8"), parse_constant=_no_constant)
+        except (OSError, ValueError, RecursionError) as e:
             raise KeyFileError(f"cannot read key file {path}: {e} (expected JSON: "
                                '{"c": "<hex>", "s": "<hex>"})') from e
         if not isinstance(d, dict):
@@ -145,6 +145,10 @@ class KeyRing:
     def key(self, slot: str) -> bytes | None:
         h = self.keys.get(slot)
         return bytes.fromhex(h) if h else None
+
+
+def _no_constant(name: str) -> Any:
+    raise ValueError(f"{name} is not valid JSON")
 
 
 # --- the client ----------------------------------------------------------------------------------
@@ -295,8 +299,8 @@ class PumpClient:
                 self._counter = None
                 continue
             if code in ("NOT_AUTHORISED", fw_protocol.REPLAYED):
-                raise NotAuthorised(command, code, why)
-            raise PumpRefused(command, code, why)
+                raise NotAuthorised(command, code, why, role)
+            raise PumpRefused(command, code, why, role)
         raise AssertionError("unreachable")
 
     def _next_counter(self) -> int:

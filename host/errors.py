@@ -1,7 +1,8 @@
 """Every error the host tools raise: one family under PumpError (as pyserial's under
 SerialException). Catch PumpError for all of them, a subclass for one kind; each message says
-what was expected. pumpctl's exit codes (host/cli.py): PumpRefused 1; UsageError and
-KeyMissing 2; every other PumpError 3."""
+what was expected. pumpctl's exit codes (host/cli.py): PumpRefused and RxError 1; UsageError,
+KeyFileError and KeyMissing 2; every other PumpError 3. A refusal's code is explained in words,
+with what to do next, by host.refusals (docs/codes.md)."""
 
 from __future__ import annotations
 
@@ -11,7 +12,10 @@ class PumpError(Exception):
 
 
 class UsageError(PumpError):
-    """Bad arguments or a bad input file (a program file, a label)."""
+    """Bad arguments or a bad input file (a program file, a label); `usage` is the command's
+    usage line when the arguments did not parse."""
+
+    usage = ""
 
 
 class KeyFileError(PumpError):
@@ -39,13 +43,27 @@ class FrameTooLarge(PumpError):
 
 
 class PumpRefused(PumpError):
-    """The pump answered ERR: `code` says why (SPEC §6 codes, docs/protocol.md)."""
+    """The pump answered ERR: `code` says why (docs/codes.md, host.refusals); `role` is the
+    role the command was sent as (patient, clinician, service)."""
 
-    def __init__(self, command: str, code: str, why: str = "") -> None:
+    def __init__(self, command: str, code: str, why: str = "", role: str = "patient") -> None:
         self.command = command
         self.code = code
         self.why = why
+        self.role = role
         super().__init__(f"{command} refused: {code}" + (f" ({why})" if why else ""))
+
+
+class NotConfirmed(PumpRefused):
+    """The operator did not confirm the pump's echo: nothing was programmed (pumpctl exits 1,
+    as for a refusal)."""
+
+    def __init__(self, message: str) -> None:
+        super().__init__("CONFIRM", "NOT_CONFIRMED")
+        self.message = message
+
+    def __str__(self) -> str:
+        return self.message
 
 
 class NotAuthorised(PumpRefused):

@@ -15,25 +15,41 @@ import sys
 from fractions import Fraction
 from typing import Any
 
-from host.errors import RxError
+from host import units
+from host.errors import RxError, UsageError
 from pump import druglib, program
 
+# The plausible range of each input (outside: bad input, exit 2); clinical limits are the drug
+# library's (the pump's codes, exit 1). Weight and height are the pump's own plausible ranges.
+WEIGHT_KG = (Fraction(program.WEIGHT_MIN_G, 1000), Fraction(program.WEIGHT_MAX_G, 1000))
+HEIGHT_CM = (Fraction(program.HEIGHT_MIN_MM, 10), Fraction(program.HEIGHT_MAX_MM, 10))
+DOSE_UG = (Fraction(1, 1000), Fraction(1000))   # far above any cap (which gives the pump's
+                                                # DOSE_ABOVE_LIMIT), far below absurd
+BAG_HOURS_MAX = 24 * 31
+OVERRIDE_MAX = (1 << 30) - 1
 
-def _units(value: float | str | None, scale: int, name: str) -> int | None:
-    """A decimal given on the command line as an integer number of 1/scale units."""
+
+def _units(value: float | str | None, scale: int, name: str, lo: Fraction, hi: Fraction,
+           unit: str) -> int | None:
+    """A decimal given on the command line (in `unit`, from lo to hi) as an integer number of
+    1/scale units. Anything else is a UsageError naming the option and the range."""
     if value is None:
         return None
+    text = str(value).strip()
     try:
-        f = Fraction(str(value)) * scale
-    except (ValueError, ZeroDivisionError) as e:
-        raise RxError(f"{name}: expected a number, got {value!r}") from e
-    if f <= 0:
-        raise RxError(f"{name}: expected a number > 0, got {value!r}")
-    return round(f)
+        if not text or len(text) > 32 or text.lower().lstrip("+-") in ("nan", "inf", "infinity"):
+            raise ValueError(text)
+        f = Fraction(text)
+    except (ValueError, ZeroDivisionError):
+        f = None
+    if f is None or f < lo or f > hi or f * scale < 1:
+        raise UsageError(f"{name}: expected a number of {unit} from {_dec(lo)} to {_dec(hi)}, "
+                         f"got {value!r}")
+    return round(f * scale)
 
 
-def _ml(ul: int) -> str:
-    return "%d.%03d" % (ul // 1000, ul % 1000)
+def _dec(f: Fraction) -> str:
+    return units.dec(round(f * 1000))
 
 
 def preparation(
@@ -52,20 +68,31 @@ def preparation(
         try:
             lib = druglib.load(label_version=label_version)
         except ValueError as e:
-            raise RxError(str(e)) from e
+            raise UsageError(f"--label-version: {e}") from e
     entry = lib.drug(drug)
     if entry is None:
         raise RxError(f"{drug!r} is not in the drug library", "UNKNOWN_DRUG")
     if (dose_ug_per_day is None) == (dose_ug_per_m2_per_day is None):
-        raise RxError("expected exactly one of the dose per day and the dose per m² per day")
+        raise UsageError("expected exactly one of the dose per day and the dose per m² per day")
+    if not isinstance(bag_hours, int) or isinstance(bag_hours, bool) \
+            or not 0 < bag_hours <= BAG_HOURS_MAX:
+        raise UsageError(f"--bag-hours: expected whole hours from 1 to {BAG_HOURS_MAX}, "
+                         f"got {bag_hours!r}")
+    if not isinstance(override, int) or isinstance(override, bool) \
+            or not 0 <= override <= OVERRIDE_MAX:
+        raise UsageError(f"--override: expected a clinician id from 1 to {OVERRIDE_MAX}, "
+                         f"got {override!r}")
     rx: dict[str, Any] = {"drug": drug, "bag_hours": bag_hours}
-    rx["weight_g"] = _units(weight_kg, 1000, "weight_kg")
+    rx["weight_g"] = _units(weight_kg, 1000, "--weight-kg", *WEIGHT_KG, unit="kg")
     if height_cm is not None:
-        rx["height_mm"] = _units(height_cm, 10, "height_cm")
+        rx["height_mm"] = _units(height_cm, 10, "--height-cm", *HEIGHT_CM, unit="cm")
     if dose_ug_per_day is not None:
-        rx["dose_ng_per_day"] = _units(dose_ug_per_day, 1000, "dose_ug_per_day")
+        rx["dose_ng_per_day"] = _units(dose_ug_per_day, 1000, "--dose-ug-per-day",
+                                       *DOSE_UG, unit="ug/day")
     else:
-        rx["dose_ng_per_m2_per_day"] = _units(dose_ug_per_m2_per_day, 1000, "dose_ug_per_m2")
+        rx["dose_ng_per_m2_per_day"] = _units(dose_ug_per_m2_per_day, 1000,
+                                              "--dose-ug-per-m2-per-day", *DOSE_UG,
+                                              unit="ug/m2/day")
     if override:
         rx["override"] = override
     p = program.prescribe(rx, lib)
@@ -128,107 +155,105 @@ def preparation(
         "actual_conc_pg_per_ml": round(actual_pg_per_ml),
         "no_flush": bool(entry.flags & druglib.FLAG_NO_FLUSH),
         "override": bool(override),
-        "label": label,
+        "label": dict(label, check=units.check(label["check"])),   # as printed on the bag
         "unverified": unverified,
     }
 
 
 def sheet(prep: dict[str, Any]) -> str:
-    """The preparation sheet and bag label as text."""
+    """The preparation sheet and bag label as text (numbers written as host.units writes them:
+    the pump's echo shows the very same text)."""
     lab = prep["label"]
     bsa = prep["bsa_cm2"]
+    u = units
     lines = [
         f"PREPARATION: {prep['drug']} (label version {prep['label_version']})",
-        "Patient: %s kg%s%s; %s dosing"
-        % (_ml(lab["weight_g"]), f", {lab['height_mm'] / 10:.1f} cm" if "height_mm" in lab else "",
-           f", BSA {bsa / 10000:.4f} m2" if bsa else "",
+        "Patient: %s%s%s; %s dosing"
+        % (u.weight(lab["weight_g"]),
+           f", {u.dec(lab['height_mm'], 10)} cm" if "height_mm" in lab else "",
+           f", BSA {u.dec(bsa, 10000)} m2" if bsa else "",
            "fixed (>= adult weight)" if prep["patient_class"] == "fixed" else "BSA-based"),
-        "Dose: %s ug/day%s" % (_ml(prep["daily_ng"]), "  ** SOFT LIMIT OVERRIDDEN **"
-                               if prep["override"] else ""),
-        "Bag: %d h at %s mL/h, %s mL infused%s"
-        % (prep["bag_hours"], _ml(prep["rate_ul_per_h"]), _ml(prep["infusible_ul"]),
+        "Dose: %s%s" % (u.dose(prep["daily_ng"]), "  ** SOFT LIMIT OVERRIDDEN **"
+                        if prep["override"] else ""),
+        "Bag: %d h at %s, %s infused%s"
+        % (prep["bag_hours"], u.rate(prep["rate_ul_per_h"]), u.volume(prep["infusible_ul"]),
            ", PRESERVATIVE (benzyl alcohol)" if prep["preservative"] else ", preservative-free"),
         "",
-        "1. Reconstitute %d vial(s) of %d ug, each with %s mL sterile water -> %s ug/mL"
-        % (prep["vials"], prep["vial_ug"], _ml(prep["water_ul_per_vial"]),
-           _ml(prep["vial_conc_ng_per_ml"])),
-        "2. Add %s mL %s to the empty bag" % (_ml(prep["diluent_ul"]), prep["diluent"]),
-        "3. Add %s mL IV Solution Stabilizer" % _ml(prep["stabilizer_ul"]),
-        "4. Add %s mL reconstituted drug (%s ug)" % (_ml(prep["drug_ul"]),
-                                                    _ml(prep["drug_ng_in_bag"])),
-        "Final: %s mL at %s ng/mL" % (_ml(prep["final_ul"]), _ml(prep["actual_conc_pg_per_ml"])),
+        "1. Reconstitute %d vial(s) of %d ug, each with %s sterile water -> %s ug/mL"
+        % (prep["vials"], prep["vial_ug"], u.volume(prep["water_ul_per_vial"]),
+           u.dec(prep["vial_conc_ng_per_ml"])),
+        "2. Add %s %s to the empty bag" % (u.volume(prep["diluent_ul"]), prep["diluent"]),
+        "3. Add %s IV Solution Stabilizer" % u.volume(prep["stabilizer_ul"]),
+        "4. Add %s reconstituted drug (%s ug)" % (u.volume(prep["drug_ul"]),
+                                                 u.dec(prep["drug_ng_in_bag"])),
+        "Final: %s at %s" % (u.volume(prep["final_ul"]), u.conc(prep["actual_conc_pg_per_ml"])),
     ]
     if prep["no_flush"]:
         lines.append("DO NOT FLUSH THE LINE (bag change or end of infusion). No bolus.")
     if prep["unverified"]:
         lines.append("")
         lines.append("UNVERIFIED library values used (check against your label copy):")
-        for u in prep["unverified"]:
-            lines.append(f"  {u['where']} = {u['value']}  [{u['source']}]")
+        for v in prep["unverified"]:
+            lines.append(f"  {v['where']} = {v['value']}  [{v['source']}]")
     lines += [
         "",
         "+------------------------- BAG LABEL -------------------------+",
-        f"  {prep['drug'].upper()}   infuse at {_ml(lab['rate_ul_per_h'])} mL/h",
-        f"  weight      {_ml(lab['weight_g'])} kg",
+        f"  {prep['drug'].upper()}   infuse at {u.rate(lab['rate_ul_per_h'])}",
+        f"  weight      {u.weight(lab['weight_g'])}",
     ]
     if "height_mm" in lab:
-        lines.append(f"  height      {lab['height_mm'] // 10}.{lab['height_mm'] % 10} cm")
+        lines.append(f"  height      {u.dec(lab['height_mm'], 10)} cm")
     if "dose_ng_per_day" in lab:
-        lines.append(f"  dose        {_ml(lab['dose_ng_per_day'])} ug/day")
+        lines.append(f"  dose        {u.dose(lab['dose_ng_per_day'])}")
     else:
-        lines.append(f"  dose        {_ml(lab['dose_ng_per_m2_per_day'])} ug/m2/day")
+        lines.append(f"  dose        {u.dose_m2(lab['dose_ng_per_m2_per_day'])}")
+        lines.append(f"              = {u.dose(prep['daily_ng'])} (the pump shows this)")
     lines += [
         f"  bag         {lab['bag_hours']} h",
-        f"  conc        {_ml(lab['conc_pg_per_ml'])} ng/mL",
-        f"  bag volume  {_ml(lab['bag_volume_ul'])} mL",
-        f"  infuse      {_ml(lab['infusible_ul'])} mL (VTBI)",
+        f"  conc        {u.conc(lab['conc_pg_per_ml'])}",
+        f"  bag volume  {u.volume(lab['bag_volume_ul'])}",
+        f"  infuse      {u.volume(lab['infusible_ul'])} (VTBI)",
         f"  label ver.  {lab['label_version']}",
-        f"  CHECK       {lab['check'][:3]}-{lab['check'][3:]}",
+        f"  CHECK       {u.check(lab['check'])}",
         "+-------------------------------------------------------------+",
     ]
     return "\n".join(lines)
 
 
-def _parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(
-        prog="pumpctl rx", description="Pharmacy preparation sheet and bag label."
-    )
+def add_arguments(p: argparse.ArgumentParser) -> None:
+    """The options of `pumpctl rx` (host/cli.py adds them to its rx subcommand)."""
     p.add_argument("--drug", default="blinatumomab")
-    p.add_argument("--weight-kg", required=True)
-    p.add_argument("--height-cm")
+    p.add_argument("--weight-kg", required=True, help="0.5 to 350 kg")
+    p.add_argument("--height-cm", help="30 to 260 cm (BSA dosing)")
     dose = p.add_mutually_exclusive_group(required=True)
-    dose.add_argument("--dose-ug-per-day")
-    dose.add_argument("--dose-ug-per-m2-per-day")
+    dose.add_argument("--dose-ug-per-day", help="the prescribed dose (patients >= 45 kg)")
+    dose.add_argument("--dose-ug-per-m2-per-day", help="the prescribed dose (< 45 kg)")
     p.add_argument("--bag-hours", type=int, required=True, help="24, 48, 72, 96 or 168")
     p.add_argument("--label-version", help="drug-library label version (default: the file's)")
     p.add_argument("--override", type=int, default=0,
                    help="clinician id overriding a soft limit (logged)")
-    p.add_argument("--json", action="store_true", help="print one JSON object")
-    return p
 
 
-def rx_main(argv: list[str] | None = None) -> int:
-    """`pumpctl rx`: exit 0 printed, 1 the prescription is refused, 2 bad arguments."""
-    try:
-        a = _parser().parse_args(argv)
-    except SystemExit as e:
-        return int(e.code or 0)
-    try:
-        prep = preparation(
-            a.drug, a.weight_kg, a.height_cm, a.dose_ug_per_day, a.dose_ug_per_m2_per_day,
-            a.bag_hours, a.label_version, a.override,
-        )
-    except RxError as e:
-        if a.json:
-            print(json.dumps({"ok": False, "code": e.code, "error": str(e)}))
-        else:
-            print(f"pumpctl rx: {e}", file=sys.stderr)
-        return 1
+def run(a: argparse.Namespace) -> int:
+    """`pumpctl rx` with parsed options: print the sheet (or JSON); 0. A prescription the pump
+    would refuse raises RxError (exit 1), bad input UsageError (exit 2)."""
+    prep = preparation(
+        a.drug, a.weight_kg, a.height_cm, a.dose_ug_per_day, a.dose_ug_per_m2_per_day,
+        a.bag_hours, a.label_version, a.override,
+    )
     if a.json:
         print(json.dumps(dict(prep, ok=True), sort_keys=True))
     else:
         print(sheet(prep))
     return 0
+
+
+def rx_main(argv: list[str] | None = None) -> int:
+    """`pumpctl rx ARGS`: exit 0 printed, 1 the prescription is refused, 2 bad arguments
+    (pumpctl's own error handling and exit codes)."""
+    from host import cli
+
+    return cli.main(["rx", *(sys.argv[1:] if argv is None else argv)])
 
 
 if __name__ == "__main__":

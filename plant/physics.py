@@ -28,6 +28,7 @@ import math
 from pump.hal import EV_AIR, EV_BATTERY, EV_DOOR, EV_MOTOR_FAULT, EV_PRESSURE, EV_ROTATION
 
 _MS_PER_H = 3600000.0
+_NEVER_MS = 1e15             # a crossing further off than this (~31,000 years) never comes
 
 
 class Config:
@@ -538,6 +539,8 @@ class Plant:
         self._schedule(t, best)
 
     def _schedule(self, t, best):
+        if best is not None and not best < _NEVER_MS:
+            best = None                 # infinite or absurdly far (a drain of 1e-300 mV/h)
         if best is None:
             if self.due is not None:
                 self.due = None

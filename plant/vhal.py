@@ -41,6 +41,7 @@ class VirtualHal:
         self.buzzing = False
         self.led_on = False
         self.wdt_feeds = 0
+        self.time_scale = 1           # ms of this clock per wall-clock ms (a virtual board sets it)
 
     def _now(self):
         return self.t

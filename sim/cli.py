@@ -2,19 +2,19 @@
 
 Exit codes: 0 ok, 1 an expectation failed, 2 invalid input (the message names the field).
 Subcommands are registered in SUBCOMMANDS: run; suite and trumpet (sim.suite); study
-(sim.study); board, a virtual board on a pty (hil.cli).
+(sim.study); board, a virtual board on a pty (hil.cli). Each module is imported only when
+its subcommand is given, so `pumpsim --help` loads no numpy, matplotlib or hil.
 """
 
 from __future__ import annotations
 
 import argparse
+import importlib
 import json
+import shlex
 import sys
-from collections.abc import Callable
 from typing import Any
 
-from hil import cli as hil_cli
-from sim import study, suite
 from sim.engine import SimError
 
 EXIT_OK = 0
@@ -27,7 +27,8 @@ def _add_run(sub: Any) -> None:
     p.add_argument("file", help="scenario TOML file")
     p.add_argument("--json", action="store_true", help="print the result as JSON")
     p.add_argument("--out", metavar="DIR", help="write result.json, trace.csv, journal.bin "
-                   "under DIR/<name>/")
+                   "(and journal.csv decoded), plot.png and, with a fault, fault.csv and "
+                   "fault.png under DIR/<name>/")
     p.set_defaults(func=cmd_run)
 
 
@@ -36,6 +37,13 @@ def cmd_run(args: argparse.Namespace) -> int:
 
     sc = scenario.load(args.file)
     res = runner.run_scenario(sc, args.out)
+    if args.out:
+        from pathlib import Path
+
+        from sim import suite
+        suite.finish(res, sc, Path(args.out))
+        res.pop("links", None)
+        res.pop("plot", None)
     ok = runner.passed(res)
     if args.json:
         print(json.dumps(res, indent=2))
@@ -67,8 +75,10 @@ def summary(res: dict[str, Any]) -> str:
         lines.append("  [%s] %s: expected %s, got %s"
                      % ("pass" if e["passed"] else "FAIL", e["name"], e["expected"],
                         e["actual"]))
-    if res.get("trace_file"):
-        lines.append("  trace: %s" % res["trace_file"])
+    for label, key in (("trace", "trace_file"), ("plot", "plot_file"),
+                       ("fault plot", "fault_plot_file")):
+        if res.get(key):
+            lines.append("  %s: %s" % (label, res[key]))
     return "\n".join(lines)
 
 
@@ -79,22 +89,63 @@ def _verdict(res: dict[str, Any]) -> str:
     return "ok" if ok else "FAILED"
 
 
-# name -> function adding the subparser(s) (each sets `func`).
-SUBCOMMANDS: dict[str, Callable[[Any], None]] = {
-    "run": _add_run,
-    "suite": suite.add_parser,          # also adds `trumpet`
-    "study": study.add_parser,
-    "board": hil_cli.add_parser,        # pumpsim board: a virtual board on a pty
+# name -> (the function adding its subparser, as "module:function" (each sets `func`), its
+# one-line help for `pumpsim --help`). The module is imported only when the name is given.
+SUBCOMMANDS: dict[str, tuple[str, str]] = {
+    "run": ("sim.cli:_add_run", "run one scenario file"),
+    "suite": ("sim.suite:add_parser", "run every scenario of a folder in parallel; table, "
+              "JUnit XML and an HTML report"),
+    "trumpet": ("sim.suite:add_parser", "IEC 60601-2-24 style accuracy run: trumpet curve of "
+                "the second hour (PR-6)"),
+    "study": ("sim.study:add_parser", "Monte Carlo study of the safety monitor (PR-1, PR-2, "
+              "PR-3)"),
+    "board": ("hil.cli:add_parser", "start a virtual board; print its UART and rig ports"),
 }
 
 
-def main(argv: list[str] | None = None) -> int:
+class VersionAction(argparse.Action):
+    """`--version`: the tool's version, git commit and firmware hash (host/version.py, as
+    `pumpctl --version` and the report's header say them), then exit 0."""
+
+    def __init__(self, option_strings: list[str], dest: str, **kw: Any) -> None:
+        super().__init__(option_strings, dest, nargs=0, default=argparse.SUPPRESS,
+                         help="print the version, the git commit and the firmware's hash, "
+                         "and exit")
+
+    def __call__(self, parser: argparse.ArgumentParser, namespace: argparse.Namespace,
+                 values: Any, option_string: str | None = None) -> None:
+        from host.version import version_text
+        print(version_text(parser.prog))
+        parser.exit(0)
+
+
+def _add(sub: Any, name: str) -> None:
+    """The real subparser(s) of `name` (one function may add several: suite and trumpet)."""
+    mod, _, fn = SUBCOMMANDS[name][0].partition(":")
+    getattr(importlib.import_module(mod), fn)(sub)
+
+
+def build_parser(argv: list[str]) -> argparse.ArgumentParser:
+    """The parser, with the real subparser of the subcommand named in argv (the first word
+    that is not an option) and a one-line entry for each of the others."""
     parser = argparse.ArgumentParser(prog="pumpsim", description="Infusion-pump simulator.")
+    parser.add_argument("--version", action=VersionAction)
     parser.set_defaults(func=None)
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
-    for add in SUBCOMMANDS.values():
-        add(sub)
+    chosen = next((a for a in argv if not a.startswith("-")), None)
+    if chosen in SUBCOMMANDS:
+        _add(sub, chosen)
+    for name, (_, text) in SUBCOMMANDS.items():
+        if name not in sub.choices:
+            sub.add_parser(name, help=text, add_help=False)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    argv = list(sys.argv[1:] if argv is None else argv)
+    parser = build_parser(argv)
     args = parser.parse_args(argv)
+    args.command_line = "pumpsim " + " ".join(shlex.quote(a) for a in argv)
     if args.func is None:
         parser.print_help()
         return EXIT_INVALID

@@ -148,6 +148,7 @@ class SimHal:
         self.buzzer_on_count = 0
         self.led_on = False
         self.wdt_feeds = 0
+        self.time_scale = 1            # the simulator has no person waiting on a window
         self.runtime: Any = None
         self.fixed_tick_ms = 0         # > 0: a polling main loop, a wake every fixed_tick_ms
         self.controller: Any = None

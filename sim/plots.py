@@ -91,10 +91,12 @@ def alarm_events(trace: dict[str, Any]) -> list[tuple[float, str]]:
 def plot_scenario(trace_path: str | Path, out_png: str | Path, title: str = "",
                   alarms: list[dict[str, Any]] | None = None,
                   prescribed_ml: float | None = None,
-                  faults: list[dict[str, Any]] | None = None) -> Path:
+                  faults: list[dict[str, Any]] | None = None,
+                  excess_limit_ml: float | None = None) -> Path:
     """Volume, excess and rate plot of one scenario's trace. `alarms` (the result's list of
     {t_s, code}) wins over the trace's alarm column when given; `faults` (the result's list
-    of {t_s, kind}) are marked as dashed lines labelled at the bottom."""
+    of {t_s, kind}) are marked as dashed lines labelled at the bottom; `excess_limit_ml` (the
+    scenario's max_excess_ml) is drawn on the excess panel."""
     import matplotlib
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
@@ -134,6 +136,12 @@ def plot_scenario(trace_path: str | Path, out_png: str | Path, title: str = "",
             ax3.annotate("max %+.3f mL" % diff[k], (x[k], diff[k]), textcoords="offset points",
                          xytext=(-4 if right else 4, -10), ha="right" if right else "left",
                          fontsize=8, color="tab:red")
+    if excess_limit_ml is not None:
+        ok = not diff.size or float(np.nanmax(diff)) <= excess_limit_ml
+        ax3.axhline(excess_limit_ml, color="tab:green" if ok else "tab:red", lw=1.4, ls="--",
+                    label="limit %g mL" % excess_limit_ml)
+        lo, hi = ax3.get_ylim()
+        ax3.set_ylim(lo, max(hi, excess_limit_ml * 1.2))
     ax3.set_ylabel("excess (mL)")
     ax3.grid(True, alpha=0.3)
     ax3.legend(fontsize=8, loc="upper left")
@@ -232,3 +240,149 @@ def _mark_alarms(ax1: Any, others: tuple[Any, ...], events: list[tuple[float, st
                  bbox={"facecolor": "white", "alpha": 0.75, "edgecolor": "none", "pad": 1})
     return [Line2D([], [], color=colors.get(code, "tab:red"), lw=0.8,
                    label="alarm %s x%d" % (code, n)) for code, n in total.items() if n > 3]
+
+
+def plot_fault_window(fault_csv: str | Path, out_png: str | Path, fault_t_s: float,
+                      trace_csv: str | Path | None = None,
+                      alarms: list[dict[str, Any]] | None = None,
+                      faults: list[dict[str, Any]] | None = None,
+                      excess_limit_ml: float | None = None,
+                      latency_limit_s: float | None = None,
+                      detection: tuple[float, str] | None = None, title: str = "") -> Path:
+    """The first fault up close: time from the fault on the x axis (s, or min for a long
+    window), a short lead-in before it.
+
+    Top: the excess the fault caused (delivered − programmed line, less its value when the
+    fault struck: the cassette's own drift before it taken out) with the scenario's limit as
+    a horizontal line. Bottom: volume since the fault, delivered against programmed. Both:
+    the fault (dashed purple), each alarm (solid, labelled), the detection-time limit (dotted)
+    with the detection time written beside it."""
+    import matplotlib
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fw = read_trace(fault_csv)
+    t = np.asarray(fw["t_s"], dtype=float) - fault_t_s
+    exc = np.asarray(fw["fault_excess_ml"], dtype=float)
+    dlv = np.asarray(fw["delivered_ml"], dtype=float)
+    line = np.asarray(fw["allowed_ml"], dtype=float)
+    d0 = float(dlv[0]) if dlv.size else 0.0
+    l0 = float(line[0]) if line.size else 0.0
+    # the view: up to 2.5 x the detection time (the limit line too when it is that near),
+    # else the whole recorded window
+    if detection is not None:
+        end = max(2.5 * (detection[0] - fault_t_s), 5.0)
+        if latency_limit_s and latency_limit_s <= 4.0 * end:
+            end = max(end, 1.1 * latency_limit_s)
+    else:
+        end = max(float(t[-1]) if t.size else 60.0, 5.0)
+    lead = 0.15 * end
+    div, unit = (1.0, "s") if end <= 300.0 else (60.0, "min")
+
+    # the lead-in: the trace's rows just before the fault
+    lt = np.zeros(0)
+    ld = np.zeros(0)
+    ll = np.zeros(0)
+    if trace_csv is not None and Path(trace_csv).exists():
+        tr = read_trace(trace_csv)
+        tt = np.asarray(tr["t_s"], dtype=float) - fault_t_s
+        keep = (tt >= -lead) & (tt < 0.0)
+        lt = tt[keep]
+        ld = np.asarray(tr["delivered_ml"], dtype=float)[keep] - d0
+        ll = np.asarray(tr["allowed_ml"], dtype=float)[keep] - l0
+
+    fig, (ax1, ax2) = plt.subplots(2, 1, figsize=(10.0, 6.4), dpi=100, sharex=True,
+                                   gridspec_kw={"height_ratios": [1.2, 1]})
+    inside = t <= end * 1.05
+    top = float(np.nanmax(exc)) if exc.size else 0.0     # over the whole window
+    t, exc, dlv, line = t[inside], exc[inside], dlv[inside], line[inside]
+    x = t / div
+    ax1.axhline(0.0, color="0.5", lw=0.8)
+    ax1.fill_between(x, exc, 0.0, where=exc > 0, interpolate=True, color="tab:red",
+                     alpha=0.25, lw=0)
+    ax1.plot(x, exc, color="tab:red", lw=1.4, marker=".", ms=3,
+             label="excess the fault caused (delivered − programmed, from the fault)")
+    if exc.size and top > 0 and float(np.nanmax(exc)) > 0:
+        k = int(np.nanargmax(exc))
+        ax1.annotate("max %.3f mL at %s" % (exc[k], _fmt_t(t[k])), (x[k], exc[k]),
+                     textcoords="offset points", xytext=(6, 4), fontsize=9, color="tab:red")
+    if excess_limit_ml is not None:
+        ok = top <= excess_limit_ml
+        ax1.axhline(excess_limit_ml, color="tab:green" if ok else "tab:red", lw=1.6, ls="--",
+                    label="limit %g mL (%s)" % (excess_limit_ml, "met" if ok else "EXCEEDED"))
+        ymax = max(top, excess_limit_ml) * 1.25
+    else:
+        ymax = max(top * 1.25, 0.01)
+    ax1.set_ylim(min(0.0, float(np.nanmin(exc)) * 1.1 if exc.size else 0.0), ymax)
+    ax1.set_ylabel("excess (mL)")
+    ax1.grid(True, alpha=0.3)
+
+    ax2.plot(np.concatenate([lt, t]) / div, np.concatenate([ll, line - l0]), color="tab:green",
+             lw=2.2, alpha=0.7, label="programmed (allowed)")
+    ax2.plot(np.concatenate([lt, t]) / div, np.concatenate([ld, dlv - d0]), color="tab:blue",
+             lw=1.2, marker=".", ms=3, label="delivered (plant truth)")
+    ax2.set_ylabel("volume since the fault (mL)")
+    ax2.set_xlabel("time since the fault (%s)" % unit)
+    ax2.grid(True, alpha=0.3)
+
+    for ax in (ax1, ax2):
+        ax.axvline(0.0, color="tab:purple", lw=1.2, ls="--")
+    kinds = ", ".join(sorted({str(f.get("kind")) for f in faults or []
+                              if abs(float(f["t_s"]) - fault_t_s) < 1e-6})) or "fault"
+    ax2.text(0.0, 0.02, " fault: %s" % kinds, transform=ax2.get_xaxis_transform(),
+             rotation=90, va="bottom", ha="right", fontsize=8, color="tab:purple")
+    met = detection is not None and latency_limit_s is not None and \
+        detection[0] - fault_t_s <= latency_limit_s
+    if latency_limit_s and latency_limit_s <= end:
+        for ax in (ax1, ax2):
+            ax.axvline(latency_limit_s / div, color="tab:green" if met else "tab:red", lw=1.6,
+                       ls=":")
+        ax1.text(latency_limit_s / div, 0.97, "detection limit %s " % _fmt_t(latency_limit_s),
+                 transform=ax1.get_xaxis_transform(), rotation=90, va="top", ha="right",
+                 fontsize=8, color="tab:green" if met else "tab:red")
+    shown: set[float] = set()
+    alarms = alarms or []
+    for a in alarms:
+        ta = float(a["t_s"]) - fault_t_s
+        if ta < -lead or ta > end:
+            continue
+        for ax in (ax1, ax2):
+            ax.axvline(ta / div, color="tab:red", lw=1.2, alpha=0.9)
+        if round(ta, 3) in shown:
+            continue
+        shown.add(round(ta, 3))
+        same = " + ".join(dict.fromkeys(str(b["code"]) for b in alarms
+                                        if abs(float(b["t_s"]) - fault_t_s - ta) < 1e-3))
+        ax1.text(ta / div, 0.97, " %s at %s" % (same, _fmt_t(ta)),
+                 transform=ax1.get_xaxis_transform(), rotation=90, va="top", ha="left",
+                 fontsize=8, color="tab:red",
+                 bbox={"facecolor": "white", "alpha": 0.75, "edgecolor": "none", "pad": 1})
+    ax1.set_xlim(-lead / div, end / div)
+    ax1.legend(fontsize=8, loc="upper left")
+    ax2.legend(fontsize=8, loc="upper left")
+    det = ("detected by %s after %s" % (detection[1], _fmt_t(detection[0] - fault_t_s))
+           if detection is not None else "no alarm answered it")
+    if latency_limit_s:
+        det += " (limit %s: %s)" % (_fmt_t(latency_limit_s), "met" if met else "MISSED")
+    if excess_limit_ml is not None:
+        det += "; excess %.3f mL (limit %g mL: %s)" % (
+            max(top, 0.0), excess_limit_ml, "met" if top <= excess_limit_ml else "EXCEEDED")
+    ax1.set_title((title + "\n" if title else "") + "the fault up close: " + det, fontsize=10)
+    fig.tight_layout()
+    out = Path(out_png)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(out)
+    plt.close(fig)
+    return out
+
+
+def _fmt_t(s: float) -> str:
+    """A duration for a label: '0.84 s', '21 s', '5.4 min', '1.5 h'."""
+    a = abs(s)
+    if a < 10.0:
+        return "%.2f s" % s
+    if a < 120.0:
+        return "%.0f s" % s
+    if a < 7200.0:
+        return "%.1f min" % (s / 60.0)
+    return "%.1f h" % (s / 3600.0)

@@ -12,11 +12,23 @@ concentration), prescribed_dose_ug, sim_hours, wall_s, expectations [{name, expe
 actual, passed}]; seed, ticks_wraps, bolus_ml, boluses, fault_excess_ml (the largest rise of
 delivered − line after the first fault: noise and cassette factor before the fault taken
 out), max_pressure_mmhg, faults, reboots, requests, bags_programmed, bags_completed,
-cassette_factor, controller_steps, xfail; trace_file and journal_file with an out_dir.
+cassette_factor, controller_steps, xfail; detection_alarm and detection_latency_s (the
+alarm that answered the first fault and how long after it), excess_at_fault_ml (delivered −
+line when the first fault struck: the mechanism's own deviation until then),
+fault_window_excess_ml (fault_excess_ml within the fault window below only: what the fault
+caused before the pump answered it, without the drift of a run that went on),
+stroke_error_pct (the cassette's true stroke against the one the firmware was given: the
+drift a long run accumulates without any fault); trace_file and journal_file with an
+out_dir, and fault_file when there was a fault.
 
 Trace CSV `<out_dir>/<name>/trace.csv`: t_s,state,delivered_ml,counted_ml,allowed_ml,
 pressure_mmhg,alarm — a row every sample_s and a row at every state change and alarm (the
 `alarm` column holds the code raised at that row, empty otherwise; state OFF = no power).
+
+Fault window CSV `<out_dir>/<name>/fault.csv`: t_s,delivered_ml,allowed_ml,fault_excess_ml —
+from the first fault, at every controller wake (the breakpoints of the delivered curve), until
+its detection alarm plus half the detection time (at least a minute), else for
+FAULT_WINDOW_MS (or 1.5 × the scenario's alarm_within_min); at most FAULT_WINDOW_ROWS rows.
 """
 
 from __future__ import annotations
@@ -44,7 +56,21 @@ from sim.programming import prescribed_dose_ug, proposal_args
 from sim.scenario import Scenario
 
 TRACE_HEADER = "t_s,state,delivered_ml,counted_ml,allowed_ml,pressure_mmhg,alarm"
+FAULT_HEADER = "t_s,delivered_ml,allowed_ml,fault_excess_ml"
 OFF = "OFF"
+FAULT_WINDOW_MS = 30 * 60000         # the fault window without a detection alarm
+FAULT_WINDOW_ROWS = 50000
+NOT_DETECTION = ("INFUSION_COMPLETE",)   # alarms that do not answer a fault
+
+
+def detection_codes(sc: Scenario) -> tuple[str, ...] | None:
+    """The alarms that count as detecting the scenario's fault: its [expect] alarm codes but
+    INFUSION_COMPLETE (which answers no fault), or None (any alarm but INFUSION_COMPLETE)
+    when that leaves none."""
+    want = sc.expect.get("alarm")
+    codes_ = tuple(want) if isinstance(want, list) else (want,) if want else ()
+    codes_ = tuple(c for c in codes_ if c not in NOT_DETECTION)
+    return codes_ or None
 
 
 class Sim:
@@ -94,6 +120,11 @@ class Sim:
         self.fault_t: int | None = None
         self.fault_ref_ul = 0.0
         self.fault_excess_ul = 0.0
+        self.fault_window_end: int | None = None      # set while the fault window is open
+        self.fault_window_excess_ul = 0.0
+        self.fault_rows: list[str] = []
+        self.detected: tuple[int, str] | None = None
+        self._detect_codes = detection_codes(scenario)
         self.max_pressure = 0.0
         self._bag_waiting = False
         self._sample_ms = 60000
@@ -256,6 +287,8 @@ class Sim:
             e = d - self.fault_ref_ul
             if e > self.fault_excess_ul:
                 self.fault_excess_ul = e
+            if self.fault_window_end is not None:
+                self._fault_row(now, p.patient_ul, p.patient_ul - d, e)
         if p.stored_ul > 0.0:
             pr = p.pressure()
             if pr > self.max_pressure:
@@ -277,6 +310,25 @@ class Sim:
         elif kind == "alarm" and code is not None:
             self.alarms.append({"t_s": now / 1000.0, "code": code})
             self._row(now, code)
+            if self.fault_t is not None and self.detected is None and (
+                    code not in NOT_DETECTION if self._detect_codes is None
+                    else code in self._detect_codes):
+                self.detected = (now, code)
+                if self.fault_window_end is not None:
+                    self.fault_window_end = now + max(60000, (now - self.fault_t) // 2)
+
+    def _fault_row(self, now: int, delivered_ul: float, line_ul: float, e_ul: float) -> None:
+        """The fault window (while it is open): its largest excess, and a row when tracing."""
+        end = self.fault_window_end
+        assert end is not None
+        if now > end:
+            self.fault_window_end = None
+            return
+        if e_ul > self.fault_window_excess_ul:
+            self.fault_window_excess_ul = e_ul
+        if self.tracing and len(self.fault_rows) < FAULT_WINDOW_ROWS:
+            self.fault_rows.append("%.3f,%.6f,%.6f,%.6f" % (
+                now / 1000.0, delivered_ul / 1000.0, line_ul / 1000.0, e_ul / 1000.0))
 
     # --- faults and samples -----------------------------------------------------------------
     def _apply_fault(self, i: int) -> None:
@@ -286,6 +338,9 @@ class Sim:
         if self.fault_t is None:
             self.fault_t = now
             self.fault_ref_ul = self.plant.patient_ul - self.allowed_ul(now)
+            limit = self.sc.expect.get("alarm_within_min")
+            self.fault_window_end = now + max(FAULT_WINDOW_MS,
+                                              int(1.5 * 60000 * limit) if limit else 0)
         self.faults_applied.append({"t_s": now / 1000.0, "kind": f.kind, "params": f.params})
         FAULTS[f.kind].fn(self, f.params)
         self._check(now)
@@ -370,6 +425,12 @@ def run_scenario(scenario: Scenario, out_dir: str | None = None,
                     shutil.copyfile(src, jfile)
             res["trace_file"] = trace
             res["journal_file"] = jfile
+            rows = sim.fault_rows
+            if rows:
+                ffile = os.path.join(d, "fault.csv")
+                with open(ffile, "w") as f:
+                    f.write(FAULT_HEADER + "\n" + "\n".join(rows) + "\n")
+                res["fault_file"] = ffile
     finally:
         sim.close()
     res["wall_s"] = round(time.perf_counter() - wall0, 4)
@@ -421,6 +482,14 @@ def _result(sim: Sim) -> dict[str, Any]:
         "calibrated_stroke_nl": p.calibrated_stroke_nl,
         "controller_steps": sim.hal.steps,
         "xfail": sc.expect.get("xfail"),
+        "detection_alarm": None if sim.detected is None else sim.detected[1],
+        "detection_latency_s": None if sim.detected is None or sim.fault_t is None
+        else _r((sim.detected[0] - sim.fault_t) / 1000.0),
+        "excess_at_fault_ml": None if sim.fault_t is None else _r(sim.fault_ref_ul / 1000.0),
+        "fault_window_excess_ml": None if sim.fault_t is None
+        else _r(max(0.0, sim.fault_window_excess_ul) / 1000.0),
+        "stroke_error_pct": _r(100.0 * (p.cfg.stroke_ul * 1000.0 * p.cassette_factor
+                                        / p.calibrated_stroke_nl - 1.0)),
     }
     res["expectations"] = evaluate(sc, res)
     return res

@@ -1,13 +1,10 @@
-"""pumpctl: every command against a virtual board on a pty (as a user would from a shell),
-the program-file formats, and `flash` against a directory standing in for a board and
-through a stand-in for mpremote (its command lines are checked)."""
+"""pumpctl: every command against a virtual board on a pty (as a user would from a shell)
+and the program-file formats (`pumpctl flash`: tests/test_flash.py)."""
 
 from __future__ import annotations
 
 import inspect
 import json
-import shutil
-import sys
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -117,14 +114,17 @@ def test_host_errors_are_one_family_with_pumpctl_exit_codes() -> None:
     assert cli.exit_code(errors.NotAuthorised("CLEAR", "NOT_AUTHORISED")) == 1
     assert cli.exit_code(errors.UsageError("no port")) == 2
     assert cli.exit_code(errors.KeyMissing("no clinician key")) == 2
+    assert cli.exit_code(errors.KeyFileError("not a key ring")) == 2     # a bad input file
+    assert cli.exit_code(errors.RxError("DOSE_ABOVE_LIMIT")) == 1
     for e in (errors.PumpTimeout, errors.PumpConnectionError, errors.PumpProtocolError,
-              errors.FrameTooLarge, errors.KeyFileError, errors.FlashError, errors.PumpError):
+              errors.FrameTooLarge, errors.FlashError, errors.PumpError):
         assert cli.exit_code(e("x")) == 3, e
 
 
 def test_program_file_formats(tmp_path: Path) -> None:
-    lab = {"drug": "blinatumomab", "weight_g": 70000, "rate_ul_per_h": 10000,
-           "infusible_ul": 240000, "check": "ABC123"}
+    lab = {"drug": "blinatumomab", "weight_g": 70000, "dose_ng_per_day": 28000,
+           "bag_hours": 24, "rate_ul_per_h": 10000, "conc_pg_per_ml": 116667,
+           "bag_volume_ul": 278096, "infusible_ul": 240000, "check": "ABC123"}
     assert cli.program_request({"label": lab}, None, None) == (
         "label", {"label": lab, "entry": {"rate": "10", "vtbi_ml": "240", "unit": "mL/h"}})
     assert cli.program_request(lab, "5 mL/h", "120 mL")[1]["entry"] == \
@@ -132,7 +132,9 @@ def test_program_file_formats(tmp_path: Path) -> None:
     assert cli.program_request({"basic": {"rate": "60 mL/h", "vtbi": "1 mL"}}, None, None) == \
         ("basic", {"rate": "60 mL/h", "vtbi": "1 mL"})
     toml = tmp_path / "p.toml"
-    toml.write_text('[label]\ndrug = "blinatumomab"\nrate_ul_per_h = 600\ninfusible_ul = 100800\n'
+    toml.write_text('[label]\ndrug = "blinatumomab"\nweight_g = 70000\ndose_ng_per_day = 28000\n'
+                    'bag_hours = 168\nconc_pg_per_ml = 1\nbag_volume_ul = 1\n'
+                    'rate_ul_per_h = 600\ninfusible_ul = 100800\n'
                     'check = "X"\n[entry]\nrate_ml_per_h = 0.6\nvtbi_ml = 100.8\n')
     kind, req = cli.program_request(cli.load_doc(str(toml)), None, None)
     assert req["entry"] == {"rate": "0.6", "vtbi_ml": "100.8", "unit": "mL/h"}
@@ -142,125 +144,3 @@ def test_program_file_formats(tmp_path: Path) -> None:
     (tmp_path / "bad.json").write_text("{nope")
     with pytest.raises(cli.UsageError, match="not valid JSON"):
         cli.load_doc(str(tmp_path / "bad.json"))
-
-
-# --- flash -------------------------------------------------------------------------------------
-
-def board_copy(tmp_path: Path) -> Path:
-    """A board filesystem that is firmware/ plus a journal, with one file stale and one
-    missing."""
-    board = tmp_path / "board"
-    shutil.copytree(FIRMWARE, board, ignore=shutil.ignore_patterns("__pycache__"))
-    (board / "pump" / "crc.py").write_text("# an old version\n")
-    (board / "pump" / "ticks.py").unlink()
-    (board / "data").mkdir()
-    (board / "data" / "journal.bin").write_bytes(b"\0" * 96)
-    return board
-
-
-def test_flash_dry_run_lists_changes_against_a_directory(tmp_path: Path,
-                                                        capsys: pytest.CaptureFixture[str]
-                                                        ) -> None:
-    board = board_copy(tmp_path)
-    before = fl.dir_board(board)
-    rc, out, _ = run(capsys, "flash", "--target-dir", str(board), "--dry-run")
-    assert rc == 0
-    lines = out.splitlines()
-    assert "changed :/pump/crc.py" in lines and "new     :/pump/ticks.py" in lines
-    assert "extra   :/data/journal.bin  (on the board only; left alone)" in lines
-    assert lines[-1].startswith("2 to copy, ")
-    assert fl.dir_board(board).files == before.files            # a dry run copies nothing
-    rc, out, _ = run(capsys, "--json", "flash", "--target-dir", str(board), "--dry-run")
-    rep = json.loads(out.splitlines()[-1])
-    assert rep["changed"] == ["/pump/crc.py"] and rep["new"] == ["/pump/ticks.py"]
-
-
-def test_flash_copies_and_verifies_every_hash(tmp_path: Path,
-                                             capsys: pytest.CaptureFixture[str]) -> None:
-    board = board_copy(tmp_path)
-    rc, out, _ = run(capsys, "flash", "--target-dir", str(board))
-    assert rc == 0 and "verified" in out
-    assert fl.verify(fl.local_manifest(FIRMWARE), fl.dir_board(board)) == []
-    assert (board / "data" / "journal.bin").exists()             # never deleted
-    rc, out, _ = run(capsys, "flash", "--target-dir", str(board), "--dry-run")
-    assert "0 to copy" in out
-    empty = tmp_path / "fresh"
-    empty.mkdir()
-    p = fl.plan(fl.local_manifest(FIRMWARE), fl.dir_board(empty))
-    assert p.mkdirs[:1] == ["/boards"] and "/pump" in p.mkdirs
-
-
-def test_mpremote_command_lines(tmp_path: Path) -> None:
-    board = board_copy(tmp_path)
-    p = fl.plan(fl.local_manifest(FIRMWARE), fl.dir_board(board))
-    mp = fl.Mpremote("/dev/ttyACM0")
-    assert mp.list_command()[:4] == ["mpremote", "connect", "/dev/ttyACM0", "exec"]
-    assert "hashlib.sha256" in mp.list_command()[4]
-    assert mp.copy_command(p, FIRMWARE) == [
-        "mpremote", "connect", "/dev/ttyACM0",
-        "fs", "cp", str(FIRMWARE / "pump" / "crc.py"), ":/pump/crc.py", "+",
-        "fs", "cp", str(FIRMWARE / "pump" / "ticks.py"), ":/pump/ticks.py"]
-    p2 = fl.plan({"/a/b/c.py": "0" * 64}, fl.Board())
-    assert fl.Mpremote("socket://10.0.0.2:23", ["python", "-m", "mpremote"]).copy_command(
-        p2, Path("/src")) == [
-        "python", "-m", "mpremote", "connect", "socket://10.0.0.2:23",
-        "fs", "mkdir", ":/a", "+", "fs", "mkdir", ":/a/b", "+",
-        "fs", "cp", "/src/a/b/c.py", ":/a/b/c.py"]
-    listing = "D /pump\nH " + "ab" * 32 + " /pump/x.py\nnoise\n"
-    b = fl.parse_listing(listing)
-    assert b.dirs == {"/pump"} and b.files == {"/pump/x.py": "ab" * 32}
-
-
-FAKE_MPREMOTE = r'''
-import hashlib, os, shutil, sys
-root = os.environ["FAKE_BOARD"]
-log = open(os.environ["FAKE_LOG"], "a")
-log.write(" ".join(sys.argv[1:]).replace("\n", "\\n")[:200] + "\n")
-args = sys.argv[1:]
-assert args[0] == "connect", args
-args = args[2:]
-steps, cur = [], []
-for a in args:
-    if a == "+":
-        steps.append(cur); cur = []
-    else:
-        cur.append(a)
-steps.append(cur)
-for s in steps:
-    if s[0] == "exec":
-        for d, dirs, files in os.walk(root):
-            rel = "/" + os.path.relpath(d, root).replace(".", "").strip("/")
-            for n in sorted(dirs):
-                print("D", (rel.rstrip("/") + "/" + n))
-            for n in sorted(files):
-                h = hashlib.sha256(open(os.path.join(d, n), "rb").read()).hexdigest()
-                print("H", h, rel.rstrip("/") + "/" + n)
-    elif s[:2] == ["fs", "mkdir"]:
-        os.mkdir(root + s[2][1:])
-    elif s[:2] == ["fs", "cp"]:
-        shutil.copyfile(s[2], root + s[3][1:])
-    else:
-        sys.exit("fake mpremote: unsupported %r" % (s,))
-'''
-
-
-def test_flash_through_mpremote_stand_in(tmp_path: Path, capsys: pytest.CaptureFixture[str],
-                                         monkeypatch: pytest.MonkeyPatch) -> None:
-    board = board_copy(tmp_path)
-    shutil.rmtree(board / "boards")
-    fake = tmp_path / "fake_mpremote.py"
-    fake.write_text(FAKE_MPREMOTE)
-    log = tmp_path / "calls.log"
-    monkeypatch.setenv("FAKE_BOARD", str(board))
-    monkeypatch.setenv("FAKE_LOG", str(log))
-    mpremote = f"{sys.executable} {fake}"
-    rc, out, _ = run(capsys, "--port", "/dev/ttyACM9", "flash", "--mpremote", mpremote,
-                     "--dry-run")
-    assert rc == 0 and "would run: " in out and "mkdir   :/boards" in out
-    assert len(log.read_text().splitlines()) == 1                 # only the listing
-    rc, out, _ = run(capsys, "--port", "/dev/ttyACM9", "flash", "--mpremote", mpremote)
-    assert rc == 0 and "verified" in out
-    calls = log.read_text().splitlines()
-    assert len(calls) == 4                                         # list, copy, list
-    assert calls[2].startswith("connect /dev/ttyACM9 fs mkdir :/boards + ")
-    assert fl.verify(fl.local_manifest(FIRMWARE), fl.dir_board(board)) == []

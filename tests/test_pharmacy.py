@@ -81,10 +81,14 @@ def test_rx_main_prints_sheet_and_label(capsys):
     out = capsys.readouterr().out
     p = preparation("blinatumomab", "70", "175", dose_ug_per_day="28", bag_hours=24)
     code = p["label"]["check"]
-    assert f"CHECK       {code[:3]}-{code[3:]}" in out
-    assert "DO NOT FLUSH" in out and "BAG LABEL" in out and "10.000 mL/h" in out
-    # the code as printed (with its dash) is accepted by the pump
-    lab = dict(p["label"], check=f"{code[:3]}-{code[3:]}")
+    assert len(code) == 7 and code[3] == "-"            # as printed: XXX-XXX, in JSON too
+    assert f"CHECK       {code}" in out
+    # no trailing zeros on the label (ISMP: "10.0" is read as 100)
+    assert "DO NOT FLUSH" in out and "BAG LABEL" in out and "infuse at 10 mL/h" in out
+    assert "10.000" not in out and "conc        116.667 ng/mL" in out
+    # the code as printed (with its dash) is accepted by the pump, and so is the bare form
+    assert isinstance(_propose(p), program.Proposal)
+    lab = dict(p["label"], check=code.replace("-", ""))
     assert isinstance(_propose(dict(p, label=lab)), program.Proposal)
 
 
@@ -92,12 +96,13 @@ def test_rx_main_json_and_exit_codes(capsys):
     assert rx_main(["--weight-kg", "70", "--dose-ug-per-day", "9", "--bag-hours", "48",
                     "--json"]) == 0
     d = json.loads(capsys.readouterr().out)
-    assert d["ok"] and d["label"]["rate_ul_per_h"] == 5000 and len(d["label"]["check"]) == 6
+    assert d["ok"] and d["label"]["rate_ul_per_h"] == 5000 and len(d["label"]["check"]) == 7
     assert rx_main(["--weight-kg", "70", "--dose-ug-per-day", "30", "--bag-hours", "24",
                     "--json"]) == 1
     assert json.loads(capsys.readouterr().out)["code"] == codes.DOSE_ABOVE_LIMIT
     assert rx_main(["--weight-kg", "70", "--bag-hours", "24"]) == 2      # no dose
+    # bad input is exit 2 (bad arguments), a refusal exit 1
     assert rx_main(["--weight-kg", "seventy", "--dose-ug-per-day", "9", "--bag-hours",
-                    "24"]) == 1
+                    "24"]) == 2
     assert rx_main(["--weight-kg", "70", "--dose-ug-per-day", "9", "--bag-hours", "72",
-                    "--label-version", "2099"]) == 1
+                    "--label-version", "2099"]) == 2

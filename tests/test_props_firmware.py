@@ -3,12 +3,12 @@
 The same firmware code runs under MicroPython in tests/test_micropython.py; hypothesis does
 not exist there, so the properties are checked here.
 """
-import os
 import tempfile
 
-from fakehal import FakeHal, Storage
+from fakehal import FakeHal
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
+from memstore import MemStore, image
 
 from pump import codes, program
 from pump import journal as jn
@@ -45,19 +45,22 @@ def test_sr4_commanded_never_exceeds_vtbi_and_reaches_it(rate, vtbi_ul, start, w
     assert d.vtbi_nl - 250 < hal.motor.position() * 250 <= d.vtbi_nl
 
 
-def _recorded_run(root):
-    """A scripted run journalling as it goes. Returns the journal bytes and, per record
-    boundary, the volume the motor had truly moved when that record was written."""
-    hal = FakeHal(root)
-    ctl = Controller(hal, jn.Journal(hal.storage, "journal.bin", 4096))
-    moved_at_record = []
-    real_write = ctl.journal._write
+def _recorded_run():
+    """A scripted run journalling as it goes, on a flash that logs every write. Returns the
+    write log and, per write, the volume the motor had truly moved when it began."""
+    hal = FakeHal(tempfile.mkdtemp())
+    st_ = MemStore()
+    hal.storage = st_
+    st_.log = []
+    moved_at = []
+    log = st_._log
 
-    def spy(kind, state, p):
-        real_write(kind, state, p)
-        moved_at_record.append(hal.motor.position() * 250)
+    def spy(name, pos, b):
+        moved_at.append(hal.motor.position() * 250)
+        log(name, pos, b)
 
-    ctl.journal._write = spy
+    st_._log = spy
+    ctl = Controller(hal, jn.Journal(st_, "journal.bin", 4000))
     ctl.boot()
     ctl.request("program", codes.CLINICIAN, program.basic(1, 10000, 5000))
     ctl.request("start", codes.CLINICIAN)
@@ -70,19 +73,14 @@ def _recorded_run(root):
     for _ in range(30):
         ctl.step(hal.ticks_ms())
         hal.t += 20000
-    ctl.journal.close()
-    with open(os.path.join(root, "journal.bin"), "rb") as f:
-        return f.read(), moved_at_record
+    return st_.log, moved_at
 
 
-_RUN = _recorded_run(tempfile.mkdtemp())
+_RUN = _recorded_run()
 
 
-def _replay(data):
-    root = tempfile.mkdtemp()
-    with open(os.path.join(root, "journal.bin"), "wb") as f:
-        f.write(data)
-    j = jn.Journal(Storage(root), "journal.bin", 4096)
+def _replay(files):
+    j = jn.Journal(MemStore(files), "journal.bin", 4000)
     j.replay()
     return j
 
@@ -93,40 +91,40 @@ def _delivered(j):
 
 @settings(max_examples=300, deadline=None)
 @given(st.data())
-def test_journal_cut_anywhere_recovers_last_intact_checkpoint(data):
-    """SR-9: cut at any byte offset, replay recovers the last intact record; the volume
-    it reports is never less than recorded before the cut, nor less than the motor had
-    moved when the last intact record was written (write-ahead)."""
-    raw, moved = _RUN
-    cut = data.draw(st.integers(0, len(raw)))
-    j = _replay(raw[:cut])
-    whole = cut // jn.REC_SIZE
-    assert j.records == whole
-    if whole == 0:
-        assert j.last is None
-        return
-    full = _replay(raw[: whole * jn.REC_SIZE])
-    assert j.last == full.last
-    recorded_before = [_delivered(_replay(raw[: (i + 1) * jn.REC_SIZE])) for i in range(whole)]
-    assert _delivered(j) >= max(recorded_before)
-    assert _delivered(j) >= moved[whole - 1]
+def test_journal_cut_anywhere_recovers_the_newest_whole_entry(data):
+    """SR-9: power cut inside any write, after any byte of it: replay recovers the newest
+    entry whose primary copy was whole, never reports less volume than the motor had moved
+    when the cut came, and says whether an entry was lost (only a torn primary copy)."""
+    log, moved = _RUN
+    i = data.draw(st.integers(0, len(log) - 1))
+    name, pos, b = log[i]
+    k = data.draw(st.integers(0, len(b)))
+    j = _replay(image({}, log, i, k))
+    whole = _replay(image({}, log, i + 1 if k == len(b) else i, 0))
+    assert j.last == whole.last and j.program == whole.program
+    assert _delivered(j) >= moved[i]                    # never re-delivers
+    assert j.corrupt == 0
+    assert j.torn == (name == "journal.bin" and 0 < k < len(b))
 
 
 @settings(max_examples=300, deadline=None)
 @given(st.data())
-def test_journal_flip_any_byte_of_last_record(data):
-    """SR-9: a flipped byte in the last record makes replay fall back to the one before,
-    whose volume is never less than any recorded before it."""
-    raw, moved = _RUN
-    n = len(raw) // jn.REC_SIZE
-    off = data.draw(st.integers(0, jn.REC_SIZE - 1))
+def test_journal_flip_any_bit_of_any_copy_loses_nothing(data):
+    """SR-9: a flipped bit in either copy of any entry (the newest included): replay gives
+    the very same records, reports the corruption, and writes the copy back."""
+    log, moved = _RUN
+    files = image({}, log, len(log), 0)
+    name = data.draw(st.sampled_from(["journal.bin", "journal.bin.2"]))
+    off = data.draw(st.integers(0, len(files[name]) - 1))
+    if data.draw(st.booleans()):
+        off = len(files[name]) - 1 - off % jn.REC_SIZE    # the newest entry's copy
     bit = data.draw(st.integers(0, 7))
-    bad = bytearray(raw)
-    bad[(n - 1) * jn.REC_SIZE + off] ^= 1 << bit
-    j = _replay(bytes(bad))
-    prev = _replay(raw[: (n - 1) * jn.REC_SIZE])
-    assert j.skipped == 1 and j.records == n - 1
-    assert j.last == prev.last and j.program == prev.program
-    assert _delivered(j) >= max(
-        _delivered(_replay(raw[: (i + 1) * jn.REC_SIZE])) for i in range(n - 1))
-    assert _delivered(j) >= moved[n - 2]
+    bad = dict(files)
+    flipped = bytearray(files[name])
+    flipped[off] ^= 1 << bit
+    bad[name] = bytes(flipped)
+    good = _replay(files)
+    j = _replay(bad)
+    assert j.last == good.last and j.program == good.program
+    assert j.corrupt == 1 and not j.torn and j.repaired == 1
+    assert _delivered(j) >= moved[-1]

@@ -146,3 +146,58 @@ def test_valid_frame_after_any_garbage_is_answered(junk: bytes, piece: int) -> N
         out = feed_all(hal, ctl, uart, proto, chunks)
         mine = [r for r in out if r[0] == "4242"]
         assert len(mine) == 1 and mine[0][1] == "OK" and mine[0][2]["state"] == "RUNNING"
+
+
+def _colliding(body: bytes, target: int, start: int, n: int) -> bytes:
+    """body with some of its bytes [start, start + n) ('a') turned to 'b' so that its CRC-32
+    is `target`: CRC-32 is affine over GF(2), so the bytes to change solve a linear system."""
+    base = zlib.crc32(body)
+    cols = []
+    for i in range(start, start + n):
+        b = bytearray(body)
+        b[i] ^= 0x03                          # 'a' <-> 'b'
+        cols.append((zlib.crc32(bytes(b)) ^ base, 1 << (i - start)))
+    want = base ^ target
+    rows: list[tuple[int, int]] = []          # (crc delta, positions), reduced
+    for d, m in cols:
+        for rd, rm in rows:
+            if d ^ rd < d:
+                d, m = d ^ rd, m ^ rm
+        if d:
+            rows.append((d, m))
+            rows.sort(reverse=True)
+    pick = 0
+    for rd, rm in rows:
+        if want ^ rd < want:
+            want, pick = want ^ rd, pick ^ rm
+    assert want == 0, "no collision in this many bytes"
+    out = bytearray(body)
+    for i in range(n):
+        if pick >> i & 1:
+            out[start + i] ^= 0x03
+    return bytes(out)
+
+
+def test_sr13_a_frame_sharing_only_seq_and_crc_with_a_cached_one_gets_its_own_reply() -> None:
+    """The reply cache answers a retry (the same bytes) without running it twice; a different
+    frame whose seq and CRC-32 collide with a cached one is parsed and answered for itself
+    (it once got the cached reply: "RUNNING" for a STATUS of a paused pump)."""
+    with tempfile.TemporaryDirectory() as root:
+        hal, ctl, uart, proto = running_pump(root)
+        resume = b"77 RESUME {}"
+        pause = b"78 PAUSE {}"
+        feed_all(hal, ctl, uart, proto, [b"76 PAUSE {} %08x\n" % zlib.crc32(b"76 PAUSE {}"),
+                                         resume + b" %08x\n" % zlib.crc32(resume),
+                                         pause + b" %08x\n" % zlib.crc32(pause)])
+        assert ctl.state == codes.PAUSED
+        pad = b'77 STATUS {"pad": "' + b"a" * 48 + b'"}'
+        forged = _colliding(pad, zlib.crc32(resume), 19, 48)
+        assert zlib.crc32(forged) == zlib.crc32(resume) and forged != resume
+        uart.tx = bytearray()
+        out = feed_all(hal, ctl, uart, proto, [forged + b" %08x\n" % zlib.crc32(forged)])
+        mine = [r for r in out if r[0] == "77"]
+        assert len(mine) == 1 and mine[0][1] == "OK" and mine[0][2]["state"] == "PAUSED"
+        uart.tx = bytearray()
+        again = feed_all(hal, ctl, uart, proto, [resume + b" %08x\n" % zlib.crc32(resume)])
+        assert [r for r in again if r[0] == "77"] == [("77", "OK", {"state": "RUNNING"})]
+        assert ctl.state == codes.PAUSED          # a retry: answered, not run again

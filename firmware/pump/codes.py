@@ -31,13 +31,16 @@ SENSOR_FAULT = "SENSOR_FAULT"
 MOTOR_FAULT = "MOTOR_FAULT"
 PAUSE_TIMEOUT = "PAUSE_TIMEOUT"
 WATCHDOG_RESET = "WATCHDOG_RESET"
+# Extension (SPEC §6 allows extending): a stored record (journal, calibration, keys) was found
+# corrupt at boot, or the journal's newest write was torn; the pump kept the safest reading.
+STORAGE_FAULT = "STORAGE_FAULT"
 # Index 0 means "no alarm" in the journal.
 ALARMS = (None, OVER_INFUSION, FREE_FLOW, UNDER_INFUSION, OCCLUSION, AIR_IN_LINE, DOOR_OPEN,
           RESERVOIR_LOW, INFUSION_COMPLETE, LOW_BATTERY, SENSOR_FAULT, MOTOR_FAULT,
-          PAUSE_TIMEOUT, WATCHDOG_RESET)
+          PAUSE_TIMEOUT, WATCHDOG_RESET, STORAGE_FAULT)
 # Alarms that stop delivery and need a clinician to resume (SR-10); the rest only annunciate.
 STOPPING_ALARMS = (OVER_INFUSION, FREE_FLOW, UNDER_INFUSION, OCCLUSION, AIR_IN_LINE, DOOR_OPEN,
-                   SENSOR_FAULT, MOTOR_FAULT, WATCHDOG_RESET)
+                   SENSOR_FAULT, MOTOR_FAULT, WATCHDOG_RESET, STORAGE_FAULT)
 
 # Program rejection codes
 RATE_VOLUME_MISMATCH = "RATE_VOLUME_MISMATCH"

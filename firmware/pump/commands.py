@@ -12,14 +12,17 @@ the PROPOSE.
 """
 from binascii import hexlify
 
-from pump import auth, program, roles
+from pump import auth, calibration, program, roles
 from pump.codes import BAD_INPUT, INVALID_STATE, NOT_AUTHORISED
 from pump.compat import const
 from pump.frames import MAX_FRAME
 
 VERSION = "1"
 UNKNOWN_COMMAND = "UNKNOWN_COMMAND"
-_PROPOSAL_MS = const(120000)  # a proposal waits this long for its confirm
+NO_PROPOSAL = "NO_PROPOSAL"              # CONFIRM with no proposal waiting
+PROPOSAL_EXPIRED = "PROPOSAL_EXPIRED"    # CONFIRM after the proposal's window
+_PROPOSAL_MS = const(120000)  # a proposal waits this long (wall clock) for its confirm
+_WINDOW_MAX_MS = const(0x10000000)  # the window in ticks stays well inside ticks_diff's range
 _LOG_MAX = const(4)           # journal records per LOG reply
 
 # command -> (action in the role table, handler, reply kept for a retried frame). For the
@@ -56,11 +59,19 @@ class Commands:
         self.hal = ctl.hal
         self.keys = keys if keys is not None else auth.Keys(None)
         self.pending = None               # [Proposal, deadline tick] until CONFIRM
+        # The confirm window is a person's: wall-clock time on every backing. A virtual
+        # board whose clock runs N times the wall clock says so (hal.time_scale, pump/hal.py).
+        w = _PROPOSAL_MS * self.hal.time_scale
+        if w > _WINDOW_MAX_MS:
+            w = _WINDOW_MAX_MS
+        self.window_ms = w if w > 0 else _PROPOSAL_MS
         self.period_ms = 0                # periodic telemetry (WATCH), 0 = off
         self.next_tlm = 0
+        self.why = ""                     # what the last refusal means, when it says more
 
     def execute(self, name, args, role, counter):
         """Run command `name` with `args` (a dict) as `role`: its reply dict, or a code."""
+        self.why = ""
         spec = COMMANDS.get(name)
         if spec is None:
             return UNKNOWN_COMMAND
@@ -68,7 +79,7 @@ class Commands:
             return BAD_INPUT
         action = spec[0]
         if not roles.allows(action, self.ctl.state, role) and \
-                not (action == "key" and not self.keys.provisioned()):
+                not (action == "key" and self.keys.factory()):
             return NOT_AUTHORISED
         return getattr(self, spec[1])(args, role, action, counter)
 
@@ -79,6 +90,8 @@ class Commands:
     def _status(self, args, role, action, ctr):
         s = self.ctl.snapshot()
         s["keys"] = self.keys.provisioned()
+        k = self.keys
+        s["key_store"] = "locked" if k.locked else ("factory" if k.factory() else "ok")
         s["proposal"] = self._proposal_echo()
         s["fw"] = VERSION
         return s
@@ -128,24 +141,29 @@ class Commands:
             got = program.propose(label, entry, ctr)
         if isinstance(got, str):
             return got
-        self.pending = [got, self.hal.ticks_add(self.hal.ticks_ms(), _PROPOSAL_MS)]
+        self.pending = [got, self.hal.ticks_add(self.hal.ticks_ms(), self.window_ms)]
         return {"echo": list(got.echo), "expires_s": _PROPOSAL_MS // 1000}
+
+    def _expired(self, p):
+        return self.hal.ticks_diff(self.hal.ticks_ms(), p[1]) >= 0
 
     def _proposal_echo(self):
         """The echo of the proposal waiting for its confirm, None when none is (or it expired)."""
         p = self.pending
-        if p is None:
-            return None
-        if self.hal.ticks_diff(self.hal.ticks_ms(), p[1]) >= 0:
-            self.pending = None
+        if p is None or self._expired(p):
             return None
         return list(p[0].echo)
 
     def _confirm(self, args, role, action, ctr):
-        """SR-3 step two: the operator's echo of the very same values, in its own command."""
-        if self._proposal_echo() is None:
-            return BAD_INPUT
-        prog = program.confirm(self.pending[0], args.get("echo"))
+        """SR-3 step two: the operator's echo of the very same values, in its own command.
+        Refused NO_PROPOSAL when none waits, PROPOSAL_EXPIRED after its window."""
+        p = self.pending
+        if p is None:
+            return NO_PROPOSAL
+        if self._expired(p):
+            self.pending = None
+            return PROPOSAL_EXPIRED
+        prog = program.confirm(p[0], args.get("echo"))
         if isinstance(prog, str):
             return prog
         code = self.ctl.request(action, role, prog)
@@ -168,11 +186,20 @@ class Commands:
         return {"slot": slot, "cap": j.capacity, "recs": recs, "seq": j.seq}
 
     def _cal(self, args, role, action, ctr):
-        return self._after(self.ctl.calibrate(args, role))
+        code = self.ctl.calibrate(args, role)
+        if code == BAD_INPUT and isinstance(args, dict):
+            d = self.ctl.delivery
+            self.why = calibration.why(args.get("stroke_nl", d.stroke_nl),
+                                       args.get("steps_per_stroke", d.steps_per_stroke)) \
+                or "only stroke_nl and steps_per_stroke"
+        return self._after(code)
 
     def _key(self, args, role, action, ctr):
         """Provision a key: open while the device has none (factory), else service only."""
         slot = args.get("slot")
+        if self.keys.locked:
+            self.why = "key store unreadable: reset it at the bench"
+            return NOT_AUTHORISED
         if len(args) != 2 or not self.keys.set(slot, args.get("key")):
             return BAD_INPUT
         return {"keys": self.keys.provisioned()}

@@ -26,6 +26,7 @@ from pump.codes import (
     PAUSED,
     PRIMING,
     RUNNING,
+    STORAGE_FAULT,
     WATCHDOG_RESET,
 )
 from pump.compat import const
@@ -42,6 +43,10 @@ _PRIME_MS = const(60000)
 FLAG_INTERRUPTED = const(1)       # journal flag: an interruption is open
 FLAG_PREMED = const(2)            # journal flag: restart needs premedication (SR-7)
 INTERRUPTION_PREMED_S = const(4 * 3600)
+# An authentication counter may move at most this far above the highest one accepted for
+# either role, so that one frame cannot exhaust the 2**30 counter space (SR-11).
+AUTH_WINDOW = const(1000)
+_AUTH_LIMIT = const(1 << 30)
 
 # Where the pump wakes after power loss or reset, by the state last journalled (SR-9).
 _RESTORE = {
@@ -62,10 +67,14 @@ class Controller:
         self.hal = hal
         self.journal = journal if journal is not None else jn.Journal(hal.storage)
         self.cal_seq = -1
+        self.cal_fault = False        # a stored calibration was unreadable or out of bounds
         if stroke_nl is None or steps_per_stroke is None:
-            cal_s, cal_n, self.cal_seq = calibration.load(hal.storage)
+            cal_s, cal_n, self.cal_seq, self.cal_fault = calibration.load(hal.storage)
             stroke_nl = cal_s if stroke_nl is None else stroke_nl
             steps_per_stroke = cal_n if steps_per_stroke is None else steps_per_stroke
+        if not calibration.valid(stroke_nl, steps_per_stroke):
+            raise ValueError("calibration out of bounds: %s (%r nL, %r steps)" % (
+                calibration.why(stroke_nl, steps_per_stroke), stroke_nl, steps_per_stroke))
         self.delivery = Delivery(hal.motor, hal.ticks_add, hal.ticks_diff, stroke_nl,
                                  steps_per_stroke)
         self.machine = Machine(self)
@@ -81,7 +90,8 @@ class Controller:
         self.notice = None            # latest annunciating alarm (no state change)
         self.silenced = False
         self.lockout_until_s = 0
-        self.auth_counter = 0
+        self.auth_counter = 0         # highest counter accepted for the clinician key
+        self.auth_service = 0         # highest counter accepted for the service key
         self.reserved_nl = 0          # volume journalled as delivered (write-ahead)
         self.interrupted_at_s = 0     # rtc when delivery last stopped (0: none open)
         self.flags = 0                # journal flags (FLAG_*)
@@ -134,14 +144,30 @@ class Controller:
         finally:
             self._arg = None
 
-    def accept_auth_counter(self, counter):
-        """Persist a newly accepted authentication counter (replay protection, SR-11).
+    def accept_auth_counter(self, counter, slot="c"):
+        """Persist a newly accepted authentication counter of the key in `slot` ("c"
+        clinician, "s" service: pump.auth.ROLE_OF) (replay protection, SR-11). Each key has
+        its own counter.
 
-        Returns False, changing nothing, unless counter is above every one accepted before;
-        the journal holds the highest, so a captured frame stays refused after power loss."""
-        if not isinstance(counter, int) or counter <= self.auth_counter or counter >= (1 << 30):
+        Returns False, changing nothing, unless counter is above every one accepted before
+        for that key and at most AUTH_WINDOW above the highest accepted for either key (so
+        one frame, even a valid one, cannot exhaust the counter space), below 2**30. The
+        journal holds both, so a captured frame stays refused after power loss."""
+        if not isinstance(counter, int) or isinstance(counter, bool) or counter >= _AUTH_LIMIT:
             return False
-        self.auth_counter = counter
+        top = self.auth_counter if self.auth_counter > self.auth_service else self.auth_service
+        if counter > top + AUTH_WINDOW:
+            return False
+        if slot == "s":
+            if counter <= self.auth_service:
+                return False
+            self.auth_service = counter
+        elif slot == "c":
+            if counter <= self.auth_counter:
+                return False
+            self.auth_counter = counter
+        else:
+            return False
         self._journal(jn.CHECKPOINT, 0, 0)
         return True
 
@@ -302,18 +328,32 @@ class Controller:
 
     # --- boot -----------------------------------------------------------------------------
     def boot(self, watchdog_reset=False):
-        """Replay the journal and wake in the state it says (SR-9)."""
+        """Replay the journal and wake in the state it says (SR-9).
+
+        What the journal could not vouch for is never read in the patient's favour
+        (docs/reliability.md): when the newest entry was torn by a power cut (it may have
+        latched a stop) or a copy of any entry was found corrupt, a pump that would wake
+        PAUSED (where the patient may resume) wakes in ALARM with STORAGE_FAULT instead, for a
+        clinician to resume; corruption is annunciated (STORAGE_FAULT) in any state; and a
+        journal with nothing readable left wakes in LOCKOUT (STORAGE_FAULT), as it cannot tell
+        whether a lockout was in force: only an authenticated clinician override goes on. A
+        stored calibration found unreadable or out of bounds is annunciated too."""
         j = self.journal
         j.replay()
         if j.program is not None:
             self.program = from_record(j.program[3])
         last = j.last
         trigger = "restore_idle"
-        if last is not None:
+        if last is None and j.corrupt:
+            self.alarm = STORAGE_FAULT
+            self.lockout_until_s = self.hal.rtc_s() + self.lockout_s
+            trigger = "restore_lockout"
+        elif last is not None:
             p = last[3]
             state = codes.STATES[last[1]] if last[1] < len(codes.STATES) else "IDLE"
             self.lockout_until_s = p[jn.P_LOCKOUT_UNTIL_S]
             self.auth_counter = p[jn.P_AUTH_COUNTER]
+            self.auth_service = p[jn.P_AUTH_SERVICE]
             self.flags = p[jn.P_FLAGS]
             a = p[jn.P_ALARM]
             self.alarm = codes.ALARMS[a] if a < len(codes.ALARMS) else codes.SENSOR_FAULT
@@ -331,7 +371,17 @@ class Controller:
             if watchdog_reset and state == RUNNING and trigger == "restore_paused":
                 self.alarm = WATCHDOG_RESET
                 trigger = "restore_alarm"
+        done = trigger == "restore_paused" and self.delivery.remaining_nl() <= 0
+        if done:
+            trigger = "restore_complete"      # the whole VTBI was counted before the cut
+        if trigger == "restore_paused" and (j.torn or j.corrupt):
+            self.alarm = STORAGE_FAULT        # the lost or bad entry may have latched a stop
+            trigger = "restore_alarm"
         self.machine.fire(trigger)
+        if done:
+            self.annunciate(INFUSION_COMPLETE)
+        if (j.corrupt or self.cal_fault) and self.alarm != STORAGE_FAULT:
+            self.annunciate(STORAGE_FAULT)
         return self.machine.state
 
     # --- state-table callbacks (names are in states.TABLE) --------------------------------
@@ -356,9 +406,16 @@ class Controller:
         return None if self._arg is True else BAD_INPUT
 
     def before_stop_motor(self):
-        self.delivery.stop(self.now)
+        d = self.delivery
+        d.stop(self.now)
         self.hal.motor.stop()
         self.monitor.on_stop(self.now)            # monitor: not running; clamp closed
+        if self.reserved_nl > d.commanded_nl and self._pending_alarm != OVER_INFUSION:
+            # The motor stopped part-way through what was reserved: the steps it issued are
+            # known, so the journal (written by the transition) counts those, not the
+            # reservation. After an over-infusion the camshaft may have outrun the steps:
+            # the reservation stays counted (SR-9).
+            self.reserved_nl = d.commanded_nl
 
     def after_program(self):
         prog = self._arg
@@ -371,7 +428,12 @@ class Controller:
         self.monitor.load(prog, 0)                # monitor's own CRC-checked copy (SR-5)
         self._library_values(prog)
         j = self.journal
-        to_record(prog, j.payload)
+        p = j.payload
+        p[9] = 0
+        p[10] = 0
+        p[11] = 0
+        p[12] = 0
+        to_record(prog, p)
         j.append(jn.PROGRAM, codes.index_of(codes.STATES, self.machine.state))
 
     def after_clear(self):
@@ -497,6 +559,10 @@ class Controller:
         p[jn.P_ARG] = arg
         p[jn.P_AUTH_COUNTER] = self.auth_counter
         p[jn.P_FLAGS] = self.flags | (FLAG_INTERRUPTED if self.interrupted_at_s else 0)
+        p[jn.P_AUTH_SERVICE] = self.auth_service
+        p[10] = 0
+        p[11] = 0
+        p[12] = 0
         j.append(kind, codes.index_of(codes.STATES, self.machine.state))
 
     def _emit(self, kind, code, value):
@@ -516,5 +582,8 @@ class Controller:
             "rate_ul_per_h": d.rate_ul_per_h, "vtbi_nl": d.vtbi_nl,
             "commanded_nl": d.commanded_nl, "reserved_nl": self.reserved_nl,
             "lockout_until_s": self.lockout_until_s, "silenced": self.silenced,
-            "auth_counter": self.auth_counter, "t_ms": hal.ticks_ms(), "rtc_s": hal.rtc_s(),
+            "auth_counter": self.auth_counter if self.auth_counter > self.auth_service
+            else self.auth_service,
+            "auth_counters": {"c": self.auth_counter, "s": self.auth_service},
+            "t_ms": hal.ticks_ms(), "rtc_s": hal.rtc_s(),
         }

@@ -14,6 +14,10 @@ try:
     from zlib import crc32 as _native  # type: ignore[import-not-found]  # absent on MicroPython
 except ImportError:
     _native = None
+try:
+    from binascii import crc32 as _binascii  # native on MicroPython too, but allocates
+except ImportError:
+    _binascii = None  # type: ignore[assignment]  # a port built without it: the table path
 
 _LO = array("H", bytes(512))
 _HI = array("H", bytes(512))
@@ -55,6 +59,18 @@ def table_crc32_halves(buf, n, out):
         i += 1
     out[0] = lo ^ 0xFFFF
     out[1] = hi ^ 0xFFFF
+
+
+def crc32_of(buf, n):
+    """CRC-32 of buf[0:n] as one int, by the fastest means there is (binascii's native code
+    on MicroPython): allocates, so for boot-time work (journal replay), not the hot path."""
+    if _native is not None:
+        return _native(memoryview(buf)[:n])
+    if _binascii is not None:
+        return _binascii(memoryview(buf)[:n])
+    out = [0, 0]
+    table_crc32_halves(buf, n, out)
+    return (out[1] << 16) | out[0]
 
 
 def crc32(buf):

@@ -14,6 +14,14 @@ match the rate; when it ends, commanded volume equals the VTBI and delivery is c
 A stop part-way through a segment counts the steps the motor really moved, rounded up
 (in doubt, volume counts as delivered: SR-9).
 
+Write-ahead, one stroke at a time (SR-9): a segment is handed to the motor in `seg_parts`
+equal parts of at most one stroke each (in time and in steps), and each part's volume is
+reserved in the journal (`ledger.reserve`) before the motor is told to move it. The motor
+is never commanded beyond what the journal counts as delivered, and the journal never
+counts more than one stroke beyond what the motor has moved: a power cut at any instant
+costs at most one stroke. A part that begins more than _MAX_SLIP_MS late moves the rest of
+its segment later by as much (no catching up).
+
 The occlusion back-off (PR-3) is a reverse schedule: once the monitor has stopped the pump
 for an occlusion and the controller has latched the alarm, the camshaft runs backwards by
 the volume the line's compliance holds above the baseline pressure (`backoff_steps`,
@@ -66,8 +74,12 @@ class Delivery:
         self.commanded_nl = commanded_nl if commanded_nl < vtbi_nl else vtbi_nl
         self.running = False
         self.seg_start = 0        # ticks when the current segment began
-        self.seg_end = 0          # ticks when it ends (next wake)
+        self.seg_end = 0          # ticks when its current part ends (next wake)
+        self.seg_dur = 0          # ms the segment lasts
         self.seg_nl = 0           # nL the current segment carries
+        self.seg_steps = 0        # motor steps it carries
+        self.seg_parts = 1        # parts of at most one stroke each
+        self.seg_part = 0         # parts begun
         self.seg_pos0 = 0         # motor position at its start
         self.step_rem = 0         # carried remainder of the nL -> steps conversion
 
@@ -94,11 +106,18 @@ class Delivery:
         return self.running and self.ticks_diff(now, self.seg_end) >= 0
 
     def service(self, now, ledger=None):
-        """Called at or after seg_end: count the segment, begin the next.
+        """Called at or after seg_end: begin the segment's next part, or count the segment
+        and begin the next one.
 
         Returns True while delivery goes on, False once the VTBI is reached."""
         if not self.running or self.ticks_diff(now, self.seg_end) < 0:
             return self.running
+        if self.seg_part < self.seg_parts:
+            late = self.ticks_diff(now, self.seg_end)
+            if late > _MAX_SLIP_MS:
+                self.seg_start = self.ticks_add(self.seg_start, late)
+            self._part(now, ledger)
+            return True
         self.commanded_nl += self.seg_nl
         if self.commanded_nl >= self.vtbi_nl:
             self.commanded_nl = self.vtbi_nl
@@ -176,17 +195,39 @@ class Delivery:
                 dur = 1
         self.seg_nl = nl
         self.seg_start = start
-        self.seg_end = self.ticks_add(start, dur)
+        self.seg_dur = dur
         # nL -> steps with the carried remainder, split to stay in small ints
         s_nl = self.stroke_nl
         sps = self.steps_per_stroke
         acc = (nl % s_nl) * sps + self.step_rem
-        steps = (nl // s_nl) * sps + acc // s_nl
+        self.seg_steps = (nl // s_nl) * sps + acc // s_nl
         self.step_rem = acc % s_nl
-        if ledger is not None:
-            ledger.reserve(self.commanded_nl + nl)
+        k = (nl + s_nl - 1) // s_nl
+        self.seg_parts = k if k > 0 else 1
+        self.seg_part = 0
         self.seg_pos0 = self.motor.position()
-        run_ms = self.ticks_diff(self.seg_end, now)
+        self._part(now, ledger)
+
+    def _part(self, now, ledger):
+        """Reserve the segment's next part (write-ahead), then hand its steps to the motor."""
+        j = self.seg_part + 1
+        k = self.seg_parts
+        self.seg_part = j
+        if j >= k:
+            end = self.ticks_add(self.seg_start, self.seg_dur)
+            upto_nl = self.seg_nl
+            upto_steps = self.seg_steps
+        else:
+            end = self.ticks_add(self.seg_start, self.seg_dur * j // k)
+            upto_nl = (self.seg_nl * j + k - 1) // k
+            upto_steps = self.seg_steps * j // k
+        if ledger is not None:
+            ledger.reserve(self.commanded_nl + upto_nl)
+        self.seg_end = end
+        steps = upto_steps - (self.motor.position() - self.seg_pos0)
+        if steps < 0:
+            steps = 0
+        run_ms = self.ticks_diff(end, now)
         if run_ms < 1:
             run_ms = 1
         self.motor.move(steps, run_ms)

@@ -40,6 +40,11 @@ any implementation, may touch hardware at import time. Duck-typed: no base class
                                      leave its sleep for serial input; pump.protocol)
     hal.buzzer(on), hal.led(on)
     hal.wdt_feed()
+    hal.time_scale                   int: how many ms of this clock pass
+                                     per wall-clock ms. 1 on a board; a virtual board run
+                                     N times faster than the wall clock says N, so windows
+                                     meant for a person (the confirm window of a program,
+                                     pump.commands) stay wall-clock time on every backing
 
 Interrupts reach the controller as flags: an ISR calls `controller.signal(EV_...)`, which
 only ORs a bit into an int; the controller acts on it at its next step(). A board's main

@@ -1,36 +1,52 @@
-"""Power-safe journal: fixed-size records with sequence number and CRC-32, in a ring file.
+"""Power-safe journal: fixed-size records with sequence number and CRC-32, in two mirrored
+ring files, so that no latch, program or count depends on one record alone.
 
-Record (48 bytes, little-endian):
-    0  u16  magic 0x4A50 ("PJ")
-    2  u8   kind (CHECKPOINT, PROGRAM, EVENT)
-    3  u8   state index (codes.STATES)
-    4  u32  sequence number, strictly increasing
-    8  9 x u32 payload (meaning by kind, see the P_* and G_* field lists below)
-    44 u16  CRC-32 low half, 46 u16 CRC-32 high half, over bytes 0..43
+Record (64 bytes, little-endian):
+    0  u32  sequence number, strictly increasing
+    4  u16  magic 0x4A50 ("PJ")
+    6  u8   kind (CHECKPOINT, PROGRAM, EVENT)
+    7  u8   state index (codes.STATES)
+    8  13 x u32 payload (meaning by kind, see the P_* and G_* field lists below)
+    60 u16 CRC-32 low half, 62 u16 CRC-32 high half, over bytes 0..59
 
-One file of `capacity` slots, written in turn and reused from the start when full: it is
-opened once, so appending never opens, closes, truncates or allocates. Replay reads every
-slot and keeps, for each kind, the valid record with the highest sequence number; the next
-write goes to the slot after the newest record. A torn or corrupt record fails its magic or
-CRC and is skipped, never believed (SR-9). A write can only tear the slot it writes, which
-holds the oldest record.
+Entry `seq` goes to slot `seq % capacity`, over the entry `seq - capacity`. The capacity is
+chosen so that the first byte written always differs from the byte it replaces in two bits
+at least (`_lap_bits_ok`): a write torn after any number of bytes leaves a slot that fails
+its CRC (never the old record intact, as if the write had not begun), and differs from its
+twin in the other file by more than the one bit a flip changes, so a torn write and a
+flipped bit are told apart.
+
+Each entry is written twice: to slot `seq % capacity` of the primary file, flushed, then to
+the same slot of the mirror file (`name` + ".2"), flushed. The files are opened once, so
+appending never opens, closes, truncates or allocates. A power cut can tear only the write
+in progress: the primary's copy (the entry is lost, as if the cut came just before it: the
+motor never moves on a reservation that is not on flash, and the controller treats the lost
+entry as a possible latch, `torn`) or the mirror's (the primary's copy is complete: nothing
+is lost). Any other bad or missing copy is corruption (`corrupt`): the other copy is used and
+written back over it at boot (`repair`), and the controller raises STORAGE_FAULT. Replay
+keeps, for each kind, the valid record with the highest sequence number from either file.
 
 Every CHECKPOINT/EVENT record is a full checkpoint of what must survive power loss (state,
-program id, volume counted as delivered, alarm latch, lockout deadline, authentication
-counter), so replay needs only the newest of those and the newest PROGRAM. The PROGRAM
+program id, volume counted as delivered, alarm latch, lockout deadline, the authentication
+counters), so replay needs only the newest of those and the newest PROGRAM. The PROGRAM
 record is copied forward whenever half the ring has been written since its last copy, so
-an intact copy always exists outside the slot being written.
+two intact copies always exist outside the slot being written.
+
+The 48-byte single-file journal of earlier firmware is not read (docs/reliability.md): its
+slots fail the CRC at this size, so such a file reads as corruption with nothing valid, and
+the pump fails closed (Controller.boot: LOCKOUT with STORAGE_FAULT, a clinician's override).
 """
 import struct
 
 from pump.compat import const
-from pump.crc import crc32_halves
+from pump.crc import crc32_halves, crc32_of
 
-REC_SIZE = const(48)
-_BODY = const(44)
+REC_SIZE = const(64)
+_BODY = const(60)
 _MAGIC = const(0x4A50)
-_FMT = "<HBBI9I"
+_FMT = "<IHBB13I"
 _CRC_FMT = "<HH"
+FIELDS = const(13)
 
 CHECKPOINT = const(1)
 PROGRAM = const(2)
@@ -44,8 +60,10 @@ P_RTC_S = const(3)            # when written
 P_ALARM = const(4)            # index into codes.ALARMS
 P_EVENT = const(5)            # event code (EVENT records), 0 for a checkpoint
 P_ARG = const(6)              # event argument
-P_AUTH_COUNTER = const(7)     # highest accepted authentication counter
+P_AUTH_COUNTER = const(7)     # highest authentication counter accepted for the clinician key
 P_FLAGS = const(8)            # bit flags (controller-defined)
+P_AUTH_SERVICE = const(9)     # highest authentication counter accepted for the service key
+# 10..12: zero (spare)
 # Payload fields of PROGRAM records.
 G_PROGRAM_ID = const(0)
 G_RATE_UL_PER_H = const(1)
@@ -57,34 +75,64 @@ G_BAG_HOURS = const(6)
 G_FLAGS = const(7)
 G_CHECK = const(8)            # program's own check value (program.py)
 
-CAPACITY = const(2048)        # slots: 96 KiB of flash
+CAPACITY = const(2000)        # slots a file: 2 x 125 KiB of flash (not a multiple of 256)
+
+# Slot status bits while replaying (one byte a slot).
+_A_BAD = const(1)             # the primary's copy is present but invalid
+_B_BAD = const(2)             # the mirror's copy is present but invalid
+_A_NONE = const(4)            # no primary copy (beyond the end of the file)
+_B_NONE = const(8)            # no mirror copy
+
+
+def _lap_bits_ok(capacity):
+    """The entry written to a slot has its sequence `capacity` above the one it replaces, so
+    their first bytes (the sequence's low byte) differ by capacity mod 256: never 0 and never
+    a single bit's worth (+-2**j), so that a write torn after its first byte is never taken
+    for one flipped bit of the old entry, nor for the old entry intact."""
+    d = capacity % 256
+    if d == 0:
+        return False
+    j = 1
+    while j < 256:
+        if d == j or d == 256 - j:
+            return False
+        j <<= 1
+    return True
 
 
 class Journal:
     """Append and replay. `storage` is the HAL storage (open/size by name)."""
 
     def __init__(self, storage, name="journal.bin", capacity=CAPACITY):
-        if capacity < 4:
-            raise ValueError("journal capacity %d < 4" % capacity)
+        if capacity < 4 or not _lap_bits_ok(capacity):
+            raise ValueError("journal capacity %d: at least 4, and adding it to a byte must "
+                             "change two bits of it at least" % capacity)
         self.storage = storage
         self.name = name
+        self.mirror = name + ".2"
         self.capacity = capacity
         self.buf = bytearray(REC_SIZE)
         self.crc = [0, 0]
-        self.payload = [0] * 9        # fill, then append(kind, state)
+        self.payload = [0] * FIELDS   # fill, then append(kind, state)
         self.seq = 0
         self.slot = 0                 # where the next record goes
-        self.at = -1                  # slot the file position is at (-1: unknown)
+        self.at = -1                  # slot both file positions are at (-1: unknown)
         self.file = None
+        self.file2 = None
         # Latest valid records (None when there is none): [kind, state, seq, payload list]
         self.last = None              # newest CHECKPOINT/EVENT
         self.program = None           # newest PROGRAM
-        self.skipped = 0              # slots that failed magic or CRC on replay
-        self.records = 0              # valid records seen on replay
+        self.skipped = 0              # copies that failed magic or CRC on replay
+        self.records = 0              # entries with at least one valid copy on replay
+        self.torn = False             # the newest entry's primary copy was torn (lost)
+        self.corrupt = 0              # copies bad or missing other than by a torn write
+        self.repaired = 0             # copies written back from the other file at boot
 
     # --- replay -------------------------------------------------------------------------
     def replay(self):
-        """Read every slot; remember the newest valid records. Returns the count found."""
+        """Read every slot of both files; remember the newest valid records; find torn and
+        corrupt copies and write each corrupt copy back from its intact twin. Returns the
+        number of entries found."""
         self.close()
         self.last = None
         self.program = None
@@ -92,85 +140,235 @@ class Journal:
         self.records = 0
         self.seq = 0
         self.slot = 0
-        size = self.storage.size(self.name)
-        if size <= 0:
+        self.torn = False
+        self.corrupt = 0
+        self.repaired = 0
+        st = self.storage
+        if st.size(self.name) <= 0 and st.size(self.mirror) <= 0:
             return 0
+        cap = self.capacity
+        flags = bytearray(cap)
+        seqs = [-1] * cap             # seq of the slot's valid entry (-1: none)
+        twins = bytearray(cap)        # 1: both copies valid with different sequences
+        fa = self._open_read(self.name)
+        fb = self._open_read(self.mirror)
         best = -1
-        f = self.storage.open(self.name, "rb")
+        bslot = 0
         try:
             i = 0
-            while i < self.capacity:
-                rec = f.read(REC_SIZE)
-                if not rec:
-                    break
-                parsed = self.parse(rec)
-                if parsed is None:
-                    self.skipped += 1
-                else:
+            while i < cap:
+                ra = fa.read(REC_SIZE) if fa is not None else b""
+                rb = fb.read(REC_SIZE) if fb is not None else b""
+                pa = self._take(ra, i, flags, _A_BAD, _A_NONE)
+                pb = self._take(rb, i, flags, _B_BAD, _B_NONE)
+                p = pa
+                if pa is None or (pb is not None and pb[2] > pa[2]):
+                    p = pb
+                if pa is not None and pb is not None and pa[2] != pb[2]:
+                    twins[i] = 1
+                if p is not None:
                     self.records += 1
-                    kind, _, seq, payload = parsed
-                    if seq > best:
-                        best = seq
-                        self.slot = (i + 1) % self.capacity
-                    slot = [kind, parsed[1], seq, payload]
-                    if kind == PROGRAM:
-                        if self.program is None or seq > self.program[2]:
-                            self.program = slot
-                    elif self.last is None or seq > self.last[2]:
-                        self.last = slot
+                    seqs[i] = p[2]
+                    if p[2] > best:
+                        best = p[2]
+                        bslot = i
+                    self._keep(p)
                 i += 1
         finally:
-            f.close()
-        self.seq = best + 1
+            for f in (fa, fb):
+                if f is not None:
+                    f.close()
+        self._classify(flags, seqs, twins, best, bslot)
+        if best >= 0:
+            self.seq = best + 1
+            self.slot = (bslot + 1) % cap
         return self.records
 
+    def _open_read(self, name):
+        if self.storage.size(name) <= 0:
+            return None
+        return self.storage.open(name, "rb")
+
+    def _take(self, rec, i, flags, bad, none):
+        if not rec:
+            flags[i] |= none
+            return None
+        p = self.parse(rec)
+        if p is None:
+            flags[i] |= bad
+            self.skipped += 1
+        return p
+
+    def _keep(self, p):
+        slot = [p[0], p[1], p[2], p[3]]
+        if p[0] == PROGRAM:
+            if self.program is None or p[2] > self.program[2]:
+                self.program = slot
+        elif self.last is None or p[2] > self.last[2]:
+            self.last = slot
+
+    def _classify(self, flags, seqs, twins, best, bslot):
+        """Sort every slot whose two copies disagree into the torn write (a power cut inside
+        the newest entry's write) or corruption, and repair what can be repaired."""
+        cap = self.capacity
+        nxt = (bslot + 1) % cap if best >= 0 else 0
+        fix = []
+        i = 0
+        while i < cap:
+            f = flags[i]
+            a_ok = not f & (_A_BAD | _A_NONE)
+            b_ok = not f & (_B_BAD | _B_NONE)
+            if f & _A_NONE and f & _B_NONE:
+                pass                                   # beyond both files: never written
+            elif i == nxt and f & _A_BAD and (best < 0 or seqs[i] < best) \
+                    and not self._one_bit(i):
+                self.torn = True                       # the primary tore: the entry is lost
+                if f & _B_BAD:
+                    self.corrupt += 1                  # and the mirror's older copy is bad
+            elif i == bslot and a_ok and (twins[i] or not b_ok) and not self._one_bit(i):
+                fix.append(i)                          # the mirror tore or was not yet
+                                                       # written: nothing was lost
+            elif twins[i]:
+                self.corrupt += 1                      # an older copy next to a newer one
+                fix.append(i)
+            elif not (a_ok and b_ok):
+                self.corrupt += 1
+                if seqs[i] >= 0:
+                    fix.append(i)
+            i += 1
+        if fix:
+            self._repair(fix)
+
+    def _one_bit(self, i):
+        """True when slot i's two copies differ in exactly one bit: a flipped bit, not a
+        torn write (a write torn after k >= 1 bytes changes the first byte, which differs
+        from the byte it replaces in at least two bits: see `_lap_bits_ok`)."""
+        a = self._slot_bytes(self.name, i)
+        b = self._slot_bytes(self.mirror, i)
+        if len(a) != REC_SIZE or len(b) != REC_SIZE:
+            return False
+        n = 0
+        j = 0
+        while j < REC_SIZE:
+            x = a[j] ^ b[j]
+            while x:
+                n += x & 1
+                x >>= 1
+            if n > 1:
+                return False
+            j += 1
+        return n == 1
+
+    def _slot_bytes(self, name, i):
+        if self.storage.size(name) <= i * REC_SIZE:
+            return b""
+        f = self.storage.open(name, "rb")
+        try:
+            f.seek(i * REC_SIZE)
+            return f.read(REC_SIZE)
+        finally:
+            f.close()
+
+    def _repair(self, slots):
+        """Write each listed slot's newest valid copy over the other file's copy."""
+        st = self.storage
+        for name in (self.name, self.mirror):
+            if st.size(name) < 0:
+                st.open(name, "wb").close()
+        fa = st.open(self.name, "r+b")
+        fb = st.open(self.mirror, "r+b")
+        try:
+            for i in slots:
+                fa.seek(i * REC_SIZE)
+                ra = fa.read(REC_SIZE)
+                fb.seek(i * REC_SIZE)
+                rb = fb.read(REC_SIZE)
+                pa = self.parse(ra) if ra else None
+                pb = self.parse(rb) if rb else None
+                if pb is None or (pa is not None and pa[2] >= pb[2]):
+                    good, dst = ra, fb
+                else:
+                    good, dst = rb, fa
+                if self._pad(dst, i):
+                    dst.seek(i * REC_SIZE)
+                    dst.write(good)
+                    dst.flush()
+                    self.repaired += 1
+        finally:
+            fa.close()
+            fb.close()
+
+    def _pad(self, f, i):
+        """Make file f long enough to hold slot i's start (zero slots read as corrupt until
+        written). False when a hole of more than the ring would be needed."""
+        f.seek(0, 2)
+        end = f.tell()
+        want = i * REC_SIZE
+        if end >= want:
+            return True
+        if want > self.capacity * REC_SIZE:
+            return False
+        f.write(bytes(want - end))
+        return True
+
     def parse(self, rec):
-        """(kind, state, seq, payload) of a 48-byte record, or None when it is not valid."""
+        """(kind, state, seq, payload) of a 64-byte record, or None when it is not valid."""
         if len(rec) != REC_SIZE:
             return None
-        crc = self.crc
-        crc32_halves(rec, _BODY, crc)
+        c = crc32_of(rec, _BODY)
         lo, hi = struct.unpack_from(_CRC_FMT, rec, _BODY)
-        if lo != crc[0] or hi != crc[1]:
+        if lo != c & 0xFFFF or hi != c >> 16:
             return None
         v = struct.unpack_from(_FMT, rec, 0)
-        if v[0] != _MAGIC or v[1] not in (CHECKPOINT, PROGRAM, EVENT):
+        if v[1] != _MAGIC or v[2] not in (CHECKPOINT, PROGRAM, EVENT):
             return None
-        return (v[1], v[2], v[3], list(v[4:]))
+        return (v[2], v[3], v[0], list(v[4:]))
 
     def read_records(self, slot, n):
-        """Up to n raw records (bytes, as stored: valid or not) from `slot` on, stopping at
-        the end of the ring or of the file; for a host to parse (the LOG command)."""
+        """Up to n raw records (bytes, as stored) from `slot` on, stopping at the end of the
+        ring or of the file; the mirror's copy where the primary's is not valid. For a host
+        to parse (the LOG command)."""
         out = []
         if self.storage.size(self.name) <= 0:
             return out
         f = self.storage.open(self.name, "rb")
+        g = self._open_read(self.mirror)
         try:
             f.seek(slot * REC_SIZE)
+            if g is not None:
+                g.seek(slot * REC_SIZE)
             while len(out) < n and slot + len(out) < self.capacity:
                 r = f.read(REC_SIZE)
+                r2 = g.read(REC_SIZE) if g is not None else b""
                 if not r or len(r) < REC_SIZE:
                     break
+                if self.parse(r) is None and self.parse(r2) is not None:
+                    r = r2
                 out.append(r)
         finally:
             f.close()
+            if g is not None:
+                g.close()
         return out
 
     # --- append -------------------------------------------------------------------------
     def open(self):
-        """Open the ring for writing (creating it); called once, after replay."""
+        """Open both rings for writing (creating them); called once, after replay."""
         if self.file is None:
-            if self.storage.size(self.name) < 0:
-                self.storage.open(self.name, "wb").close()
-            self.file = self.storage.open(self.name, "r+b")
+            st = self.storage
+            for name in (self.name, self.mirror):
+                if st.size(name) < 0:
+                    st.open(name, "wb").close()
+            self.file = st.open(self.name, "r+b")
+            self.file2 = st.open(self.mirror, "r+b")
             self.at = -1
             if self.last is None:
-                self.last = [0, 0, -1, [0] * 9]
+                self.last = [0, 0, -1, [0] * FIELDS]
             if self.program is None:
-                self.program = [0, 0, -1, [0] * 9]
+                self.program = [0, 0, -1, [0] * FIELDS]
 
     def append(self, kind, state):
-        """Write one record from self.payload into the next slot."""
+        """Write one entry from self.payload into the next slot of both files."""
         if self.file is None:
             self.open()
         prog = self.program
@@ -184,7 +382,7 @@ class Journal:
         src = self.payload
         dst = slot[3]
         i = 0
-        while i < 9:
+        while i < FIELDS:
             dst[i] = src[i]
             i += 1
 
@@ -194,16 +392,23 @@ class Journal:
 
     def _write(self, kind, state, p):
         buf = self.buf
-        struct.pack_into(_FMT, buf, 0, _MAGIC, kind, state, self.seq,
-                         p[0], p[1], p[2], p[3], p[4], p[5], p[6], p[7], p[8])
+        struct.pack_into(_FMT, buf, 0, self.seq, _MAGIC, kind, state,
+                         p[0], p[1], p[2], p[3], p[4], p[5], p[6], p[7], p[8], p[9], p[10],
+                         p[11], p[12])
         crc = self.crc
         crc32_halves(buf, _BODY, crc)
         struct.pack_into(_CRC_FMT, buf, _BODY, crc[0], crc[1])
         f = self.file
+        g = self.file2
         if self.slot != self.at:
+            self._pad(f, self.slot)
+            self._pad(g, self.slot)
             f.seek(self.slot * REC_SIZE)
+            g.seek(self.slot * REC_SIZE)
         f.write(buf)
         f.flush()
+        g.write(buf)
+        g.flush()
         self.seq += 1
         self.slot += 1
         self.at = self.slot
@@ -211,6 +416,8 @@ class Journal:
             self.slot = 0
 
     def close(self):
-        if self.file is not None:
-            self.file.close()
-            self.file = None
+        for f in (self.file, self.file2):
+            if f is not None:
+                f.close()
+        self.file = None
+        self.file2 = None

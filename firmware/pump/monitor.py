@@ -25,6 +25,13 @@ Detectors (all arithmetic in integer nL; docs/monitor.md derives every constant)
   S = max(0, S + dV_pulses - (1 + 1/20) dV_env); S > 1 pulse -> OVER_INFUSION.
 - under-infusion CUSUM `under_nl`: U = max(0, U + (1 - 1/4) dV_env - dV_pulses);
   U > 6 pulses -> UNDER_INFUSION.
+- geometry check (blind to the calibration): the same pulses counted at the mechanism's
+  fixed 12.5 µL a pulse (50 µL a revolution, pump/calibration.py), against the envelope,
+  in two CUSUMs with a 1/8 allowance: G+ = max(0, G+ + dV_geo - (1 + 1/8) dV_env) > 4
+  pulses -> OVER_INFUSION; G- = max(0, G- + (1 - 1/8) dV_env - dV_geo) > 6 pulses ->
+  UNDER_INFUSION. Accepted calibrations (±8 %) stay inside the allowance; whatever the
+  calibration says, a camshaft turning ≥ 25 % more or less than the program needs at the
+  mechanism's geometry is caught by it or by the detectors above.
 - dead/stuck sensor: the envelope grew by 4 pulses with no pulse at all -> SENSOR_FAULT.
 - uncommanded motion: more than one pulse beyond what was allowed while delivery is not
   running (paused, stopped, alarm, after a prime or a back-off) -> OVER_INFUSION.
@@ -50,6 +57,10 @@ _CUSUM_K_DIV = const(20)      # drift CUSUM allowance k = 1/20 = 5 % of the enve
 _UNDER_H = const(12)          # under-infusion CUSUM threshold: 6 pulses = 75 µL
 _UNDER_K_DIV = const(4)       # under-infusion allowance k = 1/4 = 25 %
 _SENSOR_H = const(8)          # envelope growth with no pulse at all: 4 pulses = 50 µL
+GEO_PULSE_NL = const(12500)   # the mechanism: 50 µL a revolution / 4 slots (calibration.py)
+_GEO_K_DIV = const(8)         # geometry check allowance 1/8 = 12.5 % of the envelope
+_GEO_OVER_NL = const(50000)   # geometry over-infusion threshold: 4 nominal pulses
+_GEO_UNDER_NL = const(75000)  # geometry under-infusion threshold: 6 nominal pulses
 STOP_SLACK = const(1)         # pulses tolerated while the motor is not commanded
 _CHECKPOINT_MS = const(300000)  # a drift check at an edge at least every 5 min or so
 _MAX_UNITS = const(10000)     # 3.6 s units in one envelope update (10 h) before capping
@@ -321,7 +332,14 @@ class Monitor:
         if u < 0:
             u = 0
         self.under_nl = u
-        if f > self.tol_nl:
+        # geometry check: the pulses at the mechanism's fixed volume, not the calibration's
+        g = dc * GEO_PULSE_NL
+        k = d_env // _GEO_K_DIV
+        go = self.geo_over_nl + g - d_env - k
+        self.geo_over_nl = go if go > 0 else 0
+        gu = self.geo_under_nl + d_env - k - g
+        self.geo_under_nl = gu if gu > 0 else 0
+        if f > self.tol_nl or go > _GEO_OVER_NL:
             return OVER_INFUSION
         if edge:
             if self.edge_ok:
@@ -337,7 +355,7 @@ class Monitor:
             self.e_ref = self.env_nl
         if self.since_pulse_nl > self.sensor_nl:
             return SENSOR_FAULT
-        if u > self.under_h_nl:
+        if u > self.under_h_nl or gu > _GEO_UNDER_NL:
             return UNDER_INFUSION
         return None
 
@@ -434,6 +452,8 @@ class Monitor:
         self.f_nl = 0
         self.cusum_nl = 0
         self.under_nl = 0
+        self.geo_over_nl = 0          # geometry check CUSUMs (nL at the nominal pulse)
+        self.geo_under_nl = 0
         self.since_pulse_nl = 0
         self.edge_ok = False
         self.c_ref = 0

@@ -7,9 +7,10 @@ A frame is one line of printable ASCII, at most MAX_FRAME bytes with its newline
 crc32 is 8 lowercase hex digits over everything before its space. A reply carries the
 request's seq: `<seq> OK <json> <crc32>` or `<seq> ERR {"code": ...} <crc32>`; a frame whose
 seq cannot be trusted is answered with seq `?`. Pushed telemetry uses seq `*`. Privileged
-commands carry an HMAC-SHA256 tag (pump.auth) and a strictly increasing counter that the
-controller journals, so a captured frame is refused (REPLAYED). A retry resends the same
-frame; a repeated (seq, crc) is answered from a small reply cache, never executed twice.
+commands carry an HMAC-SHA256 tag (pump.auth) and a strictly increasing counter per key that
+the controller journals, so a captured frame is refused (REPLAYED). A retry resends the same
+frame; a byte-for-byte repeat of a recent privileged frame is answered from a small reply
+cache, never executed twice (a frame that only shares the seq and CRC-32 is not a repeat).
 The frame codec is pump.frames (hosts use it too); what a command does, and which role may
 give it, is pump.commands' and pump.roles': the protocol parses and authenticates a frame,
 then executes it through the same door as every other caller.
@@ -24,6 +25,7 @@ from pump import auth
 from pump.codes import BAD_INPUT, NOT_AUTHORISED, PATIENT
 from pump.commands import COMMANDS, UNKNOWN_COMMAND, Commands
 from pump.compat import const
+from pump.controller import AUTH_WINDOW
 from pump.frames import MAX_FRAME, MAX_REPLY, frame, is_hex, parse
 
 _MAX_EVENTS = const(8)        # queued telemetry events (the oldest are dropped beyond)
@@ -57,7 +59,7 @@ class Protocol(Commands):
         self.n = 0
         self.over = False                 # the current line overflowed: drop it whole
         self.last_rx = 0
-        self.cache = [None] * _CACHE      # [seq, crc, reply bytes]
+        self.cache = [None] * _CACHE      # [frame line bytes, reply bytes]
         self.ci = 0
         self.events = []
         self.dropped = 0
@@ -156,8 +158,8 @@ class Protocol(Commands):
         if not _digits(seq, 9):
             return self._err("?", BAD_FRAME, "syntax")
         for c in self.cache:
-            if c is not None and c[0] == seq and c[1] == crc:
-                self.uart.write(c[2])       # a retry: the same answer, not a second run
+            if c is not None and c[0] == line:
+                self.uart.write(c[1])       # a retry: the same answer, not a second run
                 return
         spec = COMMANDS.get(name)
         if spec is None:
@@ -179,24 +181,26 @@ class Protocol(Commands):
         ctr = 0
         if tok is not None:
             got = self._authenticate(name, rest, tok)
-            if isinstance(got, str):
-                return self._err(seq, got, "")
+            if isinstance(got, str):        # why "auth": the tag, not the role table
+                return self._err(seq, got, self.why or "auth")
             role, ctr = got
         out = self.execute(name, args, role, ctr)
         if isinstance(out, str):
-            reply = frame(seq, "ERR", {"code": out})
+            reply = frame(seq, "ERR", {"code": out, "why": self.why} if self.why
+                          else {"code": out})
             self.errors += 1
         else:
             reply = frame(seq, "OK", out)
             if len(reply) > MAX_REPLY:
                 reply = frame(seq, "ERR", {"code": INTERNAL, "why": "reply too long"})
         if spec[2] or tok is not None:      # authenticated: a retry must not look replayed
-            self.cache[self.ci] = [seq, crc, reply]
+            self.cache[self.ci] = [line, reply]
             self.ci = (self.ci + 1) % _CACHE
         self.uart.write(reply)
 
     def _authenticate(self, command, args_text, tok):
         """(role, counter) for a valid tag and a fresh counter, else a code."""
+        self.why = ""
         p = tok.split(":")
         if len(p) != 3 or p[0] not in auth.ROLE_OF or not _digits(p[1], 10) \
                 or len(p[2]) != 64 or not is_hex(p[2]):
@@ -205,7 +209,11 @@ class Protocol(Commands):
         msg = auth.message(p[0], ctr, command, args_text)
         if not self.keys.verify(p[0], msg, unhexlify(p[2])):
             return NOT_AUTHORISED
-        if not self.ctl.accept_auth_counter(ctr):
+        if not self.ctl.accept_auth_counter(ctr, p[0]):
+            c = self.ctl
+            top = c.auth_counter if c.auth_counter > c.auth_service else c.auth_service
+            self.why = "counter must be above %d and at most %d" % (
+                c.auth_service if p[0] == "s" else c.auth_counter, top + AUTH_WINDOW)
             return REPLAYED
         return auth.ROLE_OF[p[0]], ctr
 

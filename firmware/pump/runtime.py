@@ -17,6 +17,7 @@ The order of one wake:
 `service` returns the tick to wake at next. Between wakes a board sleeps (`run`) until that
 tick or until an interrupt sets a flag or bytes arrive on the UART (`pending`).
 """
+from pump.codes import STORAGE_FAULT
 from pump.compat import const
 from pump.protocol import Protocol
 
@@ -34,8 +35,13 @@ class Runtime:
         self.wakes = 0
 
     def boot(self, watchdog_reset=False):
-        """Replay the journal (SR-9); returns the state the pump wakes in."""
-        return self.ctl.boot(watchdog_reset)
+        """Replay the journal (SR-9); returns the state the pump wakes in. A key store found
+        corrupt (repaired from its copy, or unreadable: locked) is annunciated too."""
+        ctl = self.ctl
+        state = ctl.boot(watchdog_reset)
+        if self.proto.keys.fault:
+            ctl.annunciate(STORAGE_FAULT)
+        return state
 
     def service(self, now):
         """Serve one wake at tick `now`; returns the tick of the next wake."""

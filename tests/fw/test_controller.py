@@ -193,8 +193,20 @@ def test_service_calibration_is_stored_and_applied():
     # power loss: the newest stored calibration is read back
     ctl2 = Controller(hal)
     assert ctl2.delivery.stroke_nl == 49600 and ctl2.monitor.stroke_nl == 49600
-    # a torn newest file leaves the previous calibration in force
-    with open(hal.storage.path("cal.%d" % (ctl.cal_seq & 1)), "wb") as f:
+    # a flipped bit in either copy: the other holds the same calibration (and it is reported)
+    from pump import calibration
+    for name in calibration.NAMES:
+        with open(hal.storage.path(name), "rb") as f:
+            good = f.read()
+        with open(hal.storage.path(name), "wb") as f:
+            f.write(bytes([good[0] ^ 1]) + good[1:])
+        ctl3 = Controller(hal)
+        assert ctl3.delivery.stroke_nl == 49600 and ctl3.cal_fault
+        with open(hal.storage.path(name), "wb") as f:
+            f.write(good)
+    # a write torn in its first copy leaves the previous calibration in force in the second
+    calibration.save(hal.storage, 50400, 200, 0)
+    with open(hal.storage.path(calibration.NAMES[0]), "wb") as f:
         f.write(b"1 49600 2")
     assert Controller(hal).delivery.stroke_nl == 50400
 

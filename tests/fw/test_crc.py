@@ -1,7 +1,7 @@
 """The journal's small-int CRC-32 equals the standard one (binascii/zlib)."""
 import binascii
 
-from pump.crc import crc32, crc32_halves, table_crc32_halves
+from pump.crc import crc32, crc32_halves, crc32_of, table_crc32_halves
 
 
 def test_crc32_matches_binascii():
@@ -33,3 +33,12 @@ def test_table_path_equals_fast_path():
         crc32_halves(b, n, fast)
         table_crc32_halves(b, n, table)
         assert fast == table, n
+
+
+def test_crc32_of_a_prefix_equals_the_table_path():
+    """crc32_of (journal replay: the interpreter's native CRC) gives the table's value."""
+    b = bytearray(range(64))
+    table = [0, 0]
+    for n in (0, 1, 44, 60, 64):
+        table_crc32_halves(b, n, table)
+        assert crc32_of(b, n) & 0xFFFFFFFF == (table[1] << 16 | table[0]), n

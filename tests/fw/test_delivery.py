@@ -83,12 +83,20 @@ def test_stop_counts_moved_steps_rounded_up():
 
 
 def test_late_wake_does_not_catch_up():
+    """A late wake never turns into a burst: what is left keeps its own duration from now.
+    At 10 mL/h a 36 s segment goes to the motor in two parts of one stroke, 18 s each."""
     hal, d = _delivery()
     d.load(10000, 240000000, 0)
     d.start(hal.ticks_ms())
-    hal.t += 36000 + 5000           # five seconds late
+    assert d.seg_parts == 2 and ticks_diff(d.seg_end, hal.ticks_ms()) == 18000
+    hal.t += 36000 + 5000           # 23 seconds late for the second part
+    assert hal.motor.position() == 200        # the motor stopped where its part ended
     d.service(hal.ticks_ms())
-    assert ticks_diff(d.seg_end, hal.ticks_ms()) == 36000   # restarted from now, no burst
+    assert ticks_diff(d.seg_end, hal.ticks_ms()) == 18000   # from now, no burst
+    hal.t += 18000
+    d.service(hal.ticks_ms())
+    assert d.commanded_nl == 100000 and hal.motor.position() == 400
+    assert ticks_diff(d.seg_end, hal.ticks_ms()) == 18000   # the next segment, from now
 
 
 def _segment_starts(start_ticks, hours):

@@ -313,7 +313,9 @@ def test_sr3_propose_then_confirm_in_separate_frames_and_no_start():
     b.ok("CONFIRM", '{"echo": ["-", 4170, 100000, 0, 0, 0]}', "c")
     assert b.ctl.state == codes.PROGRAMMED            # programmed, not started
     assert b.ctl.program.rate_ul_per_h == 4170
-    assert b.err("CONFIRM", '{"echo": ["-", 4170, 100000, 0, 0, 0]}', "c") == codes.BAD_INPUT
+    # confirmed once: a second confirm has no proposal to confirm
+    assert b.err("CONFIRM", '{"echo": ["-", 4170, 100000, 0, 0, 0]}', "c") == \
+        commands.NO_PROPOSAL
 
 
 def test_sr3_rate_only_in_ml_per_h():
@@ -350,12 +352,32 @@ def test_sr3_label_proposal_confirmed_with_its_echo():
     assert b.err("PROPOSE", per_day, "c") == codes.UNIT_REJECTED
 
 
-def test_proposal_expires():
+def test_sr3_expired_proposal_says_so_and_programs_nothing():
     b = Bench("expire")
     echo = b.ok("PROPOSE", '{"basic": {"rate": "10 mL/h", "vtbi": "240 mL"}}', "c")["echo"]
     b.hal.t += 121000
-    assert b.err("CONFIRM", _dumps({"echo": echo}), "c") == codes.BAD_INPUT
+    assert b.ok("STATUS")["proposal"] is None
+    assert b.err("CONFIRM", _dumps({"echo": echo}), "c") == commands.PROPOSAL_EXPIRED
     assert b.ctl.program is None
+    # the expired proposal is gone: confirming again finds none
+    assert b.err("CONFIRM", _dumps({"echo": echo}), "c") == commands.NO_PROPOSAL
+
+
+def test_sr3_confirm_window_is_wall_clock_on_an_accelerated_board():
+    """A board whose clock runs 100x the wall clock (the virtual board) gives a person the same
+    120 s of wall-clock time to confirm: 12,000 s of its own clock."""
+    b = Bench("window")
+    b.hal.time_scale = 100
+    b.proto = protocol.Protocol(b.ctl, b.uart, b.hal.storage)
+    assert b.proto.keys.set("c", KEY_C)
+    got = b.ok("PROPOSE", '{"basic": {"rate": "10 mL/h", "vtbi": "240 mL"}}', "c")
+    assert got["expires_s"] == 120                  # what the person is told: wall seconds
+    b.hal.t += 2000 * 100                           # 2 s of wall time at human speed
+    b.ok("CONFIRM", _dumps({"echo": got["echo"]}), "c")
+    assert b.ctl.state == codes.PROGRAMMED
+    got = b.ok("PROPOSE", '{"basic": {"rate": "5 mL/h", "vtbi": "240 mL"}}', "c")
+    b.hal.t += 121000 * 100
+    assert b.err("CONFIRM", _dumps({"echo": got["echo"]}), "c") == commands.PROPOSAL_EXPIRED
 
 
 # --- telemetry and delivery going on ---------------------------------------------------------
@@ -425,17 +447,19 @@ def test_pr5_idle_poll_allocates_nothing():
 
 
 def test_keys_survive_a_torn_key_file():
-    """A power cut while writing keys.json must not leave the pump keyless (that is the
-    factory state, where anyone may provision keys): the copy written first is read."""
+    """A power cut while writing either copy of the key store must not leave the pump
+    keyless (that is the factory state, where anyone may provision keys): the other copy is
+    read, and written back over the torn one."""
     b = Bench("torn")
     st = b.hal.storage
-    f = st.open(auth.KEYS_FILE, "w")
-    f.write('{"c": "c1c1')                            # torn mid-write
-    f.close()
-    again = auth.Keys(st)
-    assert again.provisioned() == ["c", "s"] and again.hexes["c"] == KEY_C
-    st.remove(auth.KEYS_FILE)
-    assert auth.Keys(st).provisioned() == ["c", "s"]
+    for name in auth.KEY_FILES:
+        f = st.open(name, "w")
+        f.write("K2 3 c1c1")                          # torn mid-write
+        f.close()
+        again = auth.Keys(st)
+        assert again.provisioned() == ["c", "s"] and again.hexes["c"] == KEY_C
+        assert not again.factory() and not again.locked
+        assert auth.Keys(st).provisioned() == ["c", "s"] and not auth.Keys(st).fault
 
 
 def test_service_calibration_over_the_protocol():

@@ -2,7 +2,9 @@
 
 Default run: each test on `virtual` (firmware on CPython, the simulator's plant) and on
 `virtual-mpy` (firmware on real MicroPython, WebAssembly port under Node), both behind a
-pseudo-terminal opened with pyserial like hardware, time-accelerated. On hardware:
+pseudo-terminal opened with pyserial like hardware, time-accelerated. The firmware as it
+ships, flashed with pumpctl onto the official MicroPython on an emulated RP2040:
+`pytest tests/hil --board rp2040js` (.ci/run does). On hardware:
 `pytest tests/hil --board /dev/ttyACM0 --rig /dev/ttyUSB0 --board-keys keys.json`.
 """
 
@@ -22,7 +24,9 @@ from host.client import NotAuthorised, PumpRefused, PumpTimeout, encode
 pytestmark = pytest.mark.hil
 
 STROKE_UL = 50
+STEPS_PER_STROKE = 200
 SEGMENT_S = 36                 # delivery hands the motor 36 s segments (pump.delivery)
+TICKS_PERIOD = 1 << 30
 
 
 def _run(board: BoardHandle, rate: str = "60 mL/h", vtbi: str = "1 mL") -> dict:
@@ -56,6 +60,19 @@ def test_short_infusion_runs_to_completion(board: BoardHandle) -> None:
     assert s["notice"] == "INFUSION_COMPLETE"
     codes = [f.obj.get("code") for f in board.client.events if f.kind == "EVT"]
     assert "RUNNING" in codes and "COMPLETE" in codes       # pushed telemetry
+
+
+@pytest.mark.needs_rig
+def test_sr4_volume_from_step_edges_matches_the_program_within_one_stroke(
+        board: BoardHandle, rig: Rig) -> None:
+    """The motor's STEP line, counted by the rig over the whole run, carries the programmed
+    volume: no step lost at a segment boundary, none added (SR-4: at most one stroke)."""
+    s0 = rig.steps()
+    _run(board, "60 mL/h", "2 mL")                        # 120 s of board time, 4 segments
+    assert board.wait_state("COMPLETE", 300)["commanded_nl"] == 2_000_000
+    board.sleep(2)
+    step_ul = STROKE_UL / STEPS_PER_STROKE
+    assert abs((rig.steps() - s0) * step_ul - 2000) <= STROKE_UL
 
 
 def test_pause_and_resume(board: BoardHandle) -> None:
@@ -159,6 +176,49 @@ def test_power_cut_and_restore_keeps_state_and_volume(board: BoardHandle, rig: R
     assert done["commanded_nl"] == 3_000_000
     delivered = rig_volume_ul(rig) - v0
     assert delivered <= 3000 * 1.05 + STROKE_UL             # never re-delivered (SR-9)
+
+
+@pytest.mark.needs_rig
+def test_sr9_watchdog_starvation_reboots_into_watchdog_reset(board: BoardHandle, rig: Rig
+                                                             ) -> None:
+    """A firmware hang mid-delivery: the watchdog resets the board, which wakes in ALARM
+    with WATCHDOG_RESET (a person decides), program and counted volume kept, motor still."""
+    s0 = _run(board, "10 mL/h", "10 mL")
+    board.sleep(20)
+    before = board.status()
+    try:
+        rig.hang()
+    except RigError as e:
+        pytest.skip(f"this rig cannot hang the firmware ({e})")
+    s = board.wait_state("ALARM", 60)
+    assert s["alarm"] == "WATCHDOG_RESET"
+    assert s["program_id"] == s0["program_id"] and s["vtbi_nl"] == 10_000_000
+    assert before["commanded_nl"] <= s["commanded_nl"] <= before["commanded_nl"] + \
+        10_000 * SEGMENT_S                                   # SR-9: never re-delivered
+    steps = rig.steps()
+    board.sleep(10)
+    assert rig.steps() == steps                              # the motor stays stopped
+    with pytest.raises(NotAuthorised):
+        board.client.resume()                                # a clinician decides
+
+
+@pytest.mark.needs_rig
+def test_board_idle_longer_than_its_watchdog_does_not_reboot(board: BoardHandle, rig: Rig
+                                                             ) -> None:
+    """The controller may sleep a minute between wakes, the RP2040's watchdog bites after
+    8.3 s at most: an idle pump and a slow infusion (a pulse every 75 s) must not reboot."""
+    try:
+        r0 = rig.resets()
+    except RigError as e:
+        pytest.skip(f"this rig does not count board resets ({e})")
+    t0 = board.status()["t_ms"]
+    board.sleep(30)
+    assert (board.status()["t_ms"] - t0) % TICKS_PERIOD >= 30_000
+    _run(board, "0.6 mL/h", "1 mL")
+    board.sleep(120)
+    s = board.status()
+    assert s["state"] == "RUNNING" and s["alarm"] is None
+    assert rig.resets() == r0
 
 
 # --- roles and authentication (SR-11) -------------------------------------------------------------

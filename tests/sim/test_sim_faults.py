@@ -86,9 +86,12 @@ def test_controller_rate_error_doubles_what_the_driver_is_told() -> None:
     assert d.fault_num == 2 * d.fault_den
     # the segment begun at 1 h (a segment boundary) carries twice the volume in 36 s
     assert d.seg_nl == 200000
-    # steps for 200 µL at this cassette's calibrated stroke volume (400 at a nominal 50 µL)
-    assert abs(hal.motor.steps - 200000 * d.steps_per_stroke / d.stroke_nl) <= 1
-    assert hal.motor.ms == 36000 and hal.motor.t0 == H
+    # steps for 200 µL at this cassette's calibrated stroke volume (400 at a nominal 50 µL),
+    # handed to the motor in parts of at most a stroke (write-ahead, SR-9): 4 of 9 s
+    assert abs(d.seg_steps - 200000 * d.steps_per_stroke / d.stroke_nl) <= 1
+    assert d.seg_parts == 4 and d.seg_part == 1
+    assert hal.motor.steps == d.seg_steps // 4
+    assert hal.motor.ms == 36000 // 4 and hal.motor.t0 == H
 
 
 def test_rotation_sensor_dropout_loses_pulses() -> None:

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import io
 import json
+import re
 import xml.etree.ElementTree as ET
 from html.parser import HTMLParser
 from pathlib import Path
@@ -63,7 +64,8 @@ def test_suite_a_failed_expectation_exits_1_and_says_which(tmp_path: Path) -> No
     write(tmp_path / "sc", "short", FAILING)
     rc, out, _ = suite(tmp_path / "sc", tmp_path / "rep")
     assert rc == 1
-    assert "FAIL short" in out and "delivered_ml_min: expected 1000.0" in out
+    assert "FAIL short" in out and "delivered_ml_min: delivered" in out
+    assert "mL, expected ≥ 1000 mL" in out
 
 
 def test_suite_xfail_counts_as_ok_while_it_fails(tmp_path: Path) -> None:
@@ -131,15 +133,20 @@ def test_suite_parallel_report_lists_every_scenario_and_links_existing_files(
     assert rc == 0
     page = (out / "index.html").read_text()
     for name in ("alpha", "beta"):
-        assert 'id="%s"' % name in page
+        assert 'id="sc-%s"' % name in page
         assert (out / name / "plot.png").exists() and (out / name / "result.json").exists()
         assert (out / name / "trace.csv").exists()
     p = _Refs()
     p.feed(page)
-    local = [r for r in p.refs if "://" not in r]
+    local = [r for r in p.refs if "://" not in r and not r.startswith("#")]
     assert "alpha/plot.png" in local and "beta/result.json" in local
+    assert "alpha/journal.csv" in local
     for ref in local:
         assert (out / ref).exists(), ref
+    ids = set(re.findall(r'id="([^"]+)"', page))
+    for ref in p.refs:
+        if ref.startswith("#"):
+            assert ref[1:] in ids, ref
     root = ET.parse(junit).getroot()
     assert {c.get("name") for c in root.iter("testcase")} == {"alpha", "beta"}
     assert (out / "summary.txt").exists()
@@ -152,3 +159,33 @@ def test_progress_without_a_terminal_prints_a_line_per_scenario() -> None:
         pr.update(n, "pass")
     lines = s.getvalue().splitlines()
     assert len(lines) == 3 and lines[0].startswith("[1/3]") and lines[2].endswith("c")
+
+
+@pytest.mark.parametrize("jobs", [1, 2])
+def test_suite_a_scenario_past_its_time_limit_is_reported_as_an_error(
+        tmp_path: Path, jobs: int) -> None:
+    """A hung or endless scenario cannot hold the suite: stopped at --timeout, reported as
+    an error naming the limit, and the other scenarios still run and are judged."""
+    write(tmp_path / "sc", "quick", PASSING, hours=0.1)
+    slow = write(tmp_path / "sc", "slow", PASSING, hours=1.0)
+    slow.write_text(slow.read_text().replace("bag_hours = 24", "bag_hours = 168")
+                    .replace("hours = 1.0", "hours = 168.0"))
+    rc, out, _ = suite(tmp_path / "sc", tmp_path / "rep", jobs=jobs, timeout_s=0.2)
+    assert rc == 1
+    results = {r["scenario"]: r for r in json.loads((tmp_path / "rep" / "results.json")
+                                                   .read_text())}
+    assert results["quick"]["status"] == "pass"
+    assert results["slow"]["status"] == "error" and results["slow"]["timed_out"] == 0.2
+    assert "timed out: still running after 0.2 s" in out and "--timeout" in out
+
+
+@pytest.mark.parametrize("argv", [["--timeout", "nan"], ["--timeout", "-1"], ["--jobs", "0"],
+                                  ["--jobs", "1e9"]])
+def test_suite_bad_options_exit_2(tmp_path: Path, capsys: pytest.CaptureFixture[str],
+                                  argv: list[str]) -> None:
+    write(tmp_path / "sc", "a", PASSING)
+    with pytest.raises(SystemExit) as e:
+        cli.main(["suite", str(tmp_path / "sc"), "--out", str(tmp_path / "rep"), *argv])
+    assert e.value.code == 2
+    assert argv[0] in capsys.readouterr().err
+    assert not (tmp_path / "rep").exists()

@@ -138,3 +138,33 @@ def test_pr6_trumpet_on_the_simulator_ideal_plant() -> None:
         assert result["accepted"] and result["final_state"] == "RUNNING"
         for w in tr.windows:
             assert abs(w.max_pct) < 0.05 and abs(w.min_pct) < 0.05, (rate, w)
+
+
+def test_pumpsim_trumpet_out_writes_into_that_folder(tmp_path: Path,
+                                                      capsys: pytest.CaptureFixture[str]) -> None:
+    """`pumpsim trumpet --rate 10 --out DIR`: the plot, the figures, the trace and the result
+    in DIR itself, as the help says (no subfolder)."""
+    from sim import cli
+
+    out = tmp_path / "tr"
+    assert cli.main(["trumpet", "--rate", "10", "--out", str(out)]) == 0
+    names = sorted(p.name for p in out.iterdir())
+    assert names == ["journal.bin", "result.json", "trace.csv", "trumpet.json", "trumpet.png"]
+    assert "plot: %s" % (out / "trumpet.png") in capsys.readouterr().out
+    res = json.loads((out / "result.json").read_text())
+    assert res["trace_file"] == str(out / "trace.csv")
+
+
+@pytest.mark.parametrize("argv", [["--rate", "nan"], ["--rate", "10", "--hours", "1e9"],
+                                  ["--rate", "10", "--hours", "1"], ["--rate", "inf"],
+                                  ["--rate", "10", "--seed", "-3"], ["--rate", ""]])
+def test_sr13_pumpsim_trumpet_bad_numbers_exit_2(tmp_path: Path, argv: list[str],
+                                                 capsys: pytest.CaptureFixture[str]) -> None:
+    from sim import cli
+
+    with pytest.raises(SystemExit) as e:
+        cli.main(["trumpet", *argv, "--out", str(tmp_path / "tr")])
+    assert e.value.code == 2
+    err = capsys.readouterr().err
+    assert "Traceback" not in err and argv[-2] in err
+    assert not (tmp_path / "tr").exists()
