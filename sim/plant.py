@@ -98,6 +98,8 @@ class Plant(physics.Plant):
         if not self.shortcuts:
             physics.Plant._schedule(self, t, best)
             return
+        if best is not None and not best < physics._NEVER_MS:
+            best = None                 # infinite or absurdly far: no crossing (as physics)
         if best is None:
             if self.due is not None:
                 self.due = None

@@ -47,3 +47,19 @@ def test_pr4_shortcuts_give_the_same_result_trace_and_journal(name: str, hours: 
     assert fast[0] == plain[0]
     assert fast[1] == plain[1]
     assert fast[2] == plain[2] and len(fast[2]) > 0
+
+
+@pytest.mark.parametrize("shortcuts", [True, False])
+def test_a_crossing_absurdly_far_off_is_none_on_either_path(shortcuts: bool) -> None:
+    """The inlined hand-over keeps the physics' rule: a vanishing battery drain puts the
+    low-battery crossing beyond any schedule, so there is none (and no overflow)."""
+    from sim.engine import Engine
+    from sim.plant import Plant, PlantConfig
+
+    e = Engine()
+    p = Plant(e, PlantConfig(), seed=1)
+    p.shortcuts = shortcuts
+    p.set_battery_drain(0, 1e-300)
+    assert p.due is None
+    p.set_battery_drain(0, 3600.0)            # 600 mV above the comparator: 600 s
+    assert p.due == 600000
