@@ -1,4 +1,4 @@
-"""PR-4: the simulator's fast paths change nothing. The engine glue's shortcuts (a crossing's
+"""The simulator's fast paths (PR-4) change nothing. The engine glue's shortcuts (a crossing's
 wake served at once, its look-ahead shared with that wake, the next crossing pushed on the
 heap directly) give the same result, trace and journal as the plain event-by-event path, on
 scenarios that cross every kind of crossing: rotation compares, a power loss and reboot, an
@@ -40,7 +40,7 @@ def _run(name: str, hours: float, shortcuts: bool) -> tuple[dict, list[str], byt
     ("free-flow-cassette-out-24h-bag", 3.0),
     ("rate-drift-10pct-24h-bag", 4.0),
 ])
-def test_pr4_shortcuts_give_the_same_result_trace_and_journal(name: str, hours: float) -> None:
+def test_shortcuts_give_the_same_result_trace_and_journal(name: str, hours: float) -> None:
     fast = _run(name, hours, True)
     plain = _run(name, hours, False)
     assert fast[0]["controller_steps"] > 500
