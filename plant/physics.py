@@ -58,6 +58,21 @@ class Plant:
     this cassette's stroke volume over nominal; offsets: per-slot position error of the
     rotation sensor's edges (steps, pulses_per_rev values)."""
 
+    # Slots: attribute reads are the plant's hot path on CPython (a plain attribute
+    # elsewhere); every attribute set in __init__ is listed here.
+    __slots__ = (
+        "_bag_speed", "_bag_ul_per_ms", "_battery_low", "_bpf", "_cam_s", "_cum", "_cum_all",
+        "_edges_m", "_edges_x", "_f", "_inv_sps", "_n", "_off", "_pitch", "_ppr",
+        "_pressure_high", "_rot_cnt_off", "_rot_dir", "_rot_p0", "_rot_plain", "_rot_true0",
+        "_rot_true_off", "_simple", "_ul_per_stroke", "_v_s", "air", "armed", "bag_ul",
+        "battery_mv0", "battery_rate", "battery_t0", "bolus_ul", "boluses", "cam0",
+        "cassette_clamp_open", "cassette_factor", "cfg", "clamp_closed", "cmd_speed",
+        "conc_ug_per_ml", "door", "door_switch", "dose_ug", "drift", "due", "enabled", "engaged",
+        "occluded", "on_schedule", "patient_ul", "powered", "pumped_ul", "rot_keep", "rot_stuck",
+        "runaway", "signal", "source_mmhg", "speed", "stalled", "stored_ul", "t0", "t1", "ts",
+        "watches"
+    )
+
     def __init__(self, cfg=None, noise=None, cassette_factor=1.0, offsets=None):
         self.cfg = cfg = cfg if cfg is not None else Config()
         self.signal = _ignore            # hooks: set by the owner (module doc)
@@ -194,7 +209,9 @@ class Plant:
             # self._vol(b), inlined: the hot path of every wake
             x = b * self._inv_sps
             k = math.floor(x)
-            q, r = divmod(k, self._n)
+            n = self._n
+            q = k // n                  # divmod(k, n) without its tuple (ints: the same)
+            r = k - q * n
             vb = self._ul_per_stroke * (q * self._cum_all + self._cum[r] + (x - k) * self._f[r])
             dv = (vb - self._v_s) * self._bpf
             self._cam_s = b

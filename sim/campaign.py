@@ -38,6 +38,7 @@ from typing import Any, TextIO
 CHECKPOINT = "checkpoint.jsonl"
 IN_PROCESS = "none"
 LOOPBACK = "127.0.0.1"
+CONNECT_TIMEOUT = "20s"          # to reach an existing scheduler
 
 
 class CampaignError(Exception):
@@ -59,6 +60,7 @@ class Outcome:
     cpu_s: float = 0.0           # workers' CPU time, all batches (resumed ones included)
     cpu_s_now: float = 0.0       # of which spent in this invocation
     wall_s: float = 0.0          # wall time of this invocation
+    wall_s_all: float = 0.0      # of every invocation that added to the checkpoint
     pump_days: float = 0.0
     pump_days_now: float = 0.0
     workers: int = 0
@@ -130,10 +132,11 @@ class _Checkpoint:
                 if r.read(1) != b"\n":
                     self.f.write("\n")
 
-    def add(self, batch_id: int, res: dict[str, Any]) -> None:
+    def add(self, batch_id: int, res: dict[str, Any], inv: str, elapsed_s: float) -> None:
         self.f.write(json.dumps({"batch": batch_id, "partial": res["partial"],
                                  "cpu_s": round(res["cpu_s"], 4),
-                                 "wall_s": round(res["wall_s"], 4)}) + "\n")
+                                 "wall_s": round(res["wall_s"], 4),
+                                 "inv": inv, "elapsed_s": round(elapsed_s, 3)}) + "\n")
         self.f.flush()
 
     def close(self) -> None:
@@ -224,8 +227,11 @@ def run(batches: Iterable[Batch], work: Callable[[Any], Any],
     done_ids: set[int] = set()
     cost_done = 0.0
     by_id = {b.id: b for b in plan}
+    walls: dict[str, float] = {}          # earlier invocations: their last elapsed time
     if resume and ck_path is not None:
         for rec in read_checkpoint(ck_path, key):
+            inv = str(rec.get("inv", ""))
+            walls[inv] = max(walls.get(inv, 0.0), float(rec.get("elapsed_s", 0.0)))
             bid = rec["batch"]
             if bid in done_ids or bid not in by_id:
                 continue
@@ -241,12 +247,14 @@ def run(batches: Iterable[Batch], work: Callable[[Any], Any],
     bar = Progress(progress, len(plan), total_cost, total_days)
     bar.start(cost_done, out.pump_days)
     t0 = time.perf_counter()
+    inv = "%x" % int(time.time() * 1000)
+    earlier_wall = sum(walls.values())
 
     def take(b: Batch, res: dict[str, Any]) -> None:
         nonlocal cost_done
         fold(res["partial"])
         if ck is not None:
-            ck.add(b.id, res)
+            ck.add(b.id, res, inv, time.perf_counter() - t0)
         out.batches += 1
         out.cpu_s += res["cpu_s"]
         out.cpu_s_now += res["cpu_s"]
@@ -254,6 +262,7 @@ def run(batches: Iterable[Batch], work: Callable[[Any], Any],
         out.pump_days_now += b.pump_days
         cost_done += b.cost
         out.wall_s = time.perf_counter() - t0
+        out.wall_s_all = out.wall_s + earlier_wall
         bar.update(out.batches, cost_done, out.pump_days)
         if on_fold is not None:
             on_fold(out)
@@ -270,6 +279,7 @@ def run(batches: Iterable[Batch], work: Callable[[Any], Any],
         if ck is not None:
             ck.close()
     out.wall_s = time.perf_counter() - t0
+    out.wall_s_all = out.wall_s + sum(walls.values())
     bar.update(out.batches, cost_done, out.pump_days, final=True)
     return out
 
@@ -292,8 +302,8 @@ def _on_dask(todo: list[Batch], work: Callable[[Any], Any],
         out.scheduler = "LocalCluster on 127.0.0.1 (%d worker%s)" % (n, "s" if n > 1 else "")
     else:
         try:
-            client = Client(scheduler, timeout="20s")
-        except (OSError, TimeoutError) as e:
+            client = Client(scheduler, timeout=CONNECT_TIMEOUT)
+        except (OSError, TimeoutError, ValueError) as e:
             raise CampaignError("--scheduler %s: cannot reach it (%s); is `dask scheduler` "
                                 "running there?" % (scheduler, e)) from e
         out.scheduler = scheduler

@@ -201,6 +201,18 @@ class SimHal:
         self.wdt_feeds += 1
 
     # --- the engine glue: the board's main loop, minus the sleeping -----------------------------
+    @property
+    def shortcuts(self) -> bool:
+        """The engine glue's fast paths (default on): a wake raised by a plant crossing
+        served at once when it is the engine's next event anyway, the crossing's look-ahead
+        shared with that wake, the plant's next crossing pushed on the heap directly. Off:
+        the plain event-by-event path; the results are the same (tests/sim/test_speed.py)."""
+        return self.plant.shortcuts
+
+    @shortcuts.setter
+    def shortcuts(self, on: bool) -> None:
+        self.plant.shortcuts = bool(on)
+
     def attach(self, runtime: Any) -> None:
         """Run the firmware (a pump.runtime.Runtime) from now on: the engine calls
         Runtime.service at every wake it asks for, and at once whenever an interrupt (a plant
@@ -223,6 +235,7 @@ class SimHal:
         if ctl is not None:
             ctl.signal(flag)
             if self.plant.in_crossing and not self._in_step and not self.fixed_tick_ms:
+                # (in_crossing is only ever set with the shortcuts on)
                 self._after = True      # wake(), decided after the crossing (_after_crossing)
                 return
             self.wake()

@@ -10,9 +10,11 @@ event (PRIO_PLANT), recomputed whenever the motion changes.
 
 from __future__ import annotations
 
+import math
 import random
 from collections.abc import Callable
 from dataclasses import dataclass, fields
+from heapq import heappush
 
 from plant import physics
 from sim.engine import PRIO_PLANT, Engine, Entry
@@ -79,6 +81,7 @@ class Plant(physics.Plant):
         j = min(cfg.rotation_jitter_steps, cfg.steps_per_stroke / cfg.pulses_per_rev * 0.45)
         offsets = [rng.uniform(-j, j) if j else 0.0 for _ in range(cfg.pulses_per_rev)]
         self._entry: Entry | None = None
+        self.shortcuts = True           # _on_due/_schedule's fast paths (off: the plain ones)
         self.in_crossing = False        # inside crossing() (its signals' wakes wait for it)
         self.after_crossing: Callable[[], None] | None = None   # the HAL's hook, then
         super().__init__(cfg, noise, factor, offsets)
@@ -88,6 +91,33 @@ class Plant(physics.Plant):
     def arm(self, count: int) -> None:
         """The rotation compare, now (plant.physics.Plant.arm_compare)."""
         self.arm_compare(self.engine.now, count)
+
+    def _schedule(self, t: int, best: float | None) -> None:
+        """physics.Plant._schedule with the hand-over (on_schedule, Engine.schedule) inlined:
+        every rotation compare the firmware arms comes through here."""
+        if not self.shortcuts:
+            physics.Plant._schedule(self, t, best)
+            return
+        if best is not None and not best < physics._NEVER_MS:
+            best = None                 # infinite or absurdly far: no crossing (as physics)
+        if best is None:
+            if self.due is not None:
+                self.due = None
+                self._schedule_at(None)
+            return
+        at_ms = math.ceil(best)
+        if at_ms <= t:
+            at_ms = t + 1
+        if at_ms != self.due:
+            self.due = at_ms
+            e = self._entry
+            if e is not None:
+                e[3] = None
+            eng = self.engine
+            entry = [at_ms if at_ms > eng.now else eng.now, PRIO_PLANT, next(eng._seq),
+                     self._on_due]
+            heappush(eng._heap, entry)
+            self._entry = entry
 
     def _schedule_at(self, at_ms: int | None) -> None:
         e = self._entry
@@ -106,6 +136,9 @@ class Plant(physics.Plant):
         schedule is the one crossing() would leave."""
         self._entry = None
         t = self.engine.now
+        if not self.shortcuts:
+            self.crossing(t)
+            return
         self.in_crossing = True
         try:
             self.cross(t)

@@ -77,7 +77,7 @@ class Sim:
     """One run: engine, plant, SimHal, the controller of the moment, and the books."""
 
     def __init__(self, scenario: Scenario, trace: bool = False,
-                 storage_dir: str | None = None, storage: str = "files") -> None:
+                 storage_dir: str | None = None, storage: str | None = None) -> None:
         self.sc = scenario
         self.engine = Engine()
         cfg = scenario.plant
@@ -85,6 +85,8 @@ class Sim:
         cfg.bag_fill_ml = first.fill_ml
         cfg.concentration_ug_per_ml = first.prepared_concentration_ug_per_ml
         self.plant = Plant(self.engine, cfg, scenario.seed)
+        if storage is None:             # files when a folder is given, else memory
+            storage = "files" if storage_dir is not None else "memory"
         if storage not in ("files", "memory"):
             raise ValueError("storage: expected 'files' or 'memory', got %r" % (storage,))
         self.storage: Any = MemStorage() if storage == "memory" else DirStorage(storage_dir)
@@ -390,11 +392,12 @@ class Sim:
 
 
 def run_scenario(scenario: Scenario, out_dir: str | None = None,
-                 storage: str = "files") -> dict[str, Any]:
+                 storage: str = "memory") -> dict[str, Any]:
     """Run one scenario; write trace.csv, result.json and journal.bin under out_dir/name.
 
-    `storage`: the journal in real files in a temp dir ("files", the default) or in memory
-    ("memory": the same bytes, no syscall per journal flush; for batches)."""
+    `storage`: the pump's flash in memory ("memory", the default: the journal's bytes are
+    the same, written out at the end, without a system call per journal flush) or real
+    files in a temp dir ("files", the board's boards.fs.DirStorage)."""
     wall0 = time.perf_counter()
     sim = Sim(scenario, trace=out_dir is not None, storage=storage)
     try:

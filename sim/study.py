@@ -573,8 +573,8 @@ def timing(summary: dict[str, Any]) -> str:
     if c.get("scheduler"):
         s += " on %s" % c["scheduler"]
     if c.get("resumed_batches"):
-        s += "; %d of %d batches resumed from the checkpoint" % (c["resumed_batches"],
-                                                                  c["batches"])
+        s += "; %d of %d batches resumed from the checkpoint (%.1f s wall in all invocations)" \
+            % (c["resumed_batches"], c["batches"], c.get("wall_s_all_invocations", 0.0))
     return s
 
 
@@ -660,20 +660,29 @@ def run_study(cells: list[str], rates: list[float], seeds: int, days: float,
         os.remove(rows_file)
     total = sum(1 for _ in batches(plan, master_seed, False, batch_wakes))
     last = [time.perf_counter()]
+    seen: list[campaign.Outcome] = []
+
+    def write_interim(oc: campaign.Outcome) -> None:
+        if out is not None:
+            s = _summary(study, oc, plan, key)
+            s["interim"] = {"batches_done": oc.batches, "batches": total}
+            _write(Path(out), s, False)
 
     def interim(oc: campaign.Outcome) -> None:
+        seen[:] = [oc]
         now = time.perf_counter()
-        if out is None or now - last[0] < INTERIM_S or oc.batches >= total:
-            return
-        last[0] = now
-        s = _summary(study, oc, plan, key)
-        s["interim"] = {"batches_done": oc.batches, "batches": total}
-        _write(Path(out), s, False)
+        if now - last[0] >= INTERIM_S and oc.batches < total:
+            last[0] = now
+            write_interim(oc)
 
     try:
         oc = campaign.run(batches(plan, master_seed, rows_file is not None, batch_wakes),
                           work, study.fold, out, key, scheduler, jobs, resume, stream,
                           on_fold=interim)
+    except KeyboardInterrupt:
+        if seen:
+            write_interim(seen[0])    # the tables of the batches finished so far
+        raise
     finally:
         study.close()
     summary = _summary(study, oc, plan, key)
@@ -689,6 +698,7 @@ def _summary(study: Study, oc: campaign.Outcome, plan: list[dict[str, Any]],
         "cells": key["cells"], "rates": key["rates"], "seeds_per_cell": key["seeds_per_cell"],
         "nominal_days_asked": key["nominal_days"], "master_seed": key["master_seed"],
         "scheduler": oc.scheduler, "address": oc.address, "workers": oc.workers,
+        "wall_s_all_invocations": oc.wall_s_all,
         "batches": oc.batches, "resumed_batches": oc.resumed,
         "cpu_s_fault": study.cpu_s["fault"], "cpu_s_nominal": nom_cpu,
         "cpu_s_this_invocation": oc.cpu_s_now,
@@ -796,9 +806,10 @@ def main(args: argparse.Namespace) -> int:
     except campaign.CampaignError as e:
         return _invalid(str(e))
     except KeyboardInterrupt:
-        print("\npumpsim study: interrupted; the finished batches are in %s; the same "
-              "command with --resume continues the campaign" % os.path.join(
-                  args.out, campaign.CHECKPOINT), file=sys.stderr)
+        print("\npumpsim study: interrupted; the tables of the finished batches are in %s, "
+              "the batches in %s; the same command with --resume continues the campaign"
+              % (os.path.join(args.out, "study.md"),
+                 os.path.join(args.out, campaign.CHECKPOINT)), file=sys.stderr)
         return EXIT_INTERRUPTED
     finally:
         signal.signal(signal.SIGTERM, old)

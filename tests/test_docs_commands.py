@@ -67,6 +67,12 @@ NOT_HERE: dict[str, str] = {
     r"--backing rp2040js|/dev/pts/N": "the emulated Pico needs the UF2 and the boot ROM of "
                                       "../shared/rp2/: tests/hil/test_rp2040js.py and .ci/run "
                                       "(pytest tests/hil --board rp2040js) run it",
+    r"pumpsim study .*--scheduler tcp://": "needs a Dask cluster on other machines (a test "
+                                           "contacts loopback only); tests/sim/test_study.py "
+                                           "runs --scheduler against a cluster on 127.0.0.1",
+    r"pumpsim study( --full\b.*)?$": "a campaign of minutes to hours on every core; "
+                                     "tests/sim/test_study.py runs samples of it, and the "
+                                     "quick lines of docs/study.md run here",
 }
 # Documented exit statuses other than 0 (regex on the command -> status).
 EXPECT_EXIT: dict[str, int] = {

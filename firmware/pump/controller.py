@@ -236,20 +236,24 @@ class Controller:
         if self._flags != EV_ROTATION or self.machine.state != RUNNING:
             return -1
         hal = self.hal
+        if not hal.door_closed():
+            return -1
         d = self.delivery
-        if not hal.door_closed() or (d.running and hal.ticks_diff(now, d.seg_end) >= 0):
-            return -1                             # (the second: d.due(now), inlined)
+        running = d.running
+        ahead = hal.ticks_diff(now, d.seg_end) if running else -1
+        if ahead >= 0:
+            return -1                             # a segment is due (d.due(now))
         self.now = now
         self._flags = 0
         if not self.monitor.compare(now):
             self._flags = EV_ROTATION
             return -1
-        # compare() returned True: nothing pending, so the monitor's wake is this one (its
-        # wake()), and the state is still RUNNING (the monitor only stops through step)
-        wake = hal.ticks_add(now, _HOUSEKEEPING_MS)
-        if d.running and hal.ticks_diff(d.seg_end, wake) < 0:
-            wake = d.seg_end
-        return wake
+        # compare() returned True: nothing pending, so the monitor's wake is the housekeeping
+        # one (its wake()), and the state is still RUNNING (the monitor only stops through
+        # step). The segment's end, -ahead ms away, comes first when it is nearer.
+        if running and -ahead < _HOUSEKEEPING_MS:
+            return d.seg_end
+        return hal.ticks_add(now, _HOUSEKEEPING_MS)
 
     def reserve(self, upto_nl):
         """Write-ahead: journal volume as delivered before the motor can move it (SR-9)."""

@@ -10,9 +10,11 @@ from __future__ import annotations
 import io
 import json
 import random
+import threading
 from pathlib import Path
 from typing import Any
 
+import psutil
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
@@ -107,22 +109,63 @@ def _table(summary: dict[str, Any]) -> dict[str, Any]:
     return {k: v for k, v in summary.items() if k not in ("wall_s", "cpu_s", "campaign")}
 
 
+def _listening(addrs: set[str], stop: threading.Event) -> None:
+    """Collect the addresses this process and its children listen on, until stop."""
+    me = psutil.Process()
+    while not stop.is_set():
+        for p in [me] + me.children(recursive=True):
+            try:
+                addrs.update(c.laddr.ip for c in p.net_connections(kind="inet")
+                             if c.status == psutil.CONN_LISTEN)
+            except psutil.Error:
+                pass
+        stop.wait(0.1)
+
+
 def test_same_master_seed_same_table_on_one_worker_or_many(tmp_path: Path) -> None:
-    """The same campaign on a LocalCluster (loopback only) of one worker, of two, and in
-    this process gives the same table; small batches so that they interleave."""
+    """The same campaign on the default LocalCluster of two workers (loopback only: every
+    socket the cluster listens on is 127.0.0.1), on an existing one-worker cluster given by
+    --scheduler, and in this process gives the same table; small batches so that they
+    interleave."""
+    from distributed import LocalCluster
+
     args = (["runaway-x10", "occlusion"], [10.0, 0.6], 3, 1.5)
     kw: dict[str, Any] = {"master_seed": 7, "plots": False, "batch_wakes": 3000.0}
     runs = {}
-    for name, jobs, sched in (("one", 1, None), ("two", 2, None), ("here", None, INPROC)):
-        res = study.run_study(*args, jobs=jobs, scheduler=sched, out=str(tmp_path / name),
-                              **kw)
-        runs[name] = res["summary"]
-    assert runs["one"]["campaign"]["address"].startswith("tcp://127.0.0.1:")
+    addrs: set[str] = set()
+    stop = threading.Event()
+    th = threading.Thread(target=_listening, args=(addrs, stop), daemon=True)
+    th.start()
+    try:
+        runs["two"] = study.run_study(*args, jobs=2, out=str(tmp_path / "two"), **kw)["summary"]
+    finally:
+        stop.set()
+        th.join()
+    assert addrs == {"127.0.0.1"}
+    with LocalCluster(n_workers=1, threads_per_worker=1, host="127.0.0.1",
+                      dashboard_address=None) as cluster:
+        runs["one"] = study.run_study(*args, scheduler=cluster.scheduler_address,
+                                      out=str(tmp_path / "one"), **kw)["summary"]
+    runs["here"] = study.run_study(*args, scheduler=INPROC, out=str(tmp_path / "here"),
+                                   **kw)["summary"]
+    assert runs["two"]["campaign"]["address"].startswith("tcp://127.0.0.1:")
     assert runs["two"]["campaign"]["workers"] == 2
+    assert runs["one"]["campaign"]["workers"] == 1
     assert runs["one"]["campaign"]["batches"] > 4
     assert _table(runs["one"]) == _table(runs["two"]) == _table(runs["here"])
     md = [(tmp_path / n / "study.md").read_text().rsplit("\n\n", 1)[0] for n in runs]
     assert md[0] == md[1] == md[2]
+
+
+def test_unreachable_scheduler_is_a_clear_error(tmp_path: Path,
+                                                monkeypatch: pytest.MonkeyPatch,
+                                                capsys: pytest.CaptureFixture[str]) -> None:
+    monkeypatch.setattr(campaign, "CONNECT_TIMEOUT", "1s")
+    rc = cli.main(["study", "--cells", "free-flow", "--rates", "10", "--seeds", "1",
+                   "--days", "0", "--scheduler", "tcp://127.0.0.1:9", "--no-plots",
+                   "--out", str(tmp_path)])
+    assert rc == 2
+    assert "cannot reach it" in capsys.readouterr().err
 
 
 def test_resume_runs_only_the_unfinished_batches(tmp_path: Path,
