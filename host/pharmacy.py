@@ -277,9 +277,9 @@ def _small_volume_lines(prep: dict[str, Any]) -> list[str]:
     u = units
     lines = [
         "",
-        "** FLAG %s: %s of reconstituted drug is below %s, the least a standard syringe "
-        "(1 mL, 0.01 mL graduations) measures accurately [%s]."
-        % (sv["code"], u.volume(sv["drug_ul"]), u.volume(sv["min_ul"]), sv["source"]),
+        "** FLAG %s: %s of reconstituted drug is below %s, the least volume a syringe "
+        "measures accurately." % (sv["code"], u.volume(sv["drug_ul"]), u.volume(sv["min_ul"])),
+        "   Source: %s" % sv["source"],
         "   Do not measure it directly.",
     ]
     if sv["alternatives"]:
