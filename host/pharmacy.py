@@ -5,6 +5,12 @@ will check (the firmware's own `program.prescribe`, so there is one implementati
 arithmetic), the number of vials, the reconstitution, the volume of reconstituted drug to
 add, the final volume and concentration, and a printed label whose check code the pump
 verifies when the label is keyed in (`program.label_code`).
+
+Every bag of the library (24, 48, 72, 96 h, 7 days) is prepared from library values; the
+sheet lists the unverified ones it used and the JSON gives each value's source
+(`provenance`). A preservative bag shows the benzyl alcohol the patient gets in mg/kg/day;
+a drug volume below what a syringe measures accurately is flagged with what to do
+(docs/drug-library.md).
 """
 
 from __future__ import annotations
@@ -175,6 +181,7 @@ def preparation(
 SMALL_VOLUME = "SMALL_DRUG_VOLUME"     # the sheet's flag (not a refusal: exit 0)
 _PROVENANCE = ("rate_ul_per_h", "infused_ul", "preservative", "min_weight_g", "diluent",
                "diluent_ul", "final_ul", "stabilizer_ul", "benzyl_alcohol_ug_per_ml")
+_VIAL = ("ug", "water_ul", "conc_ng_per_ml", "withdrawable_ul", "min_measurable_ul")
 
 
 def _doc_node(doc: dict[str, Any], drug: str, hours: int | None, key: str) -> Any:
@@ -208,6 +215,10 @@ def _bag_extras(doc: dict[str, Any], version: str, drug: str, bag: Any, diluent_
         node = _doc_node(doc, drug, bag.hours, key)
         if node is not None:
             provenance[key] = _sourced(node, version)
+    for key in _VIAL:
+        node = _doc_node(doc, drug, None, key)
+        if node is not None:
+            provenance["vial/" + key] = _sourced(node, version)
     benzyl = None
     if bag.preservative:
         node = _doc_node(doc, drug, bag.hours, "benzyl_alcohol_ug_per_ml")

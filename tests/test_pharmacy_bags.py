@@ -178,7 +178,8 @@ def test_72h_96h_preparation_from_sourced_values_marked_unverified(version, hour
                        label_version=version)
     prov = prep["provenance"]
     for key in ("rate_ul_per_h", "infused_ul", "min_weight_g", "final_ul", "stabilizer_ul",
-                "benzyl_alcohol_ug_per_ml", "diluent"):
+                "benzyl_alcohol_ug_per_ml", "diluent", "vial/conc_ng_per_ml",
+                "vial/min_measurable_ul"):
         assert len(prov[key]["source"]) > 10, key
     bag = LIBS[version].drug(BLIN).bags[hours]
     assert (prov["rate_ul_per_h"]["value"], prov["final_ul"]["value"]) \
