@@ -208,7 +208,7 @@ def _bag_extras(doc: dict[str, Any], version: str, drug: str, bag: Any, diluent_
                 final_ul: int, rate_ul_per_h: int, weight_g: int,
                 drug_ul: int) -> dict[str, Any]:
     """What the sheet adds to the arithmetic: the library values used with their sources,
-    the benzyl alcohol a preservative bag gives (mg/kg/day, SPEC §2), and the small-volume
+    the benzyl alcohol a preservative bag gives (mg/kg/day), and the small-volume
     flag (a drug volume below what a standard syringe measures accurately)."""
     provenance = {}
     for key in _PROVENANCE:
