@@ -497,6 +497,11 @@ def _bag(index: int, gap_ms: int, base: dict, over: dict, path: str,
     conc = _num(t, "concentration_ug_per_ml", where("concentration_ug_per_ml"), None)
     if conc is None:
         conc = dose * (bag_hours / 24.0) / infusible
+        if label is not None and infusible == label[1] \
+                and abs(label[0] * bag_hours - infusible) > 1e-9 * infusible:
+            # the label's rate is not infusible / hours (older 72 h bag: 3.3 mL/h, 240 mL):
+            # the pharmacy makes the bag for the rate (pumpctl rx: dose/day = rate x 24 x conc)
+            conc = dose / (24.0 * label[0])
     prepared = _num(t, "prepared_concentration_ug_per_ml",
                     where("prepared_concentration_ug_per_ml"), conc)
     overfill = _num(t, "overfill_ml", where("overfill_ml"), DEFAULT_OVERFILL_ML)
