@@ -629,11 +629,13 @@ def _card_html(r: dict[str, Any]) -> str:
         ("trumpet", "trumpet curve (PR-6)")) if lbl in links]
     if plots:
         # the first plot (the fault up close when there is a fault) at the column's width,
+        # a second one too (a three-panel figure is unreadable at half of it); from three on,
         # the others half as wide beside each other: a scenario fits on one screen
         parts.append('<div class="plots">%s</div>' % "".join(
             '<figure class="%s"><a href="%s" title="open full size"><img src="%s" alt="%s: %s">'
             '</a><figcaption>%s (click for full size)</figcaption></figure>'
-            % ("big" if i == 0 else "small", _href(h), _href(h), _e(name), _e(cap), _e(cap))
+            % ("big" if i == 0 or len(plots) <= 2 else "small", _href(h), _href(h), _e(name),
+               _e(cap), _e(cap))
             for i, (_lbl, h, cap) in enumerate(plots)))
     elif st != ERROR:
         parts.append('<div class="plots na">%s</div>' % (
