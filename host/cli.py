@@ -38,6 +38,7 @@ from host.errors import (
 )
 from host.pharmacy import add_arguments as rx_arguments
 from host.pharmacy import run as rx_run
+from pump import druglib as fw_druglib
 from pump import program as fw_program
 
 DEFAULT_KEYS = Path(os.environ.get("XDG_CONFIG_HOME", Path.home() / ".config")) / "pumpctl" \
@@ -346,10 +347,14 @@ def cmd_program(args: argparse.Namespace) -> int:
     kind, req = program_request(doc, args.rate if args.file else None,
                                 args.vtbi if args.file else None, args.file or "--rate/--vtbi")
     with connect(args, need_keys=True) as pump:
-        if kind == "basic":
-            prop = pump.propose_basic(req["rate"], req["vtbi"])
-        else:
-            prop = pump.propose_label(req["label"], req["entry"])
+        try:
+            if kind == "basic":
+                prop = pump.propose_basic(req["rate"], req["vtbi"])
+            else:
+                prop = pump.propose_label(req["label"], req["entry"])
+        except PumpRefused as e:
+            e.here = proposal_context(e.code, kind, req)
+            raise
         echo = prop["echo"]
         shown = "The pump checked and shows:\n  " + echo_text(echo)
         if kind == "label":
@@ -368,6 +373,23 @@ def cmd_program(args: argparse.Namespace) -> int:
          f"programmed (program id {r.get('program_id')}): state {r['state']}. Start it with: "
          "pumpctl start")
     return 0
+
+
+def proposal_context(code: str, kind: str, req: dict[str, Any]) -> str:
+    """What a PROPOSE refusal means for what was keyed: the rate and its unit as sent."""
+    if code != "UNIT_REJECTED":
+        return ""
+    if kind == "basic":
+        keyed = req["rate"]
+    else:
+        e = req["entry"]
+        keyed = f"{e.get('rate')} {e.get('unit')}".strip()
+        if e.get("unit") in RATE_UNITS:
+            return ""           # the rate's unit was taken: the label's dose unit was not
+    return f"the rate was keyed as {keyed!r}; the pump takes a rate in mL/h only"
+
+
+RATE_UNITS = ("mL/h", "ml/h")
 
 
 # The one-frame commands: name -> (the client call, given the role; the role it needs by
@@ -389,7 +411,16 @@ def _one_frame(name: str, call: Callable[[PumpClient, str], dict[str, Any]]
                ) -> Callable[[argparse.Namespace], int]:
     def run(args: argparse.Namespace) -> int:
         with connect(args, need_keys=args.as_role != "patient") as pump:
-            r = call(pump, args.as_role)
+            try:
+                r = call(pump, args.as_role)
+            except PumpRefused as e:
+                if e.code == "INVALID_STATE":
+                    try:
+                        e.here = (f"the pump is {pump.status().get('state')}: it does not "
+                                  f"take {name} there (docs/states.md)")
+                    except PumpError:
+                        pass
+                raise
             if name == "ack":
                 s = pump.status()
                 alarm = s.get("alarm") or s.get("notice")
@@ -591,7 +622,34 @@ def cmd_keys(args: argparse.Namespace) -> int:
 
 
 def cmd_rx(args: argparse.Namespace) -> int:
-    return rx_run(args)
+    try:
+        return rx_run(args)
+    except RxError as e:
+        e.here = rx_context(e.code, args)
+        raise
+
+
+def rx_context(code: str | None, args: argparse.Namespace) -> str:
+    """What an `rx` refusal means for this prescription: the dose's unit for the patient's
+    weight class (UNIT_REJECTED)."""
+    if code != "UNIT_REJECTED":
+        return ""
+    try:
+        adult_g = int(fw_druglib.default().drug(args.drug).adult_min_weight_g)
+    except (AttributeError, KeyError, TypeError, ValueError):
+        return ""
+    try:
+        small = float(args.weight_kg) * 1000 < adult_g
+    except (TypeError, ValueError):
+        return ""
+    kg = units.dec(adult_g, 1000)
+    if small and args.dose_ug_per_day is not None:
+        return (f"a patient under {kg} kg is dosed by body surface: give "
+                "--dose-ug-per-m2-per-day and --height-cm instead of --dose-ug-per-day")
+    if not small and args.dose_ug_per_m2_per_day is not None:
+        return (f"a patient of {kg} kg or more has a fixed dose: give --dose-ug-per-day "
+                "instead of --dose-ug-per-m2-per-day")
+    return ""
 
 
 def cmd_explain(args: argparse.Namespace) -> int:
@@ -624,6 +682,8 @@ def advice(e: PumpError, keys: str = "") -> list[str]:
     if not isinstance(code, str) or code not in refusals.REFUSALS:
         return []
     out = [f"what it means: {refusals.meaning(code)}"]
+    if e.here:
+        out.append(f"here: {e.here}")
     if isinstance(e, PumpRefused) and code == "NOT_AUTHORISED":
         if e.why == "auth":
             where = keys or "the key file"
@@ -649,6 +709,9 @@ def report(e: PumpError, as_json: bool, keys: str = "") -> int:
         obj: dict[str, Any] = {"ok": False, "error": str(e), "exit": rc, "code": code}
         if isinstance(code, str) and code in refusals.REFUSALS:
             obj.update(meaning=refusals.meaning(code), next=refusals.next_step(code))
+            here = advice(e, keys)[1:2]
+            if here and here[0].startswith("here: "):
+                obj["here"] = here[0].removeprefix("here: ")
         print(json.dumps(obj, sort_keys=True))
         return rc
     if isinstance(e, UsageError) and e.usage:

@@ -208,11 +208,30 @@ def test_sr11_refusals_name_the_code_its_meaning_and_what_to_do(
     rc, _, err = run(capsys, *base, "program", "--rate", "240 mL/24h", "--vtbi", "240 mL",
                      "--yes")
     assert rc == 1 and "UNIT_REJECTED" in err and "mL/h only" in err
+    assert "here: the rate was keyed as '240 mL/24h'; the pump takes a rate in mL/h only" in err
     # under --json, the same as fields
     rc, out, _ = run(capsys, *base, "--json", "program", "--rate", "240 mL/24h", "--vtbi",
                      "240 mL", "--yes")
     d = json.loads(out)
     assert rc == 1 and d["code"] == "UNIT_REJECTED" and "mL/h" in d["next"] and d["exit"] == 1
+    assert "'240 mL/24h'" in d["here"]
+    # a command the state does not take: the refusal names the state
+    rc, _, err = run(capsys, *base, "stop")
+    assert rc == 1 and "INVALID_STATE" in err and "here: the pump is IDLE" in err
+
+
+@pytest.mark.parametrize("argv, here", [
+    (["--weight-kg", "20", "--dose-ug-per-day", "28"],
+     "a patient under 45 kg is dosed by body surface: give --dose-ug-per-m2-per-day"),
+    (["--weight-kg", "70", "--height-cm", "170", "--dose-ug-per-m2-per-day", "5"],
+     "a patient of 45 kg or more has a fixed dose: give --dose-ug-per-day"),
+])
+def test_sr2_rx_dose_in_the_wrong_unit_for_the_weight_says_which_to_give(
+        argv: list[str], here: str, capsys: pytest.CaptureFixture[str]) -> None:
+    rc, out, err = run(capsys, "rx", *argv, "--bag-hours", "24")
+    assert rc == 1 and out == "" and "UNIT_REJECTED" in err and "here: " + here in err
+    rc, out, _ = run(capsys, "rx", *argv, "--bag-hours", "24", "--json")
+    assert rc == 1 and json.loads(out)["here"].startswith(here)
 
 
 def test_explain_lists_every_code_and_refuses_unknown_ones(
