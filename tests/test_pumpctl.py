@@ -532,3 +532,19 @@ def test_every_figure_the_pump_echoes_is_on_the_printed_label(patient: dict[str,
     for part in cli.echo_text(list(prop.echo)).split("  ")[1:]:
         figure = part.split(" ", 1)[1]                   # "10 mL/h", "116.667 ng/mL", ...
         assert figure in label_text, (figure, label_text)
+
+
+def test_pumpsim_board_names_the_pumpctl_beside_it() -> None:
+    """A new user runs `.venv/bin/pumpsim board` without activating the venv: the line it
+    suggests must run as printed (`.venv/bin/pumpctl`, not a bare `pumpctl` not on PATH)."""
+    venv_bin = Path(sys.executable).parent
+    pumpsim = venv_bin / "pumpsim"
+    if not (venv_bin / "pumpctl").exists():
+        pytest.skip("the console scripts are not installed beside this Python")
+    env = {"PATH": "/usr/bin:/bin", "HOME": str(Path.home())}
+    p = subprocess.run([str(pumpsim), "board", "--seconds", "0.5"], capture_output=True,
+                       text=True, timeout=60, env=env, cwd=venv_bin.parent.parent)
+    shown = re.search(r"try:\s+(\S+) --port", p.stdout)
+    assert shown, p.stdout + p.stderr
+    cmd = Path(venv_bin.parent.parent, shown.group(1))
+    assert shown.group(1) != "pumpctl" and cmd.resolve() == (venv_bin / "pumpctl").resolve()
