@@ -23,7 +23,12 @@ EXIT_INVALID = 2
 
 
 def _add_run(sub: Any) -> None:
-    p = sub.add_parser("run", help="run one scenario file")
+    p = sub.add_parser("run", help="run one scenario file", description="Run one scenario "
+                       "file (docs/scenarios.md) through the firmware on the simulated pump and "
+                       "print its summary: the fault, its detection and its excess against "
+                       "their limits, the expectations. Exit 0 when every expectation is met "
+                       "(or the scenario is expected to fail), 1 otherwise, 2 for an invalid "
+                       "file.")
     p.add_argument("file", help="scenario TOML file")
     p.add_argument("--json", action="store_true", help="print the result as JSON")
     p.add_argument("--out", metavar="DIR", help="write result.json, trace.csv, journal.bin "
