@@ -63,9 +63,10 @@ def _out(args: argparse.Namespace, obj: Any, text: str) -> None:
 def status_text(s: dict[str, Any]) -> str:
     line = f"state {s['state']}"
     if s.get("alarm"):
-        line += f"  ALARM {s['alarm']}"
+        line += f"  ALARM {s['alarm']}" + (" (silenced)" if s.get("silenced") else "")
     if s.get("notice"):
-        line += f"  notice {s['notice']}"
+        line += f"  notice {s['notice']}" + (" (acknowledged)" if s.get("silenced") and not
+                                             s.get("alarm") else "")
     if s.get("rate_ul_per_h"):
         line += f"  rate {units.rate(s['rate_ul_per_h'])}"
     if s.get("vtbi_nl"):
@@ -411,6 +412,7 @@ def _one_frame(name: str, call: Callable[[PumpClient, str], dict[str, Any]]
                ) -> Callable[[argparse.Namespace], int]:
     def run(args: argparse.Namespace) -> int:
         with connect(args, need_keys=args.as_role != "patient") as pump:
+            before = pump.status() if name == "ack" else {}
             try:
                 r = call(pump, args.as_role)
             except PumpRefused as e:
@@ -424,10 +426,18 @@ def _one_frame(name: str, call: Callable[[PumpClient, str], dict[str, Any]]
             if name == "ack":
                 s = pump.status()
                 alarm = s.get("alarm") or s.get("notice")
-                r = dict(r, alarm=alarm)
-                text = (f"ack: alarm sound silenced; state {s['state']}, alarm {alarm}\n  "
-                        f"{refusals.explain(alarm)}" if alarm else
-                        f"ack: no alarm was sounding; state {s['state']}")
+                sounding = bool(alarm) and not before.get("silenced")
+                r = dict(r, alarm=alarm, was_sounding=sounding)
+                if sounding:
+                    text = (f"ack: alarm sound silenced; state {s['state']}, alarm {alarm}\n"
+                            f"  {refusals.explain(alarm)}")
+                elif alarm:
+                    text = (f"ack: no alarm was sounding (the {alarm} alarm was acknowledged "
+                            f"before); state {s['state']}")
+                    if s.get("alarm"):
+                        text += f"\n  {refusals.explain(alarm)}"
+                else:
+                    text = f"ack: no alarm was sounding; state {s['state']}"
                 _out(args, r, text)
                 return 0
         _out(args, r, f"{name}: state {r.get('state')}")

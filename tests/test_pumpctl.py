@@ -192,6 +192,11 @@ def test_sr11_refusals_name_the_code_its_meaning_and_what_to_do(
     rc, out, _ = run(capsys, *base, "ack")
     assert rc == 0 and "alarm sound silenced" in out and "DOOR_OPEN" in out
     assert "what to do" not in out and "What to do: close the door" in out
+    # a second ack: nothing was sounding any more, and it says so
+    rc, out, _ = run(capsys, *base, "ack")
+    assert rc == 0 and out.startswith("ack: no alarm was sounding (the DOOR_OPEN alarm was "
+                                      "acknowledged before); state ALARM")
+    assert "ALARM DOOR_OPEN (silenced)" in run(capsys, *base, "status")[1]
     # a patient may not resume after an alarm: the refusal says to use the clinician role
     rc, _, err = run(capsys, *base, "resume")
     assert rc == 1 and "RESUME refused: NOT_AUTHORISED" in err
