@@ -430,7 +430,7 @@ def _one_frame(name: str, call: Callable[[PumpClient, str], dict[str, Any]]
                 r = dict(r, alarm=alarm, was_sounding=sounding)
                 if sounding:
                     text = (f"ack: alarm sound silenced; state {s['state']}, alarm {alarm}\n"
-                            f"  {refusals.explain(alarm)}")
+                            f"  {refusals.explain(str(alarm))}")
                 elif alarm:
                     text = (f"ack: no alarm was sounding (the {alarm} alarm was acknowledged "
                             f"before); state {s['state']}")

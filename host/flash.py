@@ -8,7 +8,7 @@ imports — compiled with mpy-cross for the board's bytecode version and archite
 packages (`pump/druglib.json`). What the board does not run is left out: simulator-only
 modules (`boards/memuart.py`, `pump/ticks.py`), host-only ones (`pump/plan.py`), tests.
 
-The board's filesystem root is firmware/ (DESIGN §1): `pump/controller.py` becomes
+The board's filesystem root is firmware/ (docs/architecture.md): `pump/controller.py` becomes
 `:/pump/controller.mpy`. Firmware files on the board that the build does not hold (a stale
 module: an old `.py` would shadow the new `.mpy`) are removed; everything else (the journal
 and keys under /data, files of the user's own) is listed and left alone.

@@ -481,31 +481,43 @@ def test_no_tracked_file_is_listed_in_gitignore() -> None:
     assert p.stdout == "", f".gitignore lists tracked files:\n{p.stdout}"
 
 
-# The host tools' documents: they cite no document outside the repository (the project's
-# specification and design notes are not shipped; requirements are cited by their ids).
-HOST_DOCS = ("README.md", "docs/pumpctl.md", "docs/protocol.md", "docs/program-rejections.md",
-             "docs/codes.md", "host/cli.py", "host/client.py", "host/errors.py",
-             "host/pharmacy.py", "host/refusals.py", "host/units.py", "host/version.py",
-             "host/statediagram.py")
+# Documents outside the repository (the project's specification, design and style notes are
+# not shipped): cited by name or section, e.g. "SPEC §2", "DESIGN.md", "SPEC SR-2".
+OUTSIDE = re.compile(r"\b(SPEC|DESIGN|STYLE|TOOLING)(\.md|\s*§|\s+(SR|PR)-\d|\s+\")")
+TEXT_SUFFIXES = (".md", ".py", ".toml", ".json", ".mjs", ".js", ".ini", ".txt", ".cfg")
 
 
-def test_docs_and_host_tools_cite_only_documents_in_the_repository() -> None:
+def _tracked_text_files() -> list[Path]:
+    p = subprocess.run(["git", "-C", str(REPO), "ls-files"], capture_output=True, text=True,
+                       check=False)
+    if p.returncode != 0:                   # not a checkout: what ships
+        return [f for d in ("docs", "host", "sim", "hil", "plant", "firmware", "scenarios")
+                for f in sorted((REPO / d).rglob("*")) if f.suffix in TEXT_SUFFIXES] + \
+            [REPO / "README.md"]
+    return [REPO / n for n in p.stdout.splitlines()
+            if n.endswith(TEXT_SUFFIXES) or n in ("Makefile", ".gitignore")]
+
+
+def test_docs_and_sources_cite_only_documents_in_the_repository() -> None:
     """A reader can open every document cited: every relative link of README and docs/
-    resolves, every docs/*.md named exists, and the host tools' documents cite no
-    SPEC/DESIGN/STYLE/TOOLING (documents outside the repository)."""
-    files = [REPO / "README.md", *sorted((REPO / "docs").glob("*.md")),
-             *sorted((REPO / "host").glob("*.py"))]
+    resolves, every docs/*.md named exists, and no document, source, scenario or data file
+    cites SPEC/DESIGN/STYLE/TOOLING (documents outside the repository); requirements are
+    cited by their ids (SR-8), documents by their path (docs/drug-library.md)."""
+    me = Path(__file__).resolve()
     bad = []
-    for f in files:
+    for f in _tracked_text_files():
+        if f.resolve() == me or not f.is_file():
+            continue
         rel = f.relative_to(REPO).as_posix()
-        text = f.read_text(encoding="utf-8")
-        if rel in HOST_DOCS:
-            for m in re.finditer(r"\b(SPEC|DESIGN|STYLE|TOOLING)(\.md| §)", text):
-                bad.append(f"{rel}: cites {m.group(0)!r}")
-        for m in re.finditer(r"\]\(([^)#\s]+)(#[^)]*)?\)", text):
-            target = m.group(1)
-            if "://" not in target and not (f.parent / target).exists():
-                bad.append(f"{rel}: link to missing {target}")
+        text = f.read_text(encoding="utf-8", errors="replace")
+        for m in OUTSIDE.finditer(text):
+            line = text.count("\n", 0, m.start()) + 1
+            bad.append(f"{rel}:{line}: cites {m.group(0)!r}")
+        if f.suffix == ".md":
+            for m in re.finditer(r"\]\(([^)#\s]+)(#[^)]*)?\)", text):
+                target = m.group(1)
+                if "://" not in target and not (f.parent / target).exists():
+                    bad.append(f"{rel}: link to missing {target}")
         for m in re.finditer(r"\bdocs/[\w.-]+\.md\b", text):
             if not (REPO / m.group(0)).exists():
                 bad.append(f"{rel}: cites missing {m.group(0)}")
