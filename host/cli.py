@@ -484,19 +484,42 @@ def cmd_log(args: argparse.Namespace) -> int:
 
 
 def plot_log(recs: list[dict[str, Any]], path: str) -> None:
+    """The journal as a person reads it: the volume counted as delivered under each program
+    (a step back to 0 is a new program or a clear, marked), alarms marked with their code,
+    time on the pump's clock."""
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    pts = [(r["rtc_s"], r["delivered_nl"] / 1e6) for r in recs if "rtc_s" in r]
-    fig, ax = plt.subplots(figsize=(8, 3.5))
+    timed = [r for r in recs if "rtc_s" in r]
+    pts = [(r["rtc_s"], (r.get("delivered_nl") or 0) / 1e6) for r in timed]
+    fig, ax = plt.subplots(figsize=(9, 3.8))
     if pts:
         t0 = pts[0][0]
-        ax.step([(t - t0) / 3600.0 for t, _ in pts], [v for _, v in pts], where="post")
-    ax.set_xlabel("hours since the oldest record")
-    ax.set_ylabel("volume counted as delivered (mL)")
-    ax.set_title("pump journal")
+
+        def h(t: int) -> float:
+            return (t - t0) / 3600.0
+        ax.step([h(t) for t, _ in pts], [v for _, v in pts], where="post",
+                label="volume counted as delivered (mL)")
+        top = max(v for _, v in pts) or 1.0
+        for r in timed:
+            name = r.get("event_name")
+            if name in ("program", "clear"):
+                ax.axvline(h(r["rtc_s"]), color="0.5", ls=":", lw=1)
+                ax.text(h(r["rtc_s"]), top, " " + (f"program {r.get('program_id')}" if
+                                                  name == "program" else "clear"),
+                        fontsize=7, color="0.3", va="top", rotation=90)
+            elif r.get("kind") == "EVENT" and isinstance(name, str) and (
+                    name == "alarm" or name.isupper()):      # an alarm, or a notice's code
+                y = (r.get("delivered_nl") or 0) / 1e6
+                ax.plot([h(r["rtc_s"])], [y], "x", color="r", ms=7)
+                ax.annotate(str(r.get("alarm") if name == "alarm" else name),
+                            (h(r["rtc_s"]), y), fontsize=7, color="r", xytext=(4, -10),
+                            textcoords="offset points")
+        ax.set_xlabel(f"hours since {pump_clock(t0)} (pump clock)")
+    ax.set_ylabel("volume counted as delivered\nunder the program (mL)")
+    ax.set_title(f"pump journal: {len(recs)} records")
     fig.tight_layout()
     fig.savefig(path, dpi=100)
     plt.close(fig)

@@ -565,3 +565,37 @@ def test_pumpsim_board_names_the_pumpctl_beside_it() -> None:
     assert shown, p.stdout + p.stderr
     cmd = Path(venv_bin.parent.parent, shown.group(1))
     assert shown.group(1) != "pumpctl" and cmd.resolve() == (venv_bin / "pumpctl").resolve()
+
+
+def test_log_plot_marks_programs_and_alarms(tmp_path: Path) -> None:
+    """`pumpctl log --plot`: the volume counted under each program, a new program or a clear
+    marked (the count starts again from 0), alarms marked with their code."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    from matplotlib import pyplot as plt
+
+    recs: list[dict[str, Any]] = [
+        {"kind": "EVENT", "event_name": "program", "program_id": 2, "rtc_s": 1000},
+        {"kind": "CHECKPOINT", "delivered_nl": 1000000, "rtc_s": 1360},
+        {"kind": "EVENT", "event_name": "alarm", "alarm": "DOOR_OPEN", "rtc_s": 1400,
+         "delivered_nl": 1100000},
+        {"kind": "EVENT", "event_name": "FREE_FLOW", "alarm": "DOOR_OPEN", "rtc_s": 1400,
+         "delivered_nl": 1100000},
+        {"kind": "EVENT", "event_name": "clear", "rtc_s": 5000}]
+    texts: list[str] = []
+    real_savefig = plt.Figure.savefig
+
+    def spy(fig: Any, *a: Any, **kw: Any) -> Any:
+        texts.extend(t.get_text() for ax in fig.axes for t in ax.texts)
+        texts.append(fig.axes[0].get_xlabel())
+        return real_savefig(fig, *a, **kw)
+
+    png = tmp_path / "j.png"
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setattr(plt.Figure, "savefig", spy)
+        cli.plot_log(recs, str(png))
+    assert png.read_bytes()[:4] == b"\x89PNG"
+    assert " program 2" in texts and " clear" in texts
+    assert "DOOR_OPEN" in texts and "FREE_FLOW" in texts
+    assert "hours since 2000-01-01 00:16:40 (pump clock)" in texts
