@@ -18,6 +18,7 @@ import json
 import math
 import os
 import sys
+import time
 import tomllib
 from collections.abc import Callable, Sequence
 from datetime import datetime, timedelta
@@ -360,6 +361,7 @@ def cmd_program(args: argparse.Namespace) -> int:
         shown = "The pump checked and shows:\n  " + echo_text(echo)
         if kind == "label":
             shown += f"\n  bag label check {units.check(req['label']['check'])} (verified)"
+        asked = time.monotonic()
         if not args.yes:
             # the conversation goes where a person sees it; under --json stdout stays JSON
             print(shown, file=sys.stderr if args.json else sys.stdout, flush=True)
@@ -369,7 +371,13 @@ def cmd_program(args: argparse.Namespace) -> int:
                                    "(the proposal lapses by itself)")
         elif not args.json:
             print(shown)
-        r = pump.confirm(echo)
+        try:
+            r = pump.confirm(echo)
+        except PumpRefused as e:
+            if e.code == "PROPOSAL_EXPIRED":
+                e.here = (f"'yes' came {time.monotonic() - asked:.0f} s after the pump's echo; "
+                          f"the window is {prop.get('expires_s')} s")
+            raise
     _out(args, {"echo": echo, "echo_text": echo_text(echo), **r},
          f"programmed (program id {r.get('program_id')}): state {r['state']}. Start it with: "
          "pumpctl start")

@@ -134,6 +134,40 @@ def test_sr3_expired_or_missing_proposal_says_so() -> None:
         assert words in lines[0] and "program again" in lines[1]
 
 
+class LapsingPump:
+    """Stands in for PumpClient in `program`: echoes, then refuses the confirm as a pump does
+    after its window (PROPOSAL_EXPIRED) and programs nothing."""
+
+    def __init__(self) -> None:
+        self.confirmed = False
+
+    def __enter__(self) -> LapsingPump:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        pass
+
+    def propose_basic(self, rate: str, vtbi: str) -> dict[str, Any]:
+        return {"echo": ["-", 60000, 1000], "expires_s": 120}
+
+    def confirm(self, echo: list[Any]) -> dict[str, Any]:
+        raise PumpRefused("CONFIRM", "PROPOSAL_EXPIRED", role="clinician")
+
+
+def test_sr3_a_late_yes_is_refused_saying_how_late_and_nothing_is_programmed(
+        monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]) -> None:
+    """The operator answers after the pump's window: pumpctl says the proposal expired, how
+    long after the echo the answer came, what the window is, and to program again (exit 1)."""
+    pump = LapsingPump()
+    monkeypatch.setattr(cli, "connect", lambda args, need_keys=False: pump)
+    rc, out, err = run(capsys, "program", "--rate", "60 mL/h", "--vtbi", "1 mL",
+                       stdin=SlowTyping("yes\n", 0.2), monkeypatch=monkeypatch)
+    assert rc == 1 and "programmed" not in out
+    assert "CONFIRM refused: PROPOSAL_EXPIRED" in err and "nothing was programmed" in err
+    assert re.search(r"here: 'yes' came \d+ s after the pump's echo; the window is 120 s", err)
+    assert "program again" in err
+
+
 def test_json_program_without_yes_keeps_stdout_json(
         vboard: VirtualBoard, keys: str, bag: Path, capsys: pytest.CaptureFixture[str],
         monkeypatch: pytest.MonkeyPatch) -> None:
