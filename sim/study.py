@@ -770,7 +770,8 @@ def add_parser(sub: Any) -> None:
     p.add_argument("--out", default="report/study", metavar="DIR",
                    help="folder for study.json, study.md, the plots and the checkpoint "
                    "(default report/study)")
-    p.add_argument("--no-plots", action="store_true")
+    p.add_argument("--no-plots", action="store_true",
+                   help="write study.json and study.md only, no PNG plots")
     p.add_argument("--json", action="store_true", help="print the summary as JSON")
     p.set_defaults(func=main)
 

@@ -126,7 +126,7 @@ def test_sr1_72h_bag_keyed_with_its_labelled_240_ml_is_accepted():
 
 @pytest.mark.parametrize("hours", [72, 96, 168])
 def test_sr2_preservative_bag_weight_limit_per_label_version(hours):
-    """SPEC §2: the preservative bags are not for small patients, 22 kg on the older label,
+    """The label copies: the preservative bags are not for small patients, 22 kg on the older label,
     5.4 kg on the current copy; 4 kg is below both."""
     def rx(weight_kg: str, height_cm: str, version: str) -> dict[str, Any]:
         return preparation(BLIN, weight_kg, height_cm, dose_ug_per_m2_per_day="5",

@@ -1,5 +1,6 @@
 """The bundled scenario library (scenarios/): every file parses, is named after its file, says
-what it shows and what it expects, and the regimens are laid out as the label says (SPEC §2).
+what it shows and what it expects, and the regimens are laid out as the label says
+(docs/drug-library.md).
 Parsing only: running the library is `make suite`."""
 
 from __future__ import annotations

@@ -1,4 +1,4 @@
-"""Scenario files: validation names the field; programming from the SPEC §2 bag table; the
+"""Scenario files: validation names the field; programming from the label's bag table; the
 treatment-cycle form; the pumpsim CLI (exit 0 ok, 1 an expectation failed, 2 invalid)."""
 
 from __future__ import annotations
