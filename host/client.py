@@ -452,7 +452,8 @@ def record_dict(slot: int, parsed: tuple) -> dict[str, Any]:
 
 def event_name(ev: int) -> str:
     """A journal event code (pump.codes EV_*) as a name: the trigger that fired ("start"),
-    the alarm annunciated ("PAUSE_TIMEOUT"), "calibrated", "" for none, and "unknown:<n>"
+    the alarm annunciated ("PAUSE_TIMEOUT"), "calibrated", "overdose_reported",
+    "premedicated", "" for none, and "unknown:<n>"
     for a code no firmware event has."""
     meaning = codes.event_of(ev, TRIGGERS)
     if meaning is None:
@@ -460,4 +461,8 @@ def event_name(ev: int) -> str:
     kind, name = meaning
     if kind == codes.EV_CALIBRATED:
         return "calibrated"
+    if kind == codes.EV_OVERDOSE:
+        return "overdose_reported"
+    if kind == codes.EV_PREMEDICATED:
+        return "premedicated"
     return "" if name is None else str(name)

@@ -224,7 +224,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     """The options of `pumpctl rx` (host/cli.py adds them to its rx subcommand)."""
     p.add_argument("--drug", default="blinatumomab")
     p.add_argument("--weight-kg", required=True, help="0.5 to 350 kg")
-    p.add_argument("--height-cm", help="30 to 260 cm (BSA dosing)")
+    p.add_argument("--height-cm", help="30 to 260 cm (the pump checks the weight against it)")
     dose = p.add_mutually_exclusive_group(required=True)
     dose.add_argument("--dose-ug-per-day", help="the prescribed dose (patients >= 45 kg)")
     dose.add_argument("--dose-ug-per-m2-per-day", help="the prescribed dose (< 45 kg)")

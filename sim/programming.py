@@ -6,7 +6,8 @@ pharmacy's bag label (`pump.program.make_label` from the prescription, then the 
 the scenario states — a wrong concentration printed on the label is a pharmacy error, so the
 label's check code covers the wrong value) and the operator's keyed rate, unit and VTBI. A
 scenario with no patient weight (a bare rate/VTBI study of the mechanism) is programmed as a
-basic program (rate and VTBI keyed as text with their units) instead.
+basic program (rate and VTBI keyed as text with their units) instead, in the pump's service
+mode (no patient attached), by the service role: the pump refuses it anywhere else.
 """
 
 from __future__ import annotations
@@ -21,13 +22,28 @@ def _rate_text(v: float) -> str:
     return ("%.3f" % v).rstrip("0").rstrip(".")
 
 
+# The height of a scenario's adult patient when it gives none: the pump checks every weight
+# against a height (issue 11), and 170 cm is a plausible height for any adult weight from 45 to
+# 230 kg (BMI 15.6 to 80). A patient under 45 kg (BSA dosing) must have its own height.
+DEFAULT_ADULT_HEIGHT_CM = 170.0
+ADULT_KG = 45.0
+
+
+def is_basic(bag: Bag) -> bool:
+    """A bag programmed as a basic rate/VTBI (no patient: service mode)."""
+    return bag.weight_kg is None
+
+
 def prescription(bag: Bag) -> dict[str, Any]:
     """The prescription as the firmware takes it: integer units."""
     rx: dict[str, Any] = {"drug": bag.drug, "bag_hours": int(round(bag.bag_hours))}
     if bag.weight_kg is not None:
         rx["weight_g"] = int(round(bag.weight_kg * 1000))
-    if bag.height_cm is not None:
-        rx["height_mm"] = int(round(bag.height_cm * 10))
+    height = bag.height_cm
+    if height is None and bag.weight_kg is not None and bag.weight_kg >= ADULT_KG:
+        height = DEFAULT_ADULT_HEIGHT_CM
+    if height is not None:
+        rx["height_mm"] = int(round(height * 10))
     if bag.dose_ug_per_m2_per_day is not None:
         rx["dose_ng_per_m2_per_day"] = int(round(bag.dose_ug_per_m2_per_day * 1000))
     else:
@@ -57,7 +73,7 @@ def proposal_args(scenario: Scenario, step: int) -> dict[str, Any] | str:
     operator's entry, or a basic rate/VTBI; or a rejection code when the pharmacy cannot
     make the label (the prescription itself is refused)."""
     bag = scenario.bags[step]
-    if bag.weight_kg is None:
+    if is_basic(bag):
         return {"basic": {"rate": f"{_rate_text(bag.rate_ml_per_h)} {bag.rate_unit}",
                           "vtbi": f"{_rate_text(bag.vtbi_ml)} mL"}}
     label = bag_label(bag)

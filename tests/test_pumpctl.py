@@ -70,7 +70,7 @@ def to_idle(capsys: pytest.CaptureFixture[str], base: list[str]) -> None:
 @pytest.fixture
 def bag(tmp_path: Path) -> Path:
     p = tmp_path / "bag.json"
-    p.write_text(json.dumps(preparation("blinatumomab", "70", dose_ug_per_day="28",
+    p.write_text(json.dumps(preparation("blinatumomab", "70", "175", dose_ug_per_day="28",
                                         bag_hours=24)))
     return p
 
@@ -96,7 +96,8 @@ class SlowTyping(io.StringIO):
      ["program", "b.json", "--keys", "k.json", "-p", "/dev/x"]),
     (["--port", "/dev/x", "--timeout", "2", "flash", "--dry-run"],
      ["flash", "--dry-run", "--timeout", "2", "--port", "/dev/x"]),
-    (["--json", "rx", "--weight-kg", "70"], ["rx", "--weight-kg", "70", "--json"]),
+    (["--json", "rx", "--weight-kg", "70", "--height-cm", "175"],
+     ["rx", "--weight-kg", "70", "--height-cm", "175", "--json"]),
 ])
 def test_options_work_before_or_after_the_command(before: list[str], after: list[str]) -> None:
     p = cli.parser()
@@ -157,7 +158,8 @@ def test_json_program_without_yes_keeps_stdout_json(
 def test_echo_and_label_show_the_same_numbers_in_the_same_units(
         vboard: VirtualBoard, keys: str, bag: Path, capsys: pytest.CaptureFixture[str]) -> None:
     """What the nurse compares: the printed label and the pump's echo, number for number."""
-    rc, sheet, _ = run(capsys, "rx", "--weight-kg", "70", "--dose-ug-per-day", "28",
+    rc, sheet, _ = run(capsys, "rx", "--weight-kg", "70", "--height-cm", "175",
+                       "--dose-ug-per-day", "28",
                        "--bag-hours", "24")
     base = ["--port", vboard.uart_path, "--keys", keys]
     to_idle(capsys, base)
@@ -231,12 +233,12 @@ def test_exit_codes_and_json_errors_match_the_docs(tmp_path: Path,
                                                    capsys: pytest.CaptureFixture[str]) -> None:
     bad_keys = tmp_path / "keys.json"
     bad_keys.write_text("{not json")
-    rx = ["rx", "--dose-ug-per-day", "28", "--bag-hours", "24"]
+    rx = ["rx", "--height-cm", "175", "--dose-ug-per-day", "28", "--bag-hours", "24"]
     cases: list[tuple[list[str], int]] = [
         (["--keys", str(bad_keys), "keys", "show"], 2),           # a malformed key file
         ([*rx, "--weight-kg", "abc"], 2),                           # a bad number
         ([*rx, "--weight-kg", "70", "--dose-ug-per-m2-per-day", "5"], 2),  # two doses
-        (["rx", "--weight-kg", "70", "--dose-ug-per-day", "30", "--bag-hours", "24"], 1),
+        ([*rx[:3], "--weight-kg", "70", "--dose-ug-per-day", "30", "--bag-hours", "24"], 1),
         (["--port", "", "status"], 2),
         (["status", "--timeout", "0"], 2),
         (["frobnicate"], 2),
@@ -270,8 +272,8 @@ def test_pumpctl_version_names_the_commit_and_firmware(capsys: pytest.CaptureFix
                                    " ", "70kg", "7" * 40, "1/0", "0x46"])
 def test_sr13_rx_weight_out_of_range_or_not_a_number_is_exit_2(
         value: str, capsys: pytest.CaptureFixture[str]) -> None:
-    rc, out, err = run(capsys, "rx", f"--weight-kg={value}", "--dose-ug-per-day", "28",
-                       "--bag-hours", "24")
+    rc, out, err = run(capsys, "rx", f"--weight-kg={value}", "--height-cm", "175",
+                       "--dose-ug-per-day", "28", "--bag-hours", "24")
     assert rc == 2 and out == "" and "--weight-kg" in err and "0.5 to 350" in err
     assert "Traceback" not in err
 
@@ -283,7 +285,8 @@ def test_sr13_rx_weight_out_of_range_or_not_a_number_is_exit_2(
 ])
 def test_sr13_rx_other_numbers_are_exit_2(option: str, value: str,
                                           capsys: pytest.CaptureFixture[str]) -> None:
-    argv = {"--weight-kg": "70", "--dose-ug-per-day": "28", "--bag-hours": "24"}
+    argv = {"--weight-kg": "70", "--height-cm": "175", "--dose-ug-per-day": "28",
+            "--bag-hours": "24"}
     argv[option] = value
     rc, out, err = run(capsys, "rx", *[f"{k}={v}" for k, v in argv.items()])
     assert rc == 2 and out == "" and option in err and "Traceback" not in err
@@ -295,7 +298,7 @@ def _program_file(tmp_path: Path, name: str, data: bytes) -> str:
     return str(p)
 
 
-LABEL = preparation("blinatumomab", "70", dose_ug_per_day="28", bag_hours=24)["label"]
+LABEL = preparation("blinatumomab", "70", "175", dose_ug_per_day="28", bag_hours=24)["label"]
 
 
 @pytest.mark.parametrize("name, data, words", [
@@ -495,8 +498,8 @@ def test_units_write_no_trailing_zero_and_a_leading_zero() -> None:
 
 
 @pytest.mark.parametrize("patient", [
-    {"weight_kg": "70", "dose_ug_per_day": "28", "bag_hours": 24},
-    {"weight_kg": "70", "dose_ug_per_day": "9", "bag_hours": 168},
+    {"weight_kg": "70", "height_cm": "175", "dose_ug_per_day": "28", "bag_hours": 24},
+    {"weight_kg": "70", "height_cm": "175", "dose_ug_per_day": "9", "bag_hours": 168},
     {"weight_kg": "20", "height_cm": "110", "dose_ug_per_m2_per_day": "15", "bag_hours": 48},
 ])
 def test_every_figure_the_pump_echoes_is_on_the_printed_label(patient: dict[str, Any]) -> None:

@@ -16,11 +16,14 @@ docs/program-rejections.md). A rate's unit is judged in one place: `keyed_rate`.
 from pump import druglib
 from pump.codes import (
     BAD_INPUT,
+    BSA_MISMATCH,
     CONCENTRATION_OUT_OF_RANGE,
     DOSE_ABOVE_LIMIT,
     DOSE_RATE_MISMATCH,
     DURATION_NOT_OFFERED,
+    HEIGHT_REQUIRED,
     LABEL_CHECK_MISMATCH,
+    MEASURES_IMPLAUSIBLE,
     OVERRIDE_REQUIRED,
     PRESERVATIVE_WEIGHT_LIMIT,
     RATE_VOLUME_MISMATCH,
@@ -71,6 +74,9 @@ class Program:
         self.bag_hours = bag_hours
         self.flags = flags
         self.check = self.compute_check()
+        # A clinical program's patient and plan position, for the controller's record:
+        # (weight g, plan_word, cycle running time s); None for a bench program.
+        self.patient = None
 
     def fields(self):
         return (self.pid, self.rate_ul_per_h, self.vtbi_nl, self.drug, self.conc_pg_per_ml,
@@ -279,6 +285,7 @@ def _prescription(rx, lib):
         return UNKNOWN_DRUG
     r = _Rx()
     r.drug = drug
+    ck = drug.checks
     w = _field(rx, "weight_g", WEIGHT_MIN_G, WEIGHT_MAX_G)
     h = _field(rx, "height_mm", HEIGHT_MIN_MM, HEIGHT_MAX_MM)
     b = _field(rx, "bsa_cm2", BSA_MIN_CM2, BSA_MAX_CM2)
@@ -288,15 +295,21 @@ def _prescription(rx, lib):
     ovr = _field(rx, "override", 0, (1 << 30) - 1)
     if None in (w, h, b, fixed, per_m2, hours, ovr) or w == _ABSENT or hours == _ABSENT:
         return BAD_INPUT
+    # The patient's measures, cross-checked: a weight is judged against a height (a body mass
+    # index no living patient has is a slip: 4.5 kg keyed as 45 kg), and the pump uses the
+    # BSA it computes from them; a label BSA must agree with it.
+    if h == _ABSENT:
+        return HEIGHT_REQUIRED
     r.weight_g = w
-    if h != _ABSENT:
-        r.height_mm = h
-        r.bsa_used_cm2 = bsa_cm2(w, h)
+    r.height_mm = h
+    hh = h * h                               # BMI (kg/m²) = weight g x 1000 / height mm²
+    if w * 1000 < ck[0] * hh or w * 1000 > ck[1] * hh:
+        return MEASURES_IMPLAUSIBLE
+    r.bsa_used_cm2 = bsa_cm2(w, h)
     if b != _ABSENT:
-        if h != _ABSENT and not _near_pct(b, r.bsa_used_cm2, BSA_AGREE_PCT):
-            return BAD_INPUT
+        if not _near_pct(b, r.bsa_used_cm2, BSA_AGREE_PCT):
+            return BSA_MISMATCH
         r.bsa_cm2 = b
-        r.bsa_used_cm2 = b
     bag = drug.bag(hours)
     if bag is None:
         return DURATION_NOT_OFFERED
@@ -436,9 +449,10 @@ class Proposal:
     shows: (drug name, rate µL/h, VTBI µL, dose ng/day, concentration pg/mL, bag hours).
     It holds no Program: only confirm() makes one."""
 
-    def __init__(self, fields, echo):
+    def __init__(self, fields, echo, patient=None):
         self._fields = fields
         self.echo = echo
+        self.patient = patient        # handed to the Program (see Program.patient)
         self._check = self._compute()
 
     def _compute(self):
@@ -448,17 +462,20 @@ class Proposal:
         return self._check == self._compute()
 
 
-def propose(rx, entry, pid, lib=None):
+def propose(rx, entry, pid, lib=None, patient=None):
     """A Proposal for the prescription/label `rx` and the operator's `entry`
-    ({"rate": keyed value, "unit": "mL/h", "vtbi_ml": keyed value}), or a rejection code.
+    ({"rate": keyed value, "unit": "mL/h", "vtbi_ml": keyed value}, and
+    "weight_confirmed": true when a clinician confirms a changed weight), or a rejection
+    code. `patient`: what the pump holds of this patient (Controller.patient(): weight g,
+    plan word, cycle running time s, open interruption s), None for a new patient.
     Never raises."""
     try:
-        return _propose(rx, entry, pid, _lib(lib))
+        return _propose(rx, entry, pid, _lib(lib), patient)
     except Exception:   # noqa: BLE001 - defence in depth: never raise on user input
         return BAD_INPUT
 
 
-def _propose(rx, entry, pid, lib):
+def _propose(rx, entry, pid, lib, patient):
     if not is_int(pid) or pid < 0 or pid >= (1 << 30) or not isinstance(entry, dict):
         return BAD_INPUT
     if not isinstance(rx, dict) or not isinstance(rx.get("drug"), str):
@@ -475,6 +492,15 @@ def _propose(rx, entry, pid, lib):
     r = _prescription(rx, lib)
     if isinstance(r, str):
         return r
+    if patient is not None and patient[0]:
+        # the same patient's weight on the previous bag: a large change is confirmed
+        d = r.weight_g - patient[0]
+        if d < 0:
+            d = -d
+        if d * 100 > patient[0] * r.drug.checks[2]:
+            if entry.get("weight_confirmed") is not True:
+                return OVERRIDE_REQUIRED
+            r.flags |= druglib.FLAG_OVERRIDE
     rate = keyed_rate(entry.get("rate"), entry.get("unit"))
     if isinstance(rate, str):
         return rate
@@ -510,7 +536,7 @@ def _propose(rx, entry, pid, lib):
         return DOSE_RATE_MISMATCH
     fields = (pid, rate, vtbi_ul * 1000, r.drug.index, conc, r.daily_ng, bag.hours, r.flags)
     echo = (r.drug.name, rate, vtbi_ul, r.daily_ng, conc, bag.hours)
-    return Proposal(fields, echo)
+    return Proposal(fields, echo, (r.weight_g, plan_word(r.drug.index, 0, 0), 0))
 
 
 def keyed_rate(value, unit):
@@ -584,6 +610,33 @@ def confirm(proposal, echo):
         if not same_echo(echo, proposal.echo):
             return BAD_INPUT
         f = proposal._fields
-        return Program(f[0], f[1], f[2], f[3], f[4], f[5], f[6], f[7])
+        p = Program(f[0], f[1], f[2], f[3], f[4], f[5], f[6], f[7])
+        p.patient = proposal.patient
+        return p
     except Exception:   # noqa: BLE001 - never raise on user input
         return BAD_INPUT
+
+
+# --- the plan position ----------------------------------------------------------------------
+
+def plan_word(drug_index, regimen, cycle):
+    """The plan position the pump keeps as one int: drug index, regimen (1-based position in
+    the drug's sorted regimen names, 0: none) and cycle number."""
+    return drug_index | regimen << 8 | cycle << 16
+
+
+def plan_status(word, cycle_s, weight_g, lib=None):
+    """The plan position for STATUS: {"drug", "regimen", "cycle", "day", "weight_g"}, or
+    None when the pump holds no patient's plan."""
+    if not word:
+        return None
+    drug = _lib(lib).by_index.get(word & 0xFF)
+    if drug is None:
+        return None
+    out = {"drug": drug.name, "weight_g": weight_g, "regimen": None, "cycle": word >> 16,
+           "day": cycle_s // 86400 + 1}
+    reg = (word >> 8) & 0xFF
+    names = sorted(drug.regimens)
+    if 0 < reg <= len(names):
+        out["regimen"] = names[reg - 1]
+    return out
