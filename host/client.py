@@ -56,6 +56,7 @@ __all__ = [
 
 SLOTS = {"clinician": "c", "service": "s"}     # role name -> key slot; patient: no key
 MUTATING = {"PAUSE", "STOP", "RESUME", "SILENCE", "ACK", "START", "CLEAR", "OVERRIDE", "PRIME",
+            "OVERDOSE", "PREMEDICATED",
             "PROPOSE", "CONFIRM", "SERVICE", "EXIT_SERVICE", "CAL", "KEY"}
 
 
@@ -331,30 +332,51 @@ class PumpClient:
     def silence(self, role: str = "patient") -> dict[str, Any]:
         return self.call("ACK", role=role)
 
-    def start(self) -> dict[str, Any]:
-        return self.call("START", role="clinician")
+    def start(self, role: str = "clinician") -> dict[str, Any]:
+        return self.call("START", role=role)
 
-    def clear(self) -> dict[str, Any]:
-        return self.call("CLEAR", role="clinician")
+    def clear(self, role: str = "clinician") -> dict[str, Any]:
+        return self.call("CLEAR", role=role)
 
-    def override(self) -> dict[str, Any]:
-        return self.call("OVERRIDE", role="clinician")
+    def override(self, role: str = "clinician") -> dict[str, Any]:
+        """Acknowledge the end of a lockout (no role ends one early; in service mode the
+        service role ends a bench lockout)."""
+        return self.call("OVERRIDE", role=role)
+
+    def service(self) -> dict[str, Any]:
+        """Enter service mode (service role): bench programs only, patient and plan cleared."""
+        return self.call("SERVICE", role="service")
+
+    def exit_service(self) -> dict[str, Any]:
+        return self.call("EXIT_SERVICE", role="service")
+
+    def overdose(self, reason: str) -> dict[str, Any]:
+        """Report an overdose found outside the pump (clinician): the 12 h lockout starts.
+        `reason`: one of pump.codes.OVERDOSE_REASONS."""
+        return self.call("OVERDOSE", {"reason": reason}, role="clinician")
+
+    def premedicated(self) -> dict[str, Any]:
+        """Confirm premedication was given (clinician) before a restart after a long
+        interruption (SR-7)."""
+        return self.call("PREMEDICATED", role="clinician")
 
     def prime(self) -> dict[str, Any]:
         return self.call("PRIME", {"line_disconnected": True}, role="clinician")
 
     def propose_basic(self, rate: str, vtbi: str) -> dict[str, Any]:
-        """Step one of a basic program (no drug library: bench and service): rate as
-        '<n> mL/h', VTBI as '<n> mL'. Returns {"echo": [...], "expires_s": ...}."""
-        return self.call("PROPOSE", {"basic": {"rate": rate, "vtbi": vtbi}}, role="clinician")
+        """Step one of a basic program (no drug library: the bench), as the service role in
+        service mode: rate as '<n> mL/h', VTBI as '<n> mL'. Returns {"echo": [...],
+        "expires_s": ...}; confirm it with confirm(echo, "service")."""
+        return self.call("PROPOSE", {"basic": {"rate": rate, "vtbi": vtbi}}, role="service")
 
     def propose_label(self, label: dict[str, Any], entry: dict[str, Any]) -> dict[str, Any]:
         """Step one from a bag label and the operator's entry {rate, unit, vtbi_ml}."""
         return self.call("PROPOSE", {"label": label, "entry": entry}, role="clinician")
 
-    def confirm(self, echo: list[Any]) -> dict[str, Any]:
-        """Step two (SR-3): the echo the pump showed, in a frame of its own."""
-        return self.call("CONFIRM", {"echo": echo}, role="clinician")
+    def confirm(self, echo: list[Any], role: str = "clinician") -> dict[str, Any]:
+        """Step two (SR-3): the echo the pump showed, in a frame of its own (a basic program's
+        as the service role)."""
+        return self.call("CONFIRM", {"echo": echo}, role=role)
 
     def provision_key(self, slot: str, key_hex: str, role: str = "patient") -> dict[str, Any]:
         """Store a key on the pump: open on a factory-fresh pump, else as service."""

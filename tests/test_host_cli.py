@@ -53,7 +53,14 @@ def test_pumpctl_session_on_a_virtual_board(vboard: VirtualBoard, tmp_path: Path
     rc, out, _ = run(capsys, *base, "program", str(label), "--yes")
     assert rc == 0 and "blinatumomab  rate 10 mL/h  VTBI 240 mL  dose 28 ug/day" in out
     assert "state PROGRAMMED" in out
-    # a basic bench program replaces it; nothing starts until `start`
+    # a basic bench program is for service mode only (issue 11)
+    rc, _, err = run(capsys, *base, "program", "--rate", "60 mL/h", "--vtbi", "10 mL", "--yes")
+    assert rc == 1 and "SERVICE_MODE_REQUIRED" in err
+    assert run(capsys, *base, "clear")[0] == 0
+    rc, out, _ = run(capsys, *base, "service")
+    assert rc == 0 and "state SERVICE" in out
+    assert "SERVICE MODE" in run(capsys, *base, "status")[1]
+    # a bench program; nothing starts until `start`
     rc, out, _ = run(capsys, *base, "program", "--rate", "60 mL/h", "--vtbi", "10 mL", "--yes")
     assert rc == 0 and "BASIC" in out
     assert json.loads(run(capsys, *base, "--json", "status")[1])["state"] == "PROGRAMMED"
@@ -83,6 +90,8 @@ def test_pumpctl_session_on_a_virtual_board(vboard: VirtualBoard, tmp_path: Path
     assert rc == 0 and "['c', 's']" in out
     assert run(capsys, *base, "clear")[0] == 1                      # old key: NOT_AUTHORISED
     rc, out, _ = run(capsys, "--port", vboard.uart_path, "--keys", new, "clear")
+    assert rc == 0 and "state SERVICE" in out                        # back to service mode
+    rc, out, _ = run(capsys, "--port", vboard.uart_path, "--keys", new, "exit-service")
     assert rc == 0 and "state IDLE" in out
     # no key file: privileged commands are a usage error, not a protocol error
     rc, _, err = run(capsys, "--port", vboard.uart_path, "--keys", str(tmp_path / "none"),

@@ -63,8 +63,13 @@ def to_idle(capsys: pytest.CaptureFixture[str], base: list[str]) -> None:
         if s == "IDLE":
             return
         step = {"RUNNING": "stop", "PAUSED": "stop", "ALARM": "stop", "PROGRAMMED": "clear",
-                "COMPLETE": "clear", "LOCKOUT": "override"}[s]
+                "COMPLETE": "clear", "LOCKOUT": "override", "SERVICE": "exit-service"}[s]
         run(capsys, *base, step, *(["--as", "clinician"] if step == "stop" else []))
+
+
+def bench(capsys: pytest.CaptureFixture[str], base: list[str]) -> None:
+    """From IDLE into service mode, where the pump takes a basic (rate/VTBI) program."""
+    assert run(capsys, *base, "service")[0] == 0
 
 
 @pytest.fixture
@@ -179,6 +184,7 @@ def test_sr11_refusals_name_the_code_its_meaning_and_what_to_do(
         capsys: pytest.CaptureFixture[str]) -> None:
     base = ["--port", vboard.uart_path, "--keys", keys]
     to_idle(capsys, base)
+    bench(capsys, base)
     assert run(capsys, *base, "program", "--rate", "60 mL/h", "--vtbi", "10 mL", "--yes")[0] == 0
     assert run(capsys, *base, "start")[0] == 0
     rig = Rig(vboard.rig_path)
@@ -207,6 +213,7 @@ def test_sr11_refusals_name_the_code_its_meaning_and_what_to_do(
     assert run(capsys, *base, "resume", "--as", "clinician")[0] == 0
     # a rate in another unit: the refusal says rates are mL/h
     to_idle(capsys, base)
+    bench(capsys, base)
     rc, _, err = run(capsys, *base, "program", "--rate", "240 mL/24h", "--vtbi", "240 mL",
                      "--yes")
     assert rc == 1 and "UNIT_REJECTED" in err and "mL/h only" in err

@@ -10,7 +10,8 @@ clinician's decision, resuming from PAUSED is open to the patient. The KEY comma
 In service mode (the pump shows SERVICE: no patient attached, bench programs only, see
 docs/states.md) SERVICE_MODE replaces a row: programming and ending a bench lockout are the
 service role's alone, starting is the service role's or a clinician's at the bench, stopping
-and pausing anyone's; a patient's commands (overdose, premedication) are nobody's.
+and pausing anyone's (after an alarm the bench's); a patient's commands (overdose,
+premedication) are nobody's.
 """
 from pump.codes import ALARM, CLINICIAN, PATIENT, SERVICE_ROLE
 
@@ -42,27 +43,28 @@ TABLE = {
     "premedicated": (CLINICIAN_ONLY, ()),
 }
 
-# action -> roles allowed in service mode, in every state (the rows it replaces)
+_ALARM_BENCH = ((ALARM, BENCH),)
+# The rows service mode replaces, in TABLE's form.
 SERVICE_MODE = {
-    "pause": ANYONE,
-    "stop": ANYONE,
-    "resume": ANYONE,
-    "program": SERVICE_ONLY,
-    "start": BENCH,
-    "clear": BENCH,
-    "prime": BENCH,
-    "override": SERVICE_ONLY,
-    "overdose": (),
-    "premedicated": (),
+    "pause": (ANYONE, ()),
+    "stop": (ANYONE, _ALARM_BENCH),
+    "resume": (ANYONE, _ALARM_BENCH),
+    "program": (SERVICE_ONLY, ()),
+    "start": (BENCH, ()),
+    "clear": (BENCH, ()),
+    "prime": (BENCH, ()),
+    "override": (SERVICE_ONLY, ()),
+    "overdose": ((), ()),
+    "premedicated": ((), ()),
 }
 
 
 def roles_for(action, state, service=False):
     """The roles allowed to do `action` in `state`, in service mode when `service` (an empty
     tuple for an unknown action)."""
-    if service and action in SERVICE_MODE:
-        return SERVICE_MODE[action]
-    row = TABLE.get(action)
+    row = SERVICE_MODE.get(action) if service else None
+    if row is None:
+        row = TABLE.get(action)
     if row is None:
         return ()
     for st, roles in row[1]:
