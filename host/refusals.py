@@ -149,6 +149,11 @@ REFUSALS: dict[str, tuple[str, str]] = {
         "check the plan (pumpctl status shows cycle, day and step) and hang the bag made "
         "for today's step",
     ),
+    "PLAN_REQUIRED": (
+        "the bag label does not say which plan position it was made for (regimen, cycle, "
+        "infusion days): the pump checks every bag against the treatment plan",
+        "have the label printed with its plan position (pumpctl rx --regimen --cycle --day)",
+    ),
     # --- the command door (pump/commands.py) ---------------------------------------------
     "UNKNOWN_COMMAND": (
         "the pump has no command of that name (in this firmware version)",
@@ -276,7 +281,7 @@ KINDS: dict[str, tuple[str, ...]] = {
         "UNIT_REJECTED", "UNKNOWN_DRUG", "LOCKOUT_ACTIVE", "NOT_AUTHORISED", "BAD_INPUT",
         "INVALID_STATE", "LABEL_CHECK_MISMATCH", "OVERRIDE_REQUIRED", "SERVICE_MODE_REQUIRED",
         "SERVICE_MODE_ACTIVE", "HEIGHT_REQUIRED", "MEASURES_IMPLAUSIBLE", "BSA_MISMATCH",
-        "PREMEDICATION_REQUIRED", "BAG_EXPIRED", "DOSE_STEP_MISMATCH"),
+        "PREMEDICATION_REQUIRED", "BAG_EXPIRED", "DOSE_STEP_MISMATCH", "PLAN_REQUIRED"),
     "command": ("UNKNOWN_COMMAND", "NO_PROPOSAL", "PROPOSAL_EXPIRED"),
     "frame": ("BAD_FRAME", "TOO_LONG", "REPLAYED", "INTERNAL"),
     "alarm": (

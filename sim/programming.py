@@ -51,12 +51,50 @@ def prescription(bag: Bag) -> dict[str, Any]:
     return rx
 
 
-def bag_label(bag: Bag) -> dict[str, Any] | str:
-    """The label the pharmacy prints for the bag: the library's values for the prescription,
-    with the concentration and volumes the scenario says were printed; or a rejection code
+DAY_H = 24
+
+
+def plan_position(scenario: Scenario, step: int) -> tuple[str, int, int]:
+    """(regimen, cycle, infusion day) bag `step` is hung on, as the pump counts it: the first
+    bag's cycle and day as the scenario gives them (default: day 1 of the first cycle whose
+    day-1 step is the first bag's dose), then each bag's hours; an interruption longer than
+    the library allows restarts the cycle at day 1."""
+    from pump import druglib
+
+    bags = scenario.bags
+    first = bags[0]
+    drug = druglib.default().drug(first.drug)
+    day = first.day or 1
+    cycle = first.cycle or 0
+    if not cycle:
+        rx = prescription(first)
+        reg = fwprogram.regimen_index(drug, first.regimen) if drug is not None else 0
+        cycle = 1
+        if drug is not None and reg:
+            due = fwprogram.step_due(drug, reg, 1, day)
+            if due is None or fwprogram._step_dose(drug, rx, due[0]) != 0:
+                cycle = 2
+    hours = 0.0
+    limit_ms = drug.interruption_continue_max_s * 1000 if drug is not None else 1 << 62
+    for b in bags[1:step + 1]:
+        hours += bags[b.index - 1].bag_hours
+        if b.gap_ms > limit_ms:
+            hours = 0.0
+            day = 1
+    return first.regimen, cycle, day + int(hours // DAY_H)
+
+
+def bag_label(bag: Bag, position: tuple[str, int, int] | None = None) -> dict[str, Any] | str:
+    """The label the pharmacy prints for the bag: the library's values for the prescription
+    and its plan position, with the concentration and volumes the scenario says were printed
+    (and the day, when the bag was made for another); or a rejection code
     when the prescription itself is refused (dose above the cap, preservative bag for a small
     patient, unknown drug, ...)."""
-    label: Any = fwprogram.make_label(prescription(bag), int(round(bag.fill_ml * 1000)))
+    rx = prescription(bag)
+    if position is not None:
+        rx.update(regimen=position[0], cycle=position[1],
+                  day_from=bag.label_day or position[2])
+    label: Any = fwprogram.make_label(rx, int(round(bag.fill_ml * 1000)))
     if isinstance(label, str):
         return label
     label["conc_pg_per_ml"] = int(round(bag.concentration_ug_per_ml * 1e6))
@@ -76,11 +114,13 @@ def proposal_args(scenario: Scenario, step: int) -> dict[str, Any] | str:
     if is_basic(bag):
         return {"basic": {"rate": f"{_rate_text(bag.rate_ml_per_h)} {bag.rate_unit}",
                           "vtbi": f"{_rate_text(bag.vtbi_ml)} mL"}}
-    label = bag_label(bag)
+    label = bag_label(bag, plan_position(scenario, step))
     if isinstance(label, str):
         return label
-    entry = {"rate": _rate_text(bag.rate_ml_per_h), "unit": bag.rate_unit,
-             "vtbi_ml": _rate_text(bag.vtbi_ml)}
+    entry: dict[str, Any] = {"rate": _rate_text(bag.rate_ml_per_h), "unit": bag.rate_unit,
+                             "vtbi_ml": _rate_text(bag.vtbi_ml)}
+    if bag.weight_confirmed:
+        entry["weight_confirmed"] = True
     return {"label": label, "entry": entry}
 
 

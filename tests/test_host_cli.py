@@ -45,7 +45,7 @@ def test_pumpctl_session_on_a_virtual_board(vboard: VirtualBoard, tmp_path: Path
     # a bag label from the pharmacy calculator, programmed with the confirm step
     from host.pharmacy import preparation
 
-    prep = preparation("blinatumomab", 70, 175, dose_ug_per_day=28, bag_hours=24)
+    prep = preparation("blinatumomab", 70, 175, dose_ug_per_day=28, bag_hours=24, cycle=2, day=1)
     label = tmp_path / "bag.json"
     label.write_text(json.dumps(prep))
     rc, _, err = run(capsys, *base, "program", str(label), "--rate", "10 mL/min", "--yes")

@@ -77,7 +77,7 @@ def test_soft_limit_override_marked_on_sheet():
 
 def test_rx_main_prints_sheet_and_label(capsys):
     assert rx_main(["--weight-kg", "70", "--height-cm", "175", "--dose-ug-per-day", "28",
-                    "--bag-hours", "24"]) == 0
+                    "--bag-hours", "24", "--cycle", "2", "--day", "1"]) == 0
     out = capsys.readouterr().out
     p = preparation("blinatumomab", "70", "175", dose_ug_per_day="28", bag_hours=24)
     code = p["label"]["check"]
@@ -94,11 +94,11 @@ def test_rx_main_prints_sheet_and_label(capsys):
 
 def test_rx_main_json_and_exit_codes(capsys):
     assert rx_main(["--weight-kg", "70", "--height-cm", "175", "--dose-ug-per-day", "9",
-                    "--bag-hours", "48", "--json"]) == 0
+                    "--bag-hours", "48", "--cycle", "1", "--day", "1", "--json"]) == 0
     d = json.loads(capsys.readouterr().out)
     assert d["ok"] and d["label"]["rate_ul_per_h"] == 5000 and len(d["label"]["check"]) == 7
     assert rx_main(["--weight-kg", "70", "--height-cm", "175", "--dose-ug-per-day", "30",
-                    "--bag-hours", "24", "--json"]) == 1
+                    "--bag-hours", "24", "--cycle", "2", "--day", "1", "--json"]) == 1
     assert json.loads(capsys.readouterr().out)["code"] == codes.DOSE_ABOVE_LIMIT
     assert rx_main(["--weight-kg", "70", "--height-cm", "175", "--bag-hours", "24"]) == 2  # no dose
     # bad input is exit 2 (bad arguments), a refusal exit 1

@@ -76,7 +76,7 @@ def bench(capsys: pytest.CaptureFixture[str], base: list[str]) -> None:
 def bag(tmp_path: Path) -> Path:
     p = tmp_path / "bag.json"
     p.write_text(json.dumps(preparation("blinatumomab", "70", "175", dose_ug_per_day="28",
-                                        bag_hours=24)))
+                                        bag_hours=24, cycle=2, day=1)))
     return p
 
 
@@ -106,7 +106,8 @@ class SlowTyping(io.StringIO):
 ])
 def test_options_work_before_or_after_the_command(before: list[str], after: list[str]) -> None:
     p = cli.parser()
-    rest = ["--dose-ug-per-day", "28", "--bag-hours", "24"] if "rx" in before else []
+    rest = ["--dose-ug-per-day", "28", "--bag-hours", "24", "--cycle", "2", "--day", "1"] \
+        if "rx" in before else []
     a = vars(p.parse_args(before + rest))
     b = vars(p.parse_args(after + rest))
     a.pop("fn"), b.pop("fn")
@@ -164,8 +165,8 @@ def test_echo_and_label_show_the_same_numbers_in_the_same_units(
         vboard: VirtualBoard, keys: str, bag: Path, capsys: pytest.CaptureFixture[str]) -> None:
     """What the nurse compares: the printed label and the pump's echo, number for number."""
     rc, sheet, _ = run(capsys, "rx", "--weight-kg", "70", "--height-cm", "175",
-                       "--dose-ug-per-day", "28",
-                       "--bag-hours", "24")
+                       "--dose-ug-per-day", "28", "--bag-hours", "24", "--cycle", "2",
+                       "--day", "1")
     base = ["--port", vboard.uart_path, "--keys", keys]
     to_idle(capsys, base)
     rc, out, err = run(capsys, *base, "program", str(bag), "--yes")
@@ -240,7 +241,8 @@ def test_exit_codes_and_json_errors_match_the_docs(tmp_path: Path,
                                                    capsys: pytest.CaptureFixture[str]) -> None:
     bad_keys = tmp_path / "keys.json"
     bad_keys.write_text("{not json")
-    rx = ["rx", "--height-cm", "175", "--dose-ug-per-day", "28", "--bag-hours", "24"]
+    rx = ["rx", "--height-cm", "175", "--dose-ug-per-day", "28", "--bag-hours", "24",
+          "--cycle", "2", "--day", "1"]
     cases: list[tuple[list[str], int]] = [
         (["--keys", str(bad_keys), "keys", "show"], 2),           # a malformed key file
         ([*rx, "--weight-kg", "abc"], 2),                           # a bad number
@@ -280,7 +282,8 @@ def test_pumpctl_version_names_the_commit_and_firmware(capsys: pytest.CaptureFix
 def test_sr13_rx_weight_out_of_range_or_not_a_number_is_exit_2(
         value: str, capsys: pytest.CaptureFixture[str]) -> None:
     rc, out, err = run(capsys, "rx", f"--weight-kg={value}", "--height-cm", "175",
-                       "--dose-ug-per-day", "28", "--bag-hours", "24")
+                       "--dose-ug-per-day", "28", "--bag-hours", "24", "--cycle", "2",
+                       "--day", "1")
     assert rc == 2 and out == "" and "--weight-kg" in err and "0.5 to 350" in err
     assert "Traceback" not in err
 
@@ -293,7 +296,7 @@ def test_sr13_rx_weight_out_of_range_or_not_a_number_is_exit_2(
 def test_sr13_rx_other_numbers_are_exit_2(option: str, value: str,
                                           capsys: pytest.CaptureFixture[str]) -> None:
     argv = {"--weight-kg": "70", "--height-cm": "175", "--dose-ug-per-day": "28",
-            "--bag-hours": "24"}
+            "--bag-hours": "24", "--cycle": "2", "--day": "1"}
     argv[option] = value
     rc, out, err = run(capsys, "rx", *[f"{k}={v}" for k, v in argv.items()])
     assert rc == 2 and out == "" and option in err and "Traceback" not in err
@@ -305,7 +308,8 @@ def _program_file(tmp_path: Path, name: str, data: bytes) -> str:
     return str(p)
 
 
-LABEL = preparation("blinatumomab", "70", "175", dose_ug_per_day="28", bag_hours=24)["label"]
+LABEL = preparation("blinatumomab", "70", "175", dose_ug_per_day="28", bag_hours=24, cycle=2,
+                    day=1)["label"]
 
 
 @pytest.mark.parametrize("name, data, words", [

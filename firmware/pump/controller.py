@@ -646,10 +646,9 @@ class Controller:
 
     def patient(self):
         """What a new clinical program is checked against (program.propose): the weight on
-        the last one, the plan position, the cycle's running time, and the open interruption
-        (s, 0: none); None when no patient's program was accepted (or service mode cleared)."""
-        if not self.plan:
-            return None
+        the last one, the plan position (program.plan_word), the cycle's running time (s),
+        and the open interruption (s, 0: none); weight and plan 0 when the pump holds no
+        patient's plan (a new patient: the label's plan position starts one)."""
         gap = self.hal.rtc_s() - self.interrupted_at_s if self.interrupted_at_s else 0
         return (self.weight_g, self.plan, self.cycle_s(), gap)
 

@@ -364,6 +364,7 @@ def clinical(pid=1, rate=10000, dose_ng_per_day=28000, patient=None, **plan):
     hours, infusible, volume = _BAGS[rate]
     rx = {"drug": "blinatumomab", "weight_g": 70000, "height_mm": 1750,
           "dose_ng_per_day": dose_ng_per_day, "bag_hours": hours}
+    rx.update(regimen="r/r", cycle=2, day_from=1)
     rx.update(plan)
     label = program.make_label(rx, volume)
     assert isinstance(label, dict), label

@@ -35,7 +35,8 @@ def _door(tag):
 
 def _label_args(unit="mL/h", **plan):
     rx = {"drug": "blinatumomab", "weight_g": 70000, "height_mm": 1750,
-          "dose_ng_per_day": 28000, "bag_hours": 24}
+          "dose_ng_per_day": 28000, "bag_hours": 24, "regimen": "r/r", "cycle": 2,
+          "day_from": 1}
     rx.update(plan)
     label = program.make_label(rx, 270000)
     assert isinstance(label, dict), label
@@ -167,12 +168,12 @@ def test_sr2_a_clinicians_basic_100_ml_h_is_refused_outside_service_mode():
 def test_service_mode_takes_bench_programs_only_and_clears_the_patient():
     hal, ctl, door = _door("svc")
     assert _program(door, _label_args(cycle=2, day_from=1, day_to=1), 4)["program_id"] == 4
-    assert ctl.patient() is not None and ctl.weight_g == 70000
+    assert ctl.plan != 0 and ctl.weight_g == 70000
     # a patient's program is loaded: the pump is not taken into service mode under it
     assert door.execute("SERVICE", {}, SERVICE_ROLE, 0) == codes.INVALID_STATE
     assert door.execute("CLEAR", {}, CLINICIAN, 5) == {"state": codes.IDLE}
     assert door.execute("SERVICE", {}, SERVICE_ROLE, 0) == {"state": codes.SERVICE}
-    assert ctl.patient() is None and ctl.weight_g == 0           # patient and plan cleared
+    assert ctl.plan == 0 and ctl.weight_g == 0                   # patient and plan cleared
     # in service mode: no patient's program, by anyone; the clinician may not program
     assert door.execute("PROPOSE", _label_args(), CLINICIAN, 6) == codes.NOT_AUTHORISED
     assert door.execute("PROPOSE", _label_args(), SERVICE_ROLE, 6) == \

@@ -346,7 +346,8 @@ def test_sr3_label_proposal_confirmed_with_its_echo():
     if not hasattr(program, "make_label"):
         return
     rx = {"drug": "blinatumomab", "weight_g": 70000, "height_mm": 1750,
-          "dose_ng_per_day": 28000, "bag_hours": 24}
+          "dose_ng_per_day": 28000, "bag_hours": 24, "regimen": "r/r", "cycle": 2,
+          "day_from": 1}
     label = program.make_label(rx, 270000)
     assert isinstance(label, dict), label
     b = Bench("label")

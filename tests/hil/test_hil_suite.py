@@ -235,12 +235,12 @@ def test_patient_role_frame_cannot_program(board: BoardHandle) -> None:
     assert s["state"] == "IDLE" and s["program_id"] is None and s["proposal"] is None
 
 
-def _patient_label(board: BoardHandle, **plan: int) -> dict:
-    """A patient's bag programmed from the pharmacy's label (70 kg, 175 cm, 28 ug/day, 24 h
-    bag) with the confirm step: the reply of CONFIRM."""
+def _patient_label(board: BoardHandle, dose: str = "28", cycle: int = 2, day: int = 1) -> dict:
+    """A patient's bag programmed from the pharmacy's label (70 kg, 175 cm, 24 h bag, r/r,
+    by default 28 ug/day on cycle 2 day 1) with the confirm step: the reply of CONFIRM."""
     from host.pharmacy import preparation
-    lab = preparation("blinatumomab", "70", "175", dose_ug_per_day="28", bag_hours=24,
-                      **plan)["label"]
+    lab = preparation("blinatumomab", "70", "175", dose_ug_per_day=dose, bag_hours=24,
+                      cycle=cycle, day=day)["label"]
     echo = board.client.propose_label(lab, {"rate": "10", "unit": "mL/h",
                                             "vtbi_ml": "240"})["echo"]
     return board.client.confirm(echo)
