@@ -44,6 +44,8 @@ def prescription(bag: Bag) -> dict[str, Any]:
         height = DEFAULT_ADULT_HEIGHT_CM
     if height is not None:
         rx["height_mm"] = int(round(height * 10))
+    if bag.bsa_m2 is not None:
+        rx["bsa_cm2"] = int(round(bag.bsa_m2 * 10000))
     if bag.dose_ug_per_m2_per_day is not None:
         rx["dose_ng_per_m2_per_day"] = int(round(bag.dose_ug_per_m2_per_day * 1000))
     else:

@@ -44,7 +44,7 @@ from fractions import Fraction
 from typing import Any
 
 from pump import codes
-from pump.codes import CLINICIAN, COMPLETE, PAUSED, RUNNING, SERVICE_ROLE
+from pump.codes import CLINICIAN, COMPLETE, PATIENT, PAUSED, RUNNING, SERVICE_ROLE
 from pump.commands import COMMANDS
 from pump.controller import Controller
 from pump.runtime import Runtime
@@ -257,7 +257,63 @@ class Sim:
         snap = ctl.snapshot()
         self.prog_rate_ul_per_h = snap["rate_ul_per_h"]
         self.prog_vtbi_ul = snap["vtbi_nl"] / 1000.0
-        self._command("START", {})
+        if bag.premedicated:
+            self._command("PREMEDICATED", {})
+        r = self._command("START", {})
+        if isinstance(r, str):
+            self._reject(r)          # e.g. PREMEDICATION_REQUIRED after a long interruption
+
+    # --- operator actions (sim/faults.py: overdose_reported, restart, pause) ---------------------
+    def operator(self, name: str, args: dict[str, Any]) -> Any:
+        """A command a person gives at the pump (the clinician; PAUSE/RESUME the patient's)
+        through the door; a refused RESUME is the run's reject_code."""
+        if self.door is None:
+            return None
+        role = PATIENT if name in ("PAUSE", "RESUME") else CLINICIAN
+        r = self.door.execute(name, args, role, self.bag_index + 1)
+        self.hal.wake()
+        self.requests.append({"t_s": self.now / 1000.0, "trigger": COMMANDS[name][0],
+                              "result": r if isinstance(r, str) else None})
+        if name == "RESUME" and isinstance(r, str):
+            self._reject(r)
+        return r
+
+    def restart(self, premedicated: bool = False) -> None:
+        """A clinician programs the current bag again and starts it (after a lockout or an
+        interruption), confirming premedication first when `premedicated`: the first refusal
+        is the run's reject_code."""
+        ctl = self.controller
+        if ctl is None or self.bag_index < 0:
+            return
+        now = self.now
+        self._check(now)
+        i = self.bag_index
+        args = proposal_args(self.sc, i)
+        if isinstance(args, str):
+            self._reject(args)
+            return
+        proposal = self.door.execute("PROPOSE", args, CLINICIAN, i + 1)
+        if isinstance(proposal, str):
+            self._reject(proposal)
+            return
+        self._leave_running(now)
+        allowed = self._bag_allowed_ul()
+        commanded_nl = ctl.snapshot()["commanded_nl"]
+        r = self._command("CONFIRM", {"echo": proposal["echo"]})
+        if isinstance(r, str):
+            self._reject(r)
+            return
+        self.allowed_base_ul += allowed
+        self.counted_base_nl += commanded_nl
+        self.run_ms = 0
+        snap = ctl.snapshot()
+        self.prog_rate_ul_per_h = snap["rate_ul_per_h"]
+        self.prog_vtbi_ul = snap["vtbi_nl"] / 1000.0
+        if premedicated:
+            self._command("PREMEDICATED", {})
+        r = self._command("START", {})
+        if isinstance(r, str):
+            self._reject(r)
 
     def _reject(self, code: Any) -> None:
         if self.accepted:

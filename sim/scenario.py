@@ -56,6 +56,7 @@ DEFAULT_BAG_CHANGE_MIN = 10.0
 RANGES: dict[str, tuple[float, float, bool]] = {
     "weight_kg": (0.0, 700.0, True),
     "height_cm": (0.0, 300.0, True),
+    "bsa_m2": (0.0, 5.0, True),
     "dose_ug_per_day": (0.0, 10000.0, False),
     "dose_ug_per_m2_per_day": (0.0, 10000.0, False),
     "max_dose_ug_per_day": (0.0, 10000.0, False),
@@ -165,6 +166,8 @@ class Bag:
     day: int | None = None
     label_day: int | None = None
     weight_confirmed: bool = False      # a clinician confirms a changed weight at the pump
+    premedicated: bool = False          # a clinician confirms premedication before its start
+    bsa_m2: float | None = None         # a BSA printed on the label (else none: computed)
 
 
 @dataclass
@@ -287,11 +290,11 @@ def _known(t: dict, allowed: Any, path: str) -> None:
 # --- the file ---------------------------------------------------------------------------------
 _TOP = ("name", "description", "tags", "patient", "prescription", "programming", "run",
         "plant", "faults", "steps", "expect", "report")
-_PATIENT = ("weight_kg", "height_cm")
+_PATIENT = ("weight_kg", "height_cm", "bsa_m2")
 _PRESCRIPTION = ("drug", "dose_ug_per_day", "dose_ug_per_m2_per_day", "max_dose_ug_per_day",
                  "bag_hours", "infusible_ml", "concentration_ug_per_ml",
                  "prepared_concentration_ug_per_ml", "overfill_ml", "fill_ml",
-                 "regimen", "cycle", "day", "label_day", "weight_confirmed")
+                 "regimen", "cycle", "day", "label_day", "weight_confirmed", "premedicated")
 _PROGRAMMING = ("rate_ml_per_h", "vtbi_ml", "rate_unit")
 _STEP = _PRESCRIPTION + _PROGRAMMING + ("repeat", "pause_min", "interruption_h", "weight_kg")
 _RUN = ("hours", "seed", "start_ticks", "sample_s", "resume_after_power_loss")
@@ -444,6 +447,9 @@ def parse(data: dict[str, Any], path: str | None = None) -> Scenario:
                 gap = p_min * 60000.0 + (inter * 3600000.0 if r == 0 else 0.0)
                 bags.append(_bag(len(bags), int(round(gap)), base, st, sp, weight, height))
 
+    label_bsa = _num(patient, "bsa_m2", "patient")
+    for b in bags:
+        b.bsa_m2 = label_bsa
     faults = _faults(data.get("faults", []))
     plant = _plant(_table(data, "plant"))
     expect = _expect(_table(data, "expect"))
@@ -525,7 +531,8 @@ def _bag(index: int, gap_ms: int, base: dict, over: dict, path: str,
             "cycle": _int(t, "cycle", where("cycle"), 0, 0, 99) or None,
             "day": _int(t, "day", where("day"), 0, 0, 366) or None,
             "label_day": _int(t, "label_day", where("label_day"), 0, 0, 366) or None,
-            "weight_confirmed": _bool(t, "weight_confirmed", where("weight_confirmed"), False)}
+            "weight_confirmed": _bool(t, "weight_confirmed", where("weight_confirmed"), False),
+            "premedicated": _bool(t, "premedicated", where("premedicated"), False)}
     return Bag(**plan, index=index, gap_ms=gap_ms, bag_hours=bag_hours, dose_ug_per_day=dose,
                infusible_ml=infusible, concentration_ug_per_ml=conc,
                prepared_concentration_ug_per_ml=prepared, fill_ml=fill,
@@ -557,6 +564,8 @@ def _faults(raw: Any) -> list[FaultSpec]:
         for key, (typ, default) in spec.items():
             if typ is bool:
                 params[key] = _bool(f, key, p, default)
+            elif typ is str:
+                params[key] = _str(f, key, p, default, FAULTS[kind].choices.get(key))
             else:
                 params[key] = _num(f, key, p, default)
         out.append(FaultSpec(at_h=at_h, kind=kind, params=params))
