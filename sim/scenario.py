@@ -527,12 +527,13 @@ def _bag(index: int, gap_ms: int, base: dict, over: dict, path: str,
     if vtbi is None:
         vtbi = infusible
     unit = _str(t, "rate_unit", where("rate_unit"), "mL/h")
-    plan = {"regimen": _str(t, "regimen", where("regimen"), "r/r") or "r/r",
-            "cycle": _int(t, "cycle", where("cycle"), 0, 0, 99) or None,
-            "day": _int(t, "day", where("day"), 0, 0, 366) or None,
-            "label_day": _int(t, "label_day", where("label_day"), 0, 0, 366) or None,
-            "weight_confirmed": _bool(t, "weight_confirmed", where("weight_confirmed"), False),
-            "premedicated": _bool(t, "premedicated", where("premedicated"), False)}
+    plan: dict[str, Any] = {
+        "regimen": _str(t, "regimen", where("regimen"), "r/r") or "r/r",
+        "cycle": _int(t, "cycle", where("cycle"), 0, 0, 99) or None,
+        "day": _int(t, "day", where("day"), 0, 0, 366) or None,
+        "label_day": _int(t, "label_day", where("label_day"), 0, 0, 366) or None,
+        "weight_confirmed": _bool(t, "weight_confirmed", where("weight_confirmed"), False),
+        "premedicated": _bool(t, "premedicated", where("premedicated"), False)}
     return Bag(**plan, index=index, gap_ms=gap_ms, bag_hours=bag_hours, dose_ug_per_day=dose,
                infusible_ml=infusible, concentration_ug_per_ml=conc,
                prepared_concentration_ug_per_ml=prepared, fill_ml=fill,
