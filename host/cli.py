@@ -364,6 +364,8 @@ def cmd_program(args: argparse.Namespace) -> int:
     kind, req = program_request(doc, args.rate if args.file else None,
                                 args.vtbi if args.file else None, args.file or "--rate/--vtbi")
     role = "service" if kind == "basic" else "clinician"
+    if kind == "label" and args.weight_confirmed:
+        req["entry"]["weight_confirmed"] = True      # the clinician confirms a changed weight
     with connect(args, need_keys=True) as pump:
         if kind == "basic":
             # a bench program: the pump takes one only in service mode (pumpctl service)
@@ -797,6 +799,9 @@ def parser() -> argparse.ArgumentParser:
     s.add_argument("--rate", help="keyed rate, '<n> mL/h' (default: the label's)")
     s.add_argument("--vtbi", help="keyed VTBI, '<n> mL' (default: the label's)")
     s.add_argument("--yes", action="store_true", help="confirm without asking (scripts)")
+    s.add_argument("--weight-confirmed", action="store_true",
+                   help="a clinician confirms a weight more than 10 %% from the patient's "
+                   "previous bag (logged); else the pump refuses OVERRIDE_REQUIRED")
     s.set_defaults(fn=cmd_program)
     for name, (call, role, text) in ONE_FRAME.items():
         s = sub.add_parser(name, help=text)
