@@ -369,6 +369,14 @@ class PumpClient:
         "expires_s": ...}; confirm it with confirm(echo, "service")."""
         return self.call("PROPOSE", {"basic": {"rate": rate, "vtbi": vtbi}}, role="service")
 
+    def bench_program(self, rate: str, vtbi: str) -> dict[str, Any]:
+        """A bench program in one go: service mode (entered when the pump is not in it),
+        PROPOSE and CONFIRM as the service role; the CONFIRM reply. For benches and tests:
+        a person confirms the echo (pumpctl program)."""
+        if self.status().get("mode") != "SERVICE":
+            self.service()
+        return self.confirm(self.propose_basic(rate, vtbi)["echo"], "service")
+
     def propose_label(self, label: dict[str, Any], entry: dict[str, Any]) -> dict[str, Any]:
         """Step one from a bag label and the operator's entry {rate, unit, vtbi_ml}."""
         return self.call("PROPOSE", {"label": label, "entry": entry}, role="clinician")
