@@ -469,14 +469,15 @@ def record_dict(slot: int, parsed: tuple) -> dict[str, Any]:
         d.update(program_id=p[jn.G_PROGRAM_ID], rate_ul_per_h=p[jn.G_RATE_UL_PER_H],
                  vtbi_nl=p[jn.G_VTBI_NL], drug=p[jn.G_DRUG], conc_pg_per_ml=p[jn.G_CONC_PG_PER_ML],
                  dose_ng_per_day=p[jn.G_DOSE_NG_PER_DAY], bag_hours=p[jn.G_BAG_HOURS],
-                 flags=p[jn.G_FLAGS])
+                 flags=p[jn.G_FLAGS], weight_g=p[9], plan=p[10])
     else:
         alarm = p[jn.P_ALARM]
         d.update(program_id=p[jn.P_PROGRAM_ID], delivered_nl=p[jn.P_DELIVERED_NL],
                  lockout_until_s=p[jn.P_LOCKOUT_UNTIL_S], rtc_s=p[jn.P_RTC_S],
                  alarm=codes.ALARMS[alarm] if alarm < len(codes.ALARMS) else alarm,
                  event=p[jn.P_EVENT], event_name=event_name(p[jn.P_EVENT]),
-                 arg=p[jn.P_ARG], auth_counter=p[jn.P_AUTH_COUNTER], flags=p[jn.P_FLAGS])
+                 arg=p[jn.P_ARG], auth_counter=p[jn.P_AUTH_COUNTER], flags=p[jn.P_FLAGS],
+                 interrupted_s=p[10], bag_start_s=p[11], cycle_run_s=p[12])
     return d
 
 

@@ -79,8 +79,10 @@ def test_rx_main_prints_sheet_and_label(capsys):
     assert rx_main(["--weight-kg", "70", "--height-cm", "175", "--dose-ug-per-day", "28",
                     "--bag-hours", "24", "--cycle", "2", "--day", "1"]) == 0
     out = capsys.readouterr().out
-    p = preparation("blinatumomab", "70", "175", dose_ug_per_day="28", bag_hours=24)
+    p = preparation("blinatumomab", "70", "175", dose_ug_per_day="28", bag_hours=24, cycle=2,
+                    day=1)
     code = p["label"]["check"]
+    assert "plan        r/r cycle 2 days 1-1" in out        # the plan position it is for
     assert len(code) == 7 and code[3] == "-"            # as printed: XXX-XXX, in JSON too
     assert f"CHECK       {code}" in out
     # no trailing zeros on the label (ISMP: "10.0" is read as 100)
