@@ -247,7 +247,7 @@ def test_exit_codes_and_json_errors_match_the_docs(tmp_path: Path,
         (["--keys", str(bad_keys), "keys", "show"], 2),           # a malformed key file
         ([*rx, "--weight-kg", "abc"], 2),                           # a bad number
         ([*rx, "--weight-kg", "70", "--dose-ug-per-m2-per-day", "5"], 2),  # two doses
-        ([*rx[:3], "--weight-kg", "70", "--dose-ug-per-day", "30", "--bag-hours", "24"], 1),
+        ([*rx[:3], "--weight-kg", "70", "--dose-ug-per-day", "30", *rx[5:]], 1),  # the cap
         (["--port", "", "status"], 2),
         (["status", "--timeout", "0"], 2),
         (["frobnicate"], 2),
