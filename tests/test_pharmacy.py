@@ -64,8 +64,9 @@ def test_refusals_carry_the_pump_code():
         assert e.value.code == code
     with pytest.raises(RxError):
         preparation("heparin", "70", dose_ug_per_day="28", bag_hours=24)
-    with pytest.raises(RxError):        # no preparation table for 72 h in the library
-        preparation("blinatumomab", "70", "175", dose_ug_per_day="28", bag_hours=72)
+    with pytest.raises(RxError) as e:   # a 72 h preservative bag for a 15 kg child
+        preparation("blinatumomab", "15", "100", dose_ug_per_m2_per_day="5", bag_hours=72)
+    assert e.value.code == codes.PRESERVATIVE_WEIGHT_LIMIT
 
 
 def test_soft_limit_override_marked_on_sheet():

@@ -1,4 +1,5 @@
-"""Public codes (SPEC §6): states, alarms, program rejections, roles. One place for each.
+"""Public codes (docs/codes.md, docs/states.md): states, alarms, program rejections,
+roles. One place for each.
 
 Codes are interned strings so they read the same in traces, replies and docs; the journal
 stores them as small indices into the tuples below, so the tuples are append-only.
@@ -31,7 +32,7 @@ SENSOR_FAULT = "SENSOR_FAULT"
 MOTOR_FAULT = "MOTOR_FAULT"
 PAUSE_TIMEOUT = "PAUSE_TIMEOUT"
 WATCHDOG_RESET = "WATCHDOG_RESET"
-# Extension (SPEC §6 allows extending): a stored record (journal, calibration, keys) was found
+# Extension (codes are added, never renamed): a stored record (journal, calibration, keys) was found
 # corrupt at boot, or the journal's newest write was torn; the pump kept the safest reading.
 STORAGE_FAULT = "STORAGE_FAULT"
 # Index 0 means "no alarm" in the journal.
@@ -54,7 +55,7 @@ UNKNOWN_DRUG = "UNKNOWN_DRUG"
 LOCKOUT_ACTIVE = "LOCKOUT_ACTIVE"
 NOT_AUTHORISED = "NOT_AUTHORISED"
 BAD_INPUT = "BAD_INPUT"
-# Extensions (SPEC §6 allows extending, never renaming):
+# Extensions (codes are added, never renamed):
 INVALID_STATE = "INVALID_STATE"          # a well-formed request the current state does not take
 LABEL_CHECK_MISMATCH = "LABEL_CHECK_MISMATCH"  # the bag label's check code does not match
 OVERRIDE_REQUIRED = "OVERRIDE_REQUIRED"  # a soft limit: needs a logged clinician override

@@ -315,6 +315,20 @@ def test_reject_label_from_another_label_version():
                                       codes.CONCENTRATION_OUT_OF_RANGE)
 
 
+
+def test_sr1_older_72h_bag_keyed_with_its_labelled_240_ml_accepted():
+    """The older label's 72 h bag says 240 mL at 3.3 mL/h (3.3 x 72 = 237.6 mL, 1 % under):
+    keyed as labelled it is accepted; a rate keyed below the label's is more than 1 % short
+    of 240 mL and refused (SR-1)."""
+    lab = _label(_rx(hours=72), OLDER)
+    assert (lab["rate_ul_per_h"], lab["infusible_ul"]) == (3300, 240000)
+    for vtbi in (240000, 237600):
+        prop = program.propose(lab, _entry(3300, vtbi), 7, OLDER)
+        assert isinstance(prop, program.Proposal), (vtbi, prop)
+    prog = program.confirm(prop, list(prop.echo))
+    assert (prog.rate_ul_per_h, prog.vtbi_nl) == (3300, 237600000)
+    assert program.propose(lab, _entry(3290, 240000), 7, OLDER) == codes.RATE_VOLUME_MISMATCH
+
 # --- never raises ---------------------------------------------------------------------------
 
 def test_sr13_propose_never_raises_on_junk():

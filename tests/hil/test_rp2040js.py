@@ -124,6 +124,7 @@ def test_watchdog_reset_tells_a_watchdog_timeout_from_machine_reset(
                "rp2_ref.watchdog_reset())"]
         assert "CAUSE False False" in mp.run(ask, timeout=120)    # after a power cycle
         mp.run(mp.reset_command(), timeout=120)                   # machine.reset()
+        fl.break_in(vb.uart_path, 120, say=lambda _m: None)       # booted, at the REPL again
         assert "CAUSE True False" in mp.run(ask, timeout=120)
         with serial.serial_for_url(vb.uart_path, timeout=1) as port:  # at the REPL, then let go
             port.write(b"\r\x03import machine; w = machine.WDT(timeout=1000)\r\n")
@@ -132,4 +133,5 @@ def test_watchdog_reset_tells_a_watchdog_timeout_from_machine_reset(
         t0 = vb.board_ms
         while vb.board_ms - t0 < 5000:                        # not fed: it bites
             time.sleep(0.05)
+        fl.break_in(vb.uart_path, 120, say=lambda _m: None)
         assert "CAUSE True True" in mp.run(ask, timeout=120)
