@@ -121,7 +121,7 @@ REFUSALS: dict[str, tuple[str, str]] = {
         "--height-cm)",
     ),
     "MEASURES_IMPLAUSIBLE": (
-        "the weight and height give a body mass index outside 8-80 kg/m2 (drug library, "
+        "the weight and height give a body mass index outside 5-80 kg/m2 (drug library, "
         "device policy): a slip in one of them, e.g. 4.5 kg keyed as 45 kg",
         "weigh and measure the patient again and have the label printed with the right "
         "values; do not infuse this bag",

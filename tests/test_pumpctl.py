@@ -154,10 +154,13 @@ class LapsingPump:
     def __exit__(self, *exc: object) -> None:
         pass
 
+    def status(self) -> dict[str, Any]:
+        return {"state": "SERVICE", "mode": "SERVICE"}     # a bench program: service mode
+
     def propose_basic(self, rate: str, vtbi: str) -> dict[str, Any]:
         return {"echo": ["-", 60000, 1000], "expires_s": 120}
 
-    def confirm(self, echo: list[Any]) -> dict[str, Any]:
+    def confirm(self, echo: list[Any], role: str = "clinician") -> dict[str, Any]:
         raise PumpRefused("CONFIRM", "PROPOSAL_EXPIRED", role="clinician")
 
 
@@ -265,21 +268,23 @@ def test_sr11_refusals_name_the_code_its_meaning_and_what_to_do(
     assert rc == 1 and d["code"] == "UNIT_REJECTED" and "mL/h" in d["next"] and d["exit"] == 1
     assert "'240 mL/24h'" in d["here"]
     # a command the state does not take: the refusal names the state
+    assert run(capsys, *base, "exit-service")[0] == 0
     rc, _, err = run(capsys, *base, "stop")
     assert rc == 1 and "INVALID_STATE" in err and "here: the pump is IDLE" in err
 
 
 @pytest.mark.parametrize("argv, here", [
-    (["--weight-kg", "20", "--dose-ug-per-day", "28"],
+    (["--weight-kg", "20", "--height-cm", "115", "--dose-ug-per-day", "28"],
      "a patient under 45 kg is dosed by body surface: give --dose-ug-per-m2-per-day"),
     (["--weight-kg", "70", "--height-cm", "170", "--dose-ug-per-m2-per-day", "5"],
      "a patient of 45 kg or more has a fixed dose: give --dose-ug-per-day"),
 ])
 def test_sr2_rx_dose_in_the_wrong_unit_for_the_weight_says_which_to_give(
         argv: list[str], here: str, capsys: pytest.CaptureFixture[str]) -> None:
-    rc, out, err = run(capsys, "rx", *argv, "--bag-hours", "24")
+    plan = ["--cycle", "1", "--day", "1"]
+    rc, out, err = run(capsys, "rx", *argv, "--bag-hours", "24", *plan)
     assert rc == 1 and out == "" and "UNIT_REJECTED" in err and "here: " + here in err
-    rc, out, _ = run(capsys, "rx", *argv, "--bag-hours", "24", "--json")
+    rc, out, _ = run(capsys, "rx", *argv, "--bag-hours", "24", *plan, "--json")
     assert rc == 1 and json.loads(out)["here"].startswith(here)
 
 
