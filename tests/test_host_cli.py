@@ -53,6 +53,9 @@ def test_pumpctl_session_on_a_virtual_board(vboard: VirtualBoard, tmp_path: Path
     rc, out, _ = run(capsys, *base, "program", str(label), "--yes")
     assert rc == 0 and "blinatumomab  rate 10 mL/h  VTBI 240 mL  dose 28 ug/day" in out
     assert "state PROGRAMMED" in out
+    # the pump keeps the treatment plan: status shows cycle, day and the step due (issue 11)
+    rc, out, _ = run(capsys, *base, "status")
+    assert rc == 0 and "plan r/r cycle 2 day 1 step 28 ug/day" in out
     # a basic bench program is for service mode only (issue 11)
     rc, _, err = run(capsys, *base, "program", "--rate", "60 mL/h", "--vtbi", "10 mL", "--yes")
     assert rc == 1 and "SERVICE_MODE_REQUIRED" in err
