@@ -41,6 +41,7 @@ from host.pharmacy import add_arguments as rx_arguments
 from host.pharmacy import run as rx_run
 from pump import druglib as fw_druglib
 from pump import program as fw_program
+from pump.codes import OVERDOSE_REASONS
 
 DEFAULT_KEYS = Path(os.environ.get("XDG_CONFIG_HOME", Path.home() / ".config")) / "pumpctl" \
     / "keys.json"
@@ -72,8 +73,25 @@ def status_text(s: dict[str, Any]) -> str:
         line += f"  rate {units.rate(s['rate_ul_per_h'])}"
     if s.get("vtbi_nl"):
         line += f"  delivered {ml(s['commanded_nl'], 1000000)} / {units.volume_nl(s['vtbi_nl'])}"
-    if s.get("lockout_until_s"):
-        line += f"  lockout until {pump_clock(s['lockout_until_s'])} (pump clock)"
+    if s.get("mode") == "SERVICE":
+        line += "  SERVICE MODE (bench: no patient)"
+    if s.get("lockout_remaining_s"):
+        line += (f"  LOCKOUT until {pump_clock(s['lockout_until_s'])} (pump clock, "
+                 f"{(s['lockout_remaining_s'] + 59) // 60} min left)")
+    elif s.get("lockout_until_s"):
+        line += f"  lockout ended {pump_clock(s['lockout_until_s'])} (pump clock)"
+    plan = s.get("plan")
+    if plan:
+        line += (f"  plan {plan.get('regimen') or '-'} cycle {plan.get('cycle')} day "
+                 f"{plan.get('day')}")
+        if plan.get("dose_ng_per_day"):
+            line += f" step {units.dec(plan['dose_ng_per_day'])} ug/day"
+        elif plan.get("dose_ng_per_m2_per_day"):
+            line += f" step {units.dec(plan['dose_ng_per_m2_per_day'])} ug/m2/day"
+    if s.get("interrupted_s"):
+        line += f"  interrupted {s['interrupted_s'] // 60} min"
+        if s.get("premedicated"):
+            line += " (premedication confirmed)"
     if s.get("proposal"):
         line += f"  proposal waiting: {echo_text(s['proposal'])}"
     return line
@@ -348,9 +366,15 @@ def cmd_program(args: argparse.Namespace) -> int:
         raise UsageError("give a program file (bag label TOML/JSON), or --rate and --vtbi")
     kind, req = program_request(doc, args.rate if args.file else None,
                                 args.vtbi if args.file else None, args.file or "--rate/--vtbi")
+    role = "service" if kind == "basic" else "clinician"
+    if kind == "label" and args.weight_confirmed:
+        req["entry"]["weight_confirmed"] = True      # the clinician confirms a changed weight
     with connect(args, need_keys=True) as pump:
         try:
             if kind == "basic":
+                # a bench program: the pump takes one only in service mode (pumpctl service)
+                if pump.status().get("mode") != "SERVICE":
+                    raise PumpRefused("PROPOSE", "SERVICE_MODE_REQUIRED")
                 prop = pump.propose_basic(req["rate"], req["vtbi"])
             else:
                 prop = pump.propose_label(req["label"], req["entry"])
@@ -372,7 +396,7 @@ def cmd_program(args: argparse.Namespace) -> int:
         elif not args.json:
             print(shown)
         try:
-            r = pump.confirm(echo)
+            r = pump.confirm(echo, role)
         except PumpRefused as e:
             if e.code == "PROPOSAL_EXPIRED":
                 e.here = (f"'yes' came {time.monotonic() - asked:.0f} s after the pump's echo; "
@@ -410,9 +434,18 @@ ONE_FRAME: dict[str, tuple[Callable[[PumpClient, str], dict[str, Any]], str, str
     "resume": (PumpClient.resume, "patient", "resume (after an alarm: --as clinician)"),
     "stop": (PumpClient.stop, "patient", "stop delivery (after an alarm: --as clinician)"),
     "ack": (PumpClient.silence, "patient", "acknowledge an alarm: silence its sound"),
-    "clear": (lambda pump, role: pump.clear(), "clinician", "forget the program (clinician)"),
-    "override": (lambda pump, role: pump.override(), "clinician",
-                 "end an over-infusion lockout (clinician)"),
+    "clear": (lambda pump, role: pump.clear(role), "clinician",
+              "forget the program (clinician; a bench program: --as service)"),
+    "override": (lambda pump, role: pump.override(role), "clinician",
+                 "acknowledge the end of an over-infusion lockout (clinician; nobody ends "
+                 "one early; a bench lockout in service mode: --as service)"),
+    "premedicated": (lambda pump, role: pump.premedicated(), "clinician",
+                     "confirm premedication before a restart after a long interruption "
+                     "(clinician, SR-7)"),
+    "service": (lambda pump, role: pump.service(), "service",
+                "enter service mode: bench programs only, patient and plan cleared (service)"),
+    "exit-service": (lambda pump, role: pump.exit_service(), "service",
+                     "leave service mode (service)"),
 }
 
 
@@ -451,6 +484,14 @@ def _one_frame(name: str, call: Callable[[PumpClient, str], dict[str, Any]]
         _out(args, r, f"{name}: state {r.get('state')}")
         return 0
     return run
+
+
+def cmd_overdose(args: argparse.Namespace) -> int:
+    with connect(args, need_keys=True) as pump:
+        pump.overdose(args.reason)
+        s = pump.status()
+    _out(args, s, "overdose reported (%s): %s" % (args.reason, status_text(s)))
+    return 0
 
 
 def cmd_log(args: argparse.Namespace) -> int:
@@ -862,15 +903,25 @@ def parser() -> argparse.ArgumentParser:
     s.add_argument("--rate", help="keyed rate, '<n> mL/h' (default: the label's)")
     s.add_argument("--vtbi", help="keyed VTBI, '<n> mL' (default: the label's)")
     s.add_argument("--yes", action="store_true", help="confirm without asking (scripts)")
+    s.add_argument("--weight-confirmed", action="store_true",
+                   help="a clinician confirms a weight more than 10 %% from the patient's "
+                   "previous bag (logged); else the pump refuses OVERRIDE_REQUIRED")
     s.set_defaults(fn=cmd_program)
     for name, (call, role, text) in ONE_FRAME.items():
         s = sub.add_parser(name, help=text)
         if role == "patient":
             s.add_argument("--as", dest="as_role", choices=("patient", "clinician"),
                            default="patient")
+        elif name in ("clear", "override"):
+            s.add_argument("--as", dest="as_role", choices=("clinician", "service"),
+                           default="clinician")
         else:
             s.set_defaults(as_role=role)
         s.set_defaults(fn=_one_frame(name, call))
+    s = sub.add_parser("overdose", help="an overdose found outside the pump (wrong bag, "
+                       "preparation error): start the 12 h lockout now (clinician)")
+    s.add_argument("--reason", required=True, choices=[r for r in OVERDOSE_REASONS if r])
+    s.set_defaults(fn=cmd_overdose)
     s = sub.add_parser("log", help="download the journal (service key) as CSV or JSON")
     s.add_argument("--format", choices=("csv", "json"), default="csv")
     s.add_argument("--out", help="file (default: stdout)")

@@ -68,10 +68,16 @@ def preparation(
     label_version: str | None = None,
     override: int = 0,
     lib: druglib.Library | None = None,
+    regimen: str = "r/r",
+    cycle: int | None = None,
+    day: int | None = None,
     *,
     alternatives: bool = True,
 ) -> dict[str, Any]:
-    """The preparation sheet and the bag label as a dict (integers in the pump's units)."""
+    """The preparation sheet and the bag label as a dict (integers in the pump's units).
+    `regimen`, `cycle`, `day`: the plan position the bag is made for (its first infusion day
+    in the cycle); the label carries it and its check code covers it (the pump refuses a
+    label without one, PLAN_REQUIRED)."""
     if lib is None:
         try:
             lib = druglib.load(label_version=label_version)
@@ -103,6 +109,11 @@ def preparation(
                                               unit="ug/m2/day")
     if override:
         rx["override"] = override
+    if cycle is not None or day is not None:
+        for name, v in (("--cycle", cycle), ("--day", day)):
+            if not isinstance(v, int) or isinstance(v, bool) or not 0 < v <= 366:
+                raise UsageError(f"{name}: expected a whole number from 1 to 366, got {v!r}")
+        rx.update(regimen=regimen, cycle=cycle, day_from=day)
     p = program.prescribe(rx, lib)
     if isinstance(p, str):
         raise RxError(f"the pump would reject this prescription: {p}", p)
@@ -381,6 +392,8 @@ def sheet(prep: dict[str, Any]) -> str:
         f"  infuse      {u.volume(lab['infusible_ul'])} (VTBI)",
         *_label_preservative(prep),
         f"  label ver.  {lab['label_version']}",
+        *([f"  plan        {lab['regimen']} cycle {lab['cycle']} days {lab['day_from']}-"
+           f"{lab['day_to']}"] if "cycle" in lab else []),
         f"  CHECK       {u.check(lab['check'])}",
         "+-------------------------------------------------------------+",
     ]
@@ -391,7 +404,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     """The options of `pumpctl rx` (host/cli.py adds them to its rx subcommand)."""
     p.add_argument("--drug", default="blinatumomab")
     p.add_argument("--weight-kg", required=True, help="0.5 to 350 kg")
-    p.add_argument("--height-cm", help="30 to 260 cm (BSA dosing)")
+    p.add_argument("--height-cm", help="30 to 260 cm (the pump checks the weight against it)")
     dose = p.add_mutually_exclusive_group(required=True)
     dose.add_argument("--dose-ug-per-day", help="the prescribed dose (patients >= 45 kg)")
     dose.add_argument("--dose-ug-per-m2-per-day", help="the prescribed dose (< 45 kg)")
@@ -399,6 +412,10 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--label-version", help="drug-library label version (default: the file's)")
     p.add_argument("--override", type=int, default=0,
                    help="clinician id overriding a soft limit (logged)")
+    p.add_argument("--regimen", default="r/r", help="the treatment plan (default r/r)")
+    p.add_argument("--cycle", type=int, required=True, help="the plan's cycle (1, 2, ...)")
+    p.add_argument("--day", type=int, required=True,
+                   help="the infusion day of the cycle the bag is hung on (1 to 28)")
 
 
 def run(a: argparse.Namespace) -> int:
@@ -406,7 +423,8 @@ def run(a: argparse.Namespace) -> int:
     would refuse raises RxError (exit 1), bad input UsageError (exit 2)."""
     prep = preparation(
         a.drug, a.weight_kg, a.height_cm, a.dose_ug_per_day, a.dose_ug_per_m2_per_day,
-        a.bag_hours, a.label_version, a.override,
+        a.bag_hours, a.label_version, a.override, regimen=a.regimen, cycle=a.cycle,
+        day=a.day,
     )
     if a.json:
         print(json.dumps(dict(prep, ok=True), sort_keys=True))

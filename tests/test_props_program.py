@@ -25,6 +25,8 @@ def prescriptions(draw):
     hours = draw(st.sampled_from(BAG_HOURS))
     bag = drug.bags[hours]
     assume(not bag.preservative or weight_g >= bag.min_weight_g)
+    hh = height_mm * height_mm                  # a plausible body (BMI within the library's)
+    assume(drug.checks[0] * hh <= weight_g * 1000 <= drug.checks[1] * hh)
     rx = {"drug": BLIN, "weight_g": weight_g, "height_mm": height_mm, "bag_hours": hours}
     step = draw(st.integers(0, 1))
     if weight_g >= drug.adult_min_weight_g:
@@ -114,3 +116,24 @@ def test_sr13_one_bad_label_field_never_raises(case, key, value):
     assert r in codes.REJECTIONS or isinstance(r, program.Proposal)
     if isinstance(r, program.Proposal):   # only a value equal to the label's own is accepted
         assert key in ("x", "override") or bad[key] == lab.get(key) or key == "label_version"
+
+
+@settings(max_examples=300)
+@given(st.sampled_from(sorted(LIBS)), st.integers(program.WEIGHT_MIN_G, program.WEIGHT_MAX_G),
+       st.integers(program.HEIGHT_MIN_MM, program.HEIGHT_MAX_MM), st.sampled_from(BAG_HOURS))
+def test_issue11_a_weight_no_body_of_that_height_has_is_refused(version, weight_g, height_mm,
+                                                                hours):
+    """Patient measures are cross-checked (issue 11): a weight and height whose body mass
+    index is outside the library's bounds (a 10x slip in either) is MEASURES_IMPLAUSIBLE,
+    whatever else the prescription says; a plausible pair never is."""
+    lib = LIBS[version]
+    drug = lib.drug(BLIN)
+    rx = {"drug": BLIN, "weight_g": weight_g, "height_mm": height_mm, "bag_hours": hours}
+    if weight_g >= drug.adult_min_weight_g:
+        rx["dose_ng_per_day"] = drug.fixed_steps[0]
+    else:
+        rx["dose_ng_per_m2_per_day"] = drug.bsa_steps[0]
+    hh = height_mm * height_mm
+    plausible = drug.checks[0] * hh <= weight_g * 1000 <= drug.checks[1] * hh
+    got = program.prescribe(rx, lib)
+    assert (got == codes.MEASURES_IMPLAUSIBLE) == (not plausible), (rx, got)

@@ -63,15 +63,20 @@ def to_idle(capsys: pytest.CaptureFixture[str], base: list[str]) -> None:
         if s == "IDLE":
             return
         step = {"RUNNING": "stop", "PAUSED": "stop", "ALARM": "stop", "PROGRAMMED": "clear",
-                "COMPLETE": "clear", "LOCKOUT": "override"}[s]
+                "COMPLETE": "clear", "LOCKOUT": "override", "SERVICE": "exit-service"}[s]
         run(capsys, *base, step, *(["--as", "clinician"] if step == "stop" else []))
+
+
+def bench(capsys: pytest.CaptureFixture[str], base: list[str]) -> None:
+    """From IDLE into service mode, where the pump takes a basic (rate/VTBI) program."""
+    assert run(capsys, *base, "service")[0] == 0
 
 
 @pytest.fixture
 def bag(tmp_path: Path) -> Path:
     p = tmp_path / "bag.json"
-    p.write_text(json.dumps(preparation("blinatumomab", "70", dose_ug_per_day="28",
-                                        bag_hours=24)))
+    p.write_text(json.dumps(preparation("blinatumomab", "70", "175", dose_ug_per_day="28",
+                                        bag_hours=24, cycle=2, day=1)))
     return p
 
 
@@ -96,11 +101,13 @@ class SlowTyping(io.StringIO):
      ["program", "b.json", "--keys", "k.json", "-p", "/dev/x"]),
     (["--port", "/dev/x", "--timeout", "2", "flash", "--dry-run"],
      ["flash", "--dry-run", "--timeout", "2", "--port", "/dev/x"]),
-    (["--json", "rx", "--weight-kg", "70"], ["rx", "--weight-kg", "70", "--json"]),
+    (["--json", "rx", "--weight-kg", "70", "--height-cm", "175"],
+     ["rx", "--weight-kg", "70", "--height-cm", "175", "--json"]),
 ])
 def test_options_work_before_or_after_the_command(before: list[str], after: list[str]) -> None:
     p = cli.parser()
-    rest = ["--dose-ug-per-day", "28", "--bag-hours", "24"] if "rx" in before else []
+    rest = ["--dose-ug-per-day", "28", "--bag-hours", "24", "--cycle", "2", "--day", "1"] \
+        if "rx" in before else []
     a = vars(p.parse_args(before + rest))
     b = vars(p.parse_args(after + rest))
     a.pop("fn"), b.pop("fn")
@@ -147,10 +154,13 @@ class LapsingPump:
     def __exit__(self, *exc: object) -> None:
         pass
 
+    def status(self) -> dict[str, Any]:
+        return {"state": "SERVICE", "mode": "SERVICE"}     # a bench program: service mode
+
     def propose_basic(self, rate: str, vtbi: str) -> dict[str, Any]:
         return {"echo": ["-", 60000, 1000], "expires_s": 120}
 
-    def confirm(self, echo: list[Any]) -> dict[str, Any]:
+    def confirm(self, echo: list[Any], role: str = "clinician") -> dict[str, Any]:
         raise PumpRefused("CONFIRM", "PROPOSAL_EXPIRED", role="clinician")
 
 
@@ -191,8 +201,9 @@ def test_json_program_without_yes_keeps_stdout_json(
 def test_echo_and_label_show_the_same_numbers_in_the_same_units(
         vboard: VirtualBoard, keys: str, bag: Path, capsys: pytest.CaptureFixture[str]) -> None:
     """What the nurse compares: the printed label and the pump's echo, number for number."""
-    rc, sheet, _ = run(capsys, "rx", "--weight-kg", "70", "--dose-ug-per-day", "28",
-                       "--bag-hours", "24")
+    rc, sheet, _ = run(capsys, "rx", "--weight-kg", "70", "--height-cm", "175",
+                       "--dose-ug-per-day", "28", "--bag-hours", "24", "--cycle", "2",
+                       "--day", "1")
     base = ["--port", vboard.uart_path, "--keys", keys]
     to_idle(capsys, base)
     rc, out, err = run(capsys, *base, "program", str(bag), "--yes")
@@ -211,6 +222,7 @@ def test_sr11_refusals_name_the_code_its_meaning_and_what_to_do(
         capsys: pytest.CaptureFixture[str]) -> None:
     base = ["--port", vboard.uart_path, "--keys", keys]
     to_idle(capsys, base)
+    bench(capsys, base)
     assert run(capsys, *base, "program", "--rate", "60 mL/h", "--vtbi", "10 mL", "--yes")[0] == 0
     assert run(capsys, *base, "start")[0] == 0
     rig = Rig(vboard.rig_path)
@@ -244,6 +256,7 @@ def test_sr11_refusals_name_the_code_its_meaning_and_what_to_do(
     assert run(capsys, *base, "resume", "--as", "clinician")[0] == 0
     # a rate in another unit: the refusal says rates are mL/h
     to_idle(capsys, base)
+    bench(capsys, base)
     rc, _, err = run(capsys, *base, "program", "--rate", "240 mL/24h", "--vtbi", "240 mL",
                      "--yes")
     assert rc == 1 and "UNIT_REJECTED" in err and "mL/h only" in err
@@ -255,21 +268,23 @@ def test_sr11_refusals_name_the_code_its_meaning_and_what_to_do(
     assert rc == 1 and d["code"] == "UNIT_REJECTED" and "mL/h" in d["next"] and d["exit"] == 1
     assert "'240 mL/24h'" in d["here"]
     # a command the state does not take: the refusal names the state
+    assert run(capsys, *base, "exit-service")[0] == 0
     rc, _, err = run(capsys, *base, "stop")
     assert rc == 1 and "INVALID_STATE" in err and "here: the pump is IDLE" in err
 
 
 @pytest.mark.parametrize("argv, here", [
-    (["--weight-kg", "20", "--dose-ug-per-day", "28"],
+    (["--weight-kg", "20", "--height-cm", "115", "--dose-ug-per-day", "28"],
      "a patient under 45 kg is dosed by body surface: give --dose-ug-per-m2-per-day"),
     (["--weight-kg", "70", "--height-cm", "170", "--dose-ug-per-m2-per-day", "5"],
      "a patient of 45 kg or more has a fixed dose: give --dose-ug-per-day"),
 ])
 def test_sr2_rx_dose_in_the_wrong_unit_for_the_weight_says_which_to_give(
         argv: list[str], here: str, capsys: pytest.CaptureFixture[str]) -> None:
-    rc, out, err = run(capsys, "rx", *argv, "--bag-hours", "24")
+    plan = ["--cycle", "1", "--day", "1"]
+    rc, out, err = run(capsys, "rx", *argv, "--bag-hours", "24", *plan)
     assert rc == 1 and out == "" and "UNIT_REJECTED" in err and "here: " + here in err
-    rc, out, _ = run(capsys, "rx", *argv, "--bag-hours", "24", "--json")
+    rc, out, _ = run(capsys, "rx", *argv, "--bag-hours", "24", *plan, "--json")
     assert rc == 1 and json.loads(out)["here"].startswith(here)
 
 
@@ -289,12 +304,13 @@ def test_exit_codes_and_json_errors_match_the_docs(tmp_path: Path,
                                                    capsys: pytest.CaptureFixture[str]) -> None:
     bad_keys = tmp_path / "keys.json"
     bad_keys.write_text("{not json")
-    rx = ["rx", "--dose-ug-per-day", "28", "--bag-hours", "24"]
+    rx = ["rx", "--height-cm", "175", "--dose-ug-per-day", "28", "--bag-hours", "24",
+          "--cycle", "2", "--day", "1"]
     cases: list[tuple[list[str], int]] = [
         (["--keys", str(bad_keys), "keys", "show"], 2),           # a malformed key file
         ([*rx, "--weight-kg", "abc"], 2),                           # a bad number
         ([*rx, "--weight-kg", "70", "--dose-ug-per-m2-per-day", "5"], 2),  # two doses
-        (["rx", "--weight-kg", "70", "--dose-ug-per-day", "30", "--bag-hours", "24"], 1),
+        ([*rx[:3], "--weight-kg", "70", "--dose-ug-per-day", "30", *rx[5:]], 1),  # the cap
         (["--port", "", "status"], 2),
         (["status", "--timeout", "0"], 2),
         (["frobnicate"], 2),
@@ -328,8 +344,9 @@ def test_pumpctl_version_names_the_commit_and_firmware(capsys: pytest.CaptureFix
                                    " ", "70kg", "7" * 40, "1/0", "0x46"])
 def test_sr13_rx_weight_out_of_range_or_not_a_number_is_exit_2(
         value: str, capsys: pytest.CaptureFixture[str]) -> None:
-    rc, out, err = run(capsys, "rx", f"--weight-kg={value}", "--dose-ug-per-day", "28",
-                       "--bag-hours", "24")
+    rc, out, err = run(capsys, "rx", f"--weight-kg={value}", "--height-cm", "175",
+                       "--dose-ug-per-day", "28", "--bag-hours", "24", "--cycle", "2",
+                       "--day", "1")
     assert rc == 2 and out == "" and "--weight-kg" in err and "0.5 to 350" in err
     assert "Traceback" not in err
 
@@ -341,7 +358,8 @@ def test_sr13_rx_weight_out_of_range_or_not_a_number_is_exit_2(
 ])
 def test_sr13_rx_other_numbers_are_exit_2(option: str, value: str,
                                           capsys: pytest.CaptureFixture[str]) -> None:
-    argv = {"--weight-kg": "70", "--dose-ug-per-day": "28", "--bag-hours": "24"}
+    argv = {"--weight-kg": "70", "--height-cm": "175", "--dose-ug-per-day": "28",
+            "--bag-hours": "24", "--cycle": "2", "--day": "1"}
     argv[option] = value
     rc, out, err = run(capsys, "rx", *[f"{k}={v}" for k, v in argv.items()])
     assert rc == 2 and out == "" and option in err and "Traceback" not in err
@@ -353,7 +371,8 @@ def _program_file(tmp_path: Path, name: str, data: bytes) -> str:
     return str(p)
 
 
-LABEL = preparation("blinatumomab", "70", dose_ug_per_day="28", bag_hours=24)["label"]
+LABEL = preparation("blinatumomab", "70", "175", dose_ug_per_day="28", bag_hours=24, cycle=2,
+                    day=1)["label"]
 
 
 @pytest.mark.parametrize("name, data, words", [
@@ -565,8 +584,8 @@ def test_units_write_no_trailing_zero_and_a_leading_zero() -> None:
 
 
 @pytest.mark.parametrize("patient", [
-    {"weight_kg": "70", "dose_ug_per_day": "28", "bag_hours": 24},
-    {"weight_kg": "70", "dose_ug_per_day": "9", "bag_hours": 168},
+    {"weight_kg": "70", "height_cm": "175", "dose_ug_per_day": "28", "bag_hours": 24},
+    {"weight_kg": "70", "height_cm": "175", "dose_ug_per_day": "9", "bag_hours": 168},
     {"weight_kg": "20", "height_cm": "110", "dose_ug_per_m2_per_day": "15", "bag_hours": 48},
 ])
 def test_every_figure_the_pump_echoes_is_on_the_printed_label(patient: dict[str, Any]) -> None:

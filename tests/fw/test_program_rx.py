@@ -126,13 +126,17 @@ def test_bsa_integer_mosteller():
         assert r * r <= n < (r + 1) * (r + 1)
 
 
-def test_sr2_bsa_dose_capped_for_large_child():
-    # 44 kg, 1.8 m²: 15 µg/m² x 1.8 = 27 µg (under the cap); 2.0 m² would be 30 -> capped 28.
-    rx = _rx(44000, 0, per_m2=15000, hours=24)
-    del rx["height_mm"]
-    rx["bsa_cm2"] = 20000
-    prog = _accept(_label(rx))
-    assert prog.dose_ng_per_day == 28000
+def test_sr2_bsa_dose_cap_is_beyond_any_plausible_child():
+    # 15 µg/m² reaches the 28 µg cap at 1.87 m²: no patient under 45 kg has that BSA. Even
+    # at the pump's tallest height, 2.6 m, a 44 kg patient has 1.78 m²: 26.7 µg/day.
+    prog = _accept(_label(_rx(44000, 2340, per_m2=15000, hours=24)))
+    assert abs(prog.dose_ng_per_day - 15000 * program.bsa_cm2(44000, 2340) / 10000) <= 1
+    assert prog.dose_ng_per_day < 28000
+    # a label claiming 2.0 m² for 44 kg: refused whatever height it gives
+    assert program.prescribe(_rx(44000, 1500, per_m2=15000, bsa_cm2=20000), OLDER) == \
+        codes.BSA_MISMATCH
+    assert program.prescribe(_rx(4400, 1750, per_m2=15000), OLDER) == \
+        codes.MEASURES_IMPLAUSIBLE                               # 44 kg keyed as 4.4 kg
 
 
 def test_sr3_two_steps_echo_must_match():

@@ -27,7 +27,9 @@ def _door(tag):
 
 def _programmed(tag):
     hal, ctl, door = _door(tag)
-    rx = {"drug": "blinatumomab", "weight_g": 70000, "dose_ng_per_day": 28000, "bag_hours": 24}
+    rx = {"drug": "blinatumomab", "weight_g": 70000, "height_mm": 1750,
+          "dose_ng_per_day": 28000, "bag_hours": 24, "regimen": "r/r", "cycle": 2,
+          "day_from": 1}
     label = program.make_label(rx, 270000)
     args = {"label": label, "entry": {"rate": "10", "unit": "mL/h", "vtbi_ml": "240"}}
     got = door.execute("PROPOSE", args, CLINICIAN, 1)

@@ -62,8 +62,7 @@ def test_journal_and_keys_survive_power_cuts_resets_and_a_reflash(
             PumpClient(vb.uart_path, timeout=2.0, retries=4) as c:
         rig = Rig(vb.rig_path, timeout=10.0)
         provision(c, ring)
-        echo = c.propose_basic("60 mL/h", "5 mL")["echo"]
-        pid = c.confirm(echo)["program_id"]
+        pid = c.bench_program("60 mL/h", "5 mL")["program_id"]     # service mode
         assert c.start()["state"] == "RUNNING"
         time.sleep(1.0)
         assert c.pause()["state"] == "PAUSED"
