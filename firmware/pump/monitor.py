@@ -33,6 +33,8 @@ Detectors (all arithmetic in integer nL; docs/monitor.md derives every constant)
   calibration says, a camshaft turning ≥ 25 % more or less than the program needs at the
   mechanism's geometry is caught by it or by the detectors above.
 - dead/stuck sensor: the envelope grew by 4 pulses with no pulse at all -> SENSOR_FAULT.
+  The under-infusion detectors name UNDER_INFUSION only while pulses still come (the last
+  one within a pulse of envelope): a sensor that goes silent is SENSOR_FAULT.
 - uncommanded motion: more than one pulse beyond what was allowed while delivery is not
   running (paused, stopped, alarm, after a prime or a back-off) -> OVER_INFUSION.
 - occlusion: pressure >= 300 mmHg, or a rise of >= 100 mmHg over the running baseline that
@@ -355,7 +357,10 @@ class Monitor:
             self.e_ref = self.env_nl
         if self.since_pulse_nl > self.sensor_nl:
             return SENSOR_FAULT
-        if u > self.under_h_nl or gu > _GEO_UNDER_NL:
+        # Under-infusion is named while pulses still come; a sensor gone silent is the
+        # sensor's fault, named within its own allowance (the under CUSUMs may already stand
+        # near their limits from ordinary jitter when the pulses stop).
+        if (u > self.under_h_nl or gu > _GEO_UNDER_NL) and self.since_pulse_nl < self.pulse_nl:
             return UNDER_INFUSION
         return None
 

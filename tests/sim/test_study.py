@@ -314,3 +314,16 @@ def test_cli_study_help_lists_every_cell(capsys: pytest.CaptureFixture[str]) -> 
     out = " ".join(capsys.readouterr().out.split())
     assert "drift+10%" in out and "occlusion" in out and "--scheduler" in out
     assert "--resume" in out
+
+
+@pytest.mark.parametrize("rate,i", [(10.0, 12), (10.0, 54), (5.0, 4), (5.0, 35)])
+def test_sr10_a_rotation_sensor_gone_silent_is_a_sensor_fault(rate: float, i: int) -> None:
+    """SR-10: a rotation sensor that stops (sensor-dropout cell, full campaign's master seed)
+    raises SENSOR_FAULT, also in the runs where the under-infusion CUSUMs already stood near
+    their limits from ordinary jitter when the pulses stopped (these four once ended in
+    UNDER_INFUSION: the pump stopped, but told the nurse the wrong fault)."""
+    plan = study.groups(list(study.CELLS), [10.0, 5.0, 0.6], 100, 0)
+    grp = next(p for p in plan if p.get("cell") == "sensor-dropout" and p["rate"] == rate)
+    row = study.run_spec(study.spec(5, grp, i))
+    assert row["alarms"] == ["SENSOR_FAULT"] and row["detected"]
+    assert row["fault_excess_ml"] <= 0.005
