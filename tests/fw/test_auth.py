@@ -1,0 +1,103 @@
+"""Authentication of privileged frames (SR-11): a tag authenticates only when it is the full
+HMAC under a key the device holds for that slot; keys are 16 to 64 bytes of hex; a keys file
+with a bad entry provisions nothing for it. Runs on CPython and MicroPython.
+"""
+from binascii import hexlify, unhexlify
+
+from fakehal import FakeHal, Storage, tmpdir
+
+from boards.memuart import MemUart
+from pump import auth, codes, protocol
+from pump.controller import Controller
+from pump.crc import crc32
+
+KEY_C = "c1" * 32
+
+
+def _keys(tag):
+    return auth.Keys(Storage(tmpdir("auth-" + tag)))
+
+
+def _tag(key_hex, msg):
+    return auth.hmac_sha256(unhexlify(key_hex), msg)
+
+
+def test_sr11_only_the_full_tag_of_the_held_key_authenticates():
+    k = _keys("tag")
+    assert k.set("c", KEY_C)
+    msg = auth.message("c", 7, "START", "{}")
+    good = _tag(KEY_C, msg)
+    assert k.verify("c", msg, good)
+    # any single byte changed, wherever it is, refuses it
+    for i in range(len(good)):
+        bad = bytearray(good)
+        bad[i] ^= 0x01
+        assert not k.verify("c", msg, bytes(bad)), i
+    # a truncated or extended tag refuses it, even when its bytes match
+    for bad in (good[:16], good[:31], good + b"\x00", b""):
+        assert not k.verify("c", msg, bad), len(bad)
+    # another message, another slot, another key
+    assert not k.verify("c", auth.message("c", 8, "START", "{}"), good)
+    assert not k.verify("s", msg, good)
+    assert not k.verify("c", msg, _tag("c2" * 32, msg))
+
+
+def test_sr11_a_slot_without_a_key_authenticates_nothing():
+    k = _keys("noslot")
+    assert k.set("c", KEY_C)
+    msg = auth.message("s", 1, "CAL", "{}")
+    for tag in (b"", b"\x00" * 32, _tag(KEY_C, msg)):
+        assert not k.verify("s", msg, tag)
+    assert k.provisioned() == ["c"]
+    none = auth.Keys(None)                           # no storage: no keys at all
+    assert none.provisioned() == [] and not none.verify("c", msg, _tag(KEY_C, msg))
+    assert not none.set("c", KEY_C)
+
+
+def test_sr11_service_frame_refused_when_only_the_clinician_key_is_held():
+    hal = FakeHal(tmpdir("auth-frame"))
+    ctl = Controller(hal)
+    ctl.boot()
+    uart = MemUart()
+    proto = protocol.Protocol(ctl, uart, hal.storage)
+    assert proto.keys.set("c", KEY_C)
+    body = "5 SERVICE {}"
+    tag = hexlify(_tag("5e" * 32, auth.message("s", 1, "SERVICE", "{}"))).decode()
+    line = ("%s s:1:%s" % (body, tag)).encode()
+    uart.feed(line + (" %08x\n" % crc32(line)).encode())
+    proto.poll(hal.ticks_ms())
+    reply = uart.take()
+    assert b" ERR " in reply and codes.NOT_AUTHORISED.encode() in reply, reply
+    assert ctl.state == codes.IDLE
+
+
+def test_sr11_key_length_16_to_64_bytes_of_hex():
+    for n, ok in ((16, True), (15, False), (64, True), (65, False), (32, True)):
+        assert auth.valid_hex("ab" * n) == ok, n
+    assert not auth.valid_hex("a" * 33)              # an odd number of digits
+    assert not auth.valid_hex("g" * 32) and not auth.valid_hex(None)
+    assert auth.valid_hex("0123456789abcdefABCDEF0123456789")
+    k = _keys("len")
+    assert not k.set("c", "ab" * 15) and not k.set("c", "ab" * 65)
+    assert not k.set("x", KEY_C)
+    assert k.provisioned() == []
+    assert k.set("c", "ab" * 16) and k.set("s", "cd" * 64)
+    assert k.provisioned() == ["c", "s"]
+
+
+def test_sr11_a_bad_entry_in_the_keys_file_provisions_nothing_for_it():
+    st = Storage(tmpdir("auth-file"))
+    f = st.open(auth.KEYS_FILE, "w")
+    f.write('{"c": "%s", "s": "abcd"}' % KEY_C)      # the service key is too short
+    f.close()
+    k = auth.Keys(st)
+    assert k.provisioned() == ["c"]
+    msg = auth.message("s", 1, "CAL", "{}")
+    assert not k.verify("s", msg, _tag("abcd", msg))
+    # an empty or unreadable file is no file: the copy is used
+    f = st.open(auth.KEYS_FILE, "w")
+    f.close()
+    f = st.open(auth.KEYS_NEW, "w")
+    f.write('{"s": "%s"}' % ("5e" * 32))
+    f.close()
+    assert auth.Keys(st).provisioned() == ["s"]

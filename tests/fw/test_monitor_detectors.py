@@ -1,0 +1,210 @@
+"""Each detector of the safety monitor at its documented threshold (docs/monitor.md §3):
+one unit inside it nothing happens, one unit past it the pump is stopped with its code.
+
+The detectors back each other up (a runaway trips the fast envelope and the drift CUSUM
+together), so a threshold loosened in one of them goes unnoticed by a whole-pump test;
+here the monitor runs alone on the fake board, its sensor's pulses and the clock set by
+hand, at 3.6 mL/h, where the envelope grows by exactly 1 nL a millisecond. A pulse is
+12.5 µL (12 500 nL). Runs on CPython and MicroPython.
+"""
+from fakehal import FakeHal, tmpdir
+
+from pump import codes, program
+from pump.hal import EV_ROTATION
+from pump.monitor import Monitor
+
+_RATE = 3600                      # µL/h: 1 nL of envelope per ms
+
+
+class Rig:
+    """The monitor alone on the fake board, its program loaded and delivery started."""
+
+    def __init__(self, tag, rate=_RATE, vtbi_ul=240000, delivered_nl=0, start=True):
+        hal = FakeHal(tmpdir("det-" + tag))
+        self.hal = hal
+        self.m = Monitor(hal)
+        self.m.load(program.basic(1, rate, vtbi_ul), delivered_nl)
+        self.t0 = hal.t
+        if start:
+            assert self.m.on_start(hal.ticks_ms()) is True
+
+    def check(self, at_ms, pulses, edge=False):
+        """The monitor's check at `at_ms` after the start with `pulses` counted since; with
+        `edge`, woken by the rotation compare."""
+        hal = self.hal
+        hal.t = self.t0 + at_ms
+        hal.rotation.pulses = pulses
+        code = self.m.check(hal.ticks_ms(), EV_ROTATION if edge else 0)
+        if code is not None:
+            # it stopped the pump itself: enable low, clamp closed
+            assert hal.clamped and not hal.motor.enabled()
+            assert self.m.latched == code
+        return code
+
+    def armed(self):
+        return self.hal.rotation.armed
+
+
+# --- fast envelope: F = max(-1.5 v, F + dO - dE) > 3.5 v -------------------------------------
+
+def test_sr5_fast_envelope_trips_past_3_5_pulses_beyond_the_envelope():
+    # 13 pulses (162.5 µL) against 118.75 µL of envelope: F = 43.75 µL exactly, tolerated
+    assert Rig("fe-at").check(118750, 13) is None
+    # 1 nL less envelope: F = 43.751 µL, over
+    assert Rig("fe-past").check(118749, 13) == codes.OVER_INFUSION
+    # the same over several checks (the books add up)
+    r = Rig("fe-steps")
+    assert r.check(40000, 5) is None and r.check(80000, 9) is None
+    assert r.check(118749, 13) == codes.OVER_INFUSION
+
+
+def test_sr5_under_delivery_is_not_banked_beyond_1_5_pulses():
+    # 37.5 µL of envelope with no pulse: F floors at -18.75 µL, not -37.5 µL
+    r = Rig("credit-at")
+    assert r.check(37500, 0) is None
+    assert r.check(37500, 5) is None                          # F = -18.75 + 62.5 = 43.75
+    r = Rig("credit-past")
+    assert r.check(37500, 0) is None
+    assert r.check(47500, 6) == codes.OVER_INFUSION           # -18.75 + 75 - 10 = 46.25
+
+
+# --- drift CUSUM at pulse edges: S = max(0, S + dO - 1.05 dE) > 1 v ---------------------------
+
+def _edge_rig(tag):
+    r = Rig(tag)
+    assert r.armed() == 2             # armed while stopped (1 pulse tolerated): kept
+    assert r.check(25000, 2, edge=True) is None               # the first edge: the reference
+    assert r.armed() == 6             # F = 0: the count at which F would pass 3.5 v
+    return r
+
+
+def test_sr5_drift_cusum_trips_past_one_pulse_at_an_edge():
+    # 4 pulses (50 µL) in 35.714 µL of envelope: S = 50 - 35.714 - 1.785 = 12.501 µL
+    assert _edge_rig("cu-past").check(60714, 6, edge=True) == codes.OVER_INFUSION
+    # 1 nL more envelope: S = 12.5 µL exactly, tolerated
+    assert _edge_rig("cu-at").check(60715, 6, edge=True) is None
+    # judged only on a pulse edge: not at an ordinary check, nor a compare off its count
+    assert _edge_rig("cu-noedge").check(60714, 6) is None
+    assert _edge_rig("cu-offcount").check(60714, 7, edge=True) is None
+
+
+def test_sr5_drift_cusum_adds_up_over_edges():
+    r = _edge_rig("cu-sum")
+    assert r.check(65000, 6, edge=True) is None               # S = 50 - 40 - 2 = 8 µL
+    assert r.armed() == 9                                     # F = 10 µL: 3 pulses to go
+    assert r.check(96429, 9, edge=True) is None               # S = 8 + 37.5 - 33 = 12.5
+    r = _edge_rig("cu-sum-past")
+    assert r.check(65000, 6, edge=True) is None
+    assert r.check(96428, 9, edge=True) == codes.OVER_INFUSION
+
+
+# --- under-infusion: U = max(0, U + 0.75 dE - dO) > 6 v ---------------------------------------
+
+def test_sr10_under_infusion_trips_past_six_pulses_behind():
+    # 6 pulses in 200 µL of envelope: U = 150 - 75 = 75 µL exactly, tolerated
+    assert Rig("un-at").check(200000, 6) is None
+    assert Rig("un-past").check(200004, 6) == codes.UNDER_INFUSION     # U = 75.003 µL
+
+
+def test_sr10_under_infusion_starts_from_zero_after_a_lead():
+    # ahead early (U floors at 0, it is not carried as a debt), then behind
+    r = Rig("un-floor")
+    for at, pulses in ((10000, 4), (50000, 5), (90000, 6), (130000, 7), (170000, 8)):
+        assert r.check(at, pulses) is None, at
+    assert r.check(177000, 8) == codes.UNDER_INFUSION         # U = 70 + 7 - 1.75 = 75.25
+
+
+# --- dead sensor: envelope growth with no pulse > 4 v -----------------------------------------
+
+def test_sr10_dead_sensor_after_four_pulses_of_envelope_without_one():
+    r = Rig("dead")
+    assert r.check(20000, 0) is None and r.check(50000, 0) is None
+    assert r.check(50001, 0) == codes.SENSOR_FAULT
+    # a pulse starts the window again
+    r = Rig("dead-again")
+    assert r.check(30000, 1) is None and r.check(80000, 1) is None
+    assert r.check(80001, 1) == codes.SENSOR_FAULT
+
+
+def test_sr5_no_program_copy_no_delivery():
+    r = Rig("nocopy", start=False)
+    r.m.load(None)
+    assert r.m.on_start(r.hal.ticks_ms()) is False
+    assert r.check(1000, 0) == codes.SENSOR_FAULT
+
+
+# --- the envelope's cap -------------------------------------------------------------------------
+
+def test_sr4_sr5_envelope_capped_at_the_vtbi_left():
+    # 1 mL to infuse: after 1.1 mL of time only 1 mL may have gone
+    assert Rig("cap-at", vtbi_ul=1000).check(1100000, 83) is None       # 1.0375 mL
+    assert Rig("cap-past", vtbi_ul=1000).check(1100000, 84) == codes.OVER_INFUSION
+    # what was delivered before (a reboot's journal) is not allowed again
+    assert Rig("cap-left", vtbi_ul=1000, delivered_nl=400000).check(700000, 51) is None
+    assert Rig("cap-left2", vtbi_ul=1000, delivered_nl=400000).check(700000, 52) == \
+        codes.OVER_INFUSION
+    assert Rig("cap-none", vtbi_ul=1000, delivered_nl=1000000).check(10000, 4) == \
+        codes.OVER_INFUSION
+
+
+def test_envelope_saturates_after_a_10_hour_gap():
+    # a wake 10 h after the last one: the envelope is at its cap (240 mL), not 36 mL
+    assert Rig("gap").check(36000000, 19200) is None
+    assert Rig("gap-short").check(35999999, 19200) == codes.OVER_INFUSION
+
+
+# --- the compare: where the board wakes the monitor ---------------------------------------------
+
+def test_sr5_compare_armed_at_the_trip_count_or_the_drift_checkpoint():
+    # after the first edge (count 2, the envelope at 25 µL: F = 0), the next compare is at
+    # min(the count at which F passes 3.5 v, the next 5-minute drift checkpoint)
+    # (at 0.1 mL/h a pulse every 7.5 min: every pulse is a checkpoint, the first one too)
+    for rate, first, at_ms, armed in ((3600, 2, 25000, 6), (10000, 2, 9000, 6),
+                                      (600, 2, 150000, 6), (100, 1, 450000, 2)):
+        r = Rig("arm-%d" % rate, rate=rate)
+        assert r.armed() == first, (rate, r.armed())
+        assert r.check(at_ms, first, edge=True) is None
+        assert r.armed() == armed, (rate, r.armed())
+
+
+# --- occlusion ----------------------------------------------------------------------------------
+
+def test_sr10_occlusion_at_300_mmhg_or_100_above_the_running_baseline_still_rising():
+    r = Rig("p-abs-at")
+    r.hal.pressure = 299
+    # 299 is 291 above the venous baseline (8): not an absolute trip, but a rising 100+
+    assert r.check(12500, 1) == codes.OCCLUSION
+    r = Rig("p-rise-at")
+    r.hal.pressure = 107                              # 99 above the baseline
+    assert r.check(12500, 1) is None
+    r.hal.pressure = 108                              # 100 above it, and rising
+    assert r.check(25000, 2) == codes.OCCLUSION
+    # the baseline is the lowest pressure seen while running
+    r = Rig("p-base")
+    r.hal.pressure = 60
+    assert r.check(12500, 1) is None
+    r.hal.pressure = 0
+    assert r.check(13000, 1) is None                  # back to venous (8): the baseline
+    r.hal.pressure = 108
+    assert r.check(25000, 2) == codes.OCCLUSION
+
+
+def test_sr10_absolute_occlusion_limit_without_a_rise():
+    # a pump started against a high venous offset: the baseline is that offset, no rise
+    r = Rig("p-abs", start=False)
+    r.hal.pressure = 299
+    assert r.m.on_start(r.hal.ticks_ms()) is True
+    assert r.check(12500, 1) is None
+    r.hal.pressure = 300
+    assert r.check(25000, 2) == codes.OCCLUSION
+
+
+def test_sr10_pressure_still_high_at_a_restart_trips_only_when_it_rises_again():
+    r = Rig("p-restart")
+    assert r.check(12500, 1) is None                  # baseline 8 mmHg
+    r.m.on_stop(r.hal.ticks_ms())
+    r.hal.pressure = 150
+    assert r.m.on_start(r.hal.ticks_ms()) is True
+    assert r.check(25000, 2) is None                  # high, but not rising
+    r.hal.pressure = 151
+    assert r.check(37500, 3) == codes.OCCLUSION
