@@ -85,19 +85,43 @@ def test_sr11_key_length_16_to_64_bytes_of_hex():
     assert k.provisioned() == ["c", "s"]
 
 
-def test_sr11_a_bad_entry_in_the_keys_file_provisions_nothing_for_it():
-    st = Storage(tmpdir("auth-file"))
-    f = st.open(auth.KEYS_FILE, "w")
-    f.write('{"c": "%s", "s": "abcd"}' % KEY_C)      # the service key is too short
+def _store_line(seq, c_hex, s_hex):
+    body = "K2 %d %s %s" % (seq, c_hex, s_hex)
+    return ("%s %d\n" % (body, crc32(body.encode()))).encode()
+
+
+def _put(st, name, data):
+    f = st.open(name, "wb")
+    f.write(data)
     f.close()
+
+
+def test_sr11_a_bad_entry_in_the_keys_file_provisions_nothing_for_it():
+    """A copy of the key store with a key of the wrong length is not believed, even with a
+    matching check value: the other copy's keys are used, and with no good copy the store
+    fails closed (no role can be claimed, no key can be provisioned)."""
+    st = Storage(tmpdir("auth-file"))
+    short = _store_line(2, KEY_C, "abcd")            # the service key is too short
+    good = _store_line(1, KEY_C, "-")
+    _put(st, auth.KEY_FILES[0], short)
+    _put(st, auth.KEY_FILES[1], good)
     k = auth.Keys(st)
-    assert k.provisioned() == ["c"]
+    assert k.provisioned() == ["c"] and k.fault and not k.locked
     msg = auth.message("s", 1, "CAL", "{}")
     assert not k.verify("s", msg, _tag("abcd", msg))
-    # an empty or unreadable file is no file: the copy is used
-    f = st.open(auth.KEYS_FILE, "w")
-    f.close()
-    f = st.open(auth.KEYS_NEW, "w")
-    f.write('{"s": "%s"}' % ("5e" * 32))
-    f.close()
-    assert auth.Keys(st).provisioned() == ["s"]
+    assert k.verify("c", msg.replace(b"s:", b"c:"), _tag(KEY_C, msg.replace(b"s:", b"c:")))
+    # the bad copy was written back from the good one: the next boot finds no fault
+    again = auth.Keys(st)
+    assert again.provisioned() == ["c"] and not again.fault
+    # both copies bad: closed, and a key cannot be set
+    st2 = Storage(tmpdir("auth-file-2"))
+    for name in auth.KEY_FILES:
+        _put(st2, name, short)
+    closed = auth.Keys(st2)
+    assert closed.locked and closed.provisioned() == [] and not closed.factory()
+    assert not closed.set("s", "5e" * 32)
+    # the higher sequence of two good copies wins (the later of two writes)
+    st3 = Storage(tmpdir("auth-file-3"))
+    _put(st3, auth.KEY_FILES[0], _store_line(4, KEY_C, "-"))
+    _put(st3, auth.KEY_FILES[1], _store_line(5, KEY_C, "5e" * 32))
+    assert auth.Keys(st3).provisioned() == ["c", "s"]

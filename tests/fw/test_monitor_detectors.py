@@ -59,13 +59,15 @@ def test_sr5_fast_envelope_trips_past_3_5_pulses_beyond_the_envelope():
 
 
 def test_sr5_under_delivery_is_not_banked_beyond_1_5_pulses():
-    # 37.5 µL of envelope with no pulse: F floors at -18.75 µL, not -37.5 µL
+    # 37.5 µL of envelope with no pulse: F floors at -18.75 µL, not -37.5 µL; then 14 pulses
+    # (175 µL) in 112.5 µL more: F = -18.75 + 175 - 112.5 = 43.75 µL exactly, tolerated (the
+    # geometry check stays at 48.4 µL, under its 50)
     r = Rig("credit-at")
     assert r.check(37500, 0) is None
-    assert r.check(37500, 5) is None                          # F = -18.75 + 62.5 = 43.75
+    assert r.check(150000, 14) is None
     r = Rig("credit-past")
     assert r.check(37500, 0) is None
-    assert r.check(47500, 6) == codes.OVER_INFUSION           # -18.75 + 75 - 10 = 46.25
+    assert r.check(149999, 14) == codes.OVER_INFUSION         # F = 43.751 µL
 
 
 # --- drift CUSUM at pulse edges: S = max(0, S + dO - 1.05 dE) > 1 v ---------------------------
@@ -98,20 +100,23 @@ def test_sr5_drift_cusum_adds_up_over_edges():
     assert r.check(96428, 9, edge=True) == codes.OVER_INFUSION
 
 
-# --- under-infusion: U = max(0, U + 0.75 dE - dO) > 6 v ---------------------------------------
+# --- under-infusion: G- = max(0, G- + (1 - 1/8) dE - dV_geo) > 6 nominal pulses ------------
+# (at the nominal calibration the geometry check is the stricter of the two under-infusion
+# CUSUMs: U = max(0, U + 0.75 dE - dO) > 6 pulses can only trip with it or after it)
 
 def test_sr10_under_infusion_trips_past_six_pulses_behind():
-    # 6 pulses in 200 µL of envelope: U = 150 - 75 = 75 µL exactly, tolerated
-    assert Rig("un-at").check(200000, 6) is None
-    assert Rig("un-past").check(200004, 6) == codes.UNDER_INFUSION     # U = 75.003 µL
+    # 6 pulses in 171.428 µL of envelope: G- = 150 - 75 = 75 µL exactly, tolerated
+    assert Rig("un-at").check(171428, 6) is None
+    assert Rig("un-past").check(171429, 6) == codes.UNDER_INFUSION     # G- = 75.001 µL
 
 
 def test_sr10_under_infusion_starts_from_zero_after_a_lead():
-    # ahead early (U floors at 0, it is not carried as a debt), then behind
+    # ahead early (the CUSUM floors at 0, a lead is not banked), then behind: a pulse every
+    # 40 s where 35 are due (22.5 µL behind each), 67.5 µL at 130 s, 75 µL 8.571 s later
     r = Rig("un-floor")
-    for at, pulses in ((10000, 4), (50000, 5), (90000, 6), (130000, 7), (170000, 8)):
+    for at, pulses in ((10000, 4), (50000, 5), (90000, 6), (130000, 7), (138571, 7)):
         assert r.check(at, pulses) is None, at
-    assert r.check(177000, 8) == codes.UNDER_INFUSION         # U = 70 + 7 - 1.75 = 75.25
+    assert r.check(138572, 7) == codes.UNDER_INFUSION
 
 
 # --- dead sensor: envelope growth with no pulse > 4 v -----------------------------------------

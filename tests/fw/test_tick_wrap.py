@@ -6,16 +6,19 @@ interrupt wired to the controller, the rotation compare included, and every time
 1.5 s late, as on a busy board) twice: once with the tick counter far from its wrap, then
 with the wrap falling at chosen instants of the run: just after a deadline (the late wake
 lands past the wrap), just before one, and between a deadline and the housekeeping wake
-that was computed before it. What the pump does must be the same ms for ms: at every wake
-its state, alarm, notice, commanded and reserved volume, motor position and the frames it
-sent. A comparison written as a plain subtraction instead of ticks_diff is off by 2**30
-when its two ticks straddle the wrap: a segment never ends or runs in a millisecond, a
-reminder comes at once or never, telemetry floods or stops.
+that was computed before it (and, in a test of its own, between a motor part's end and
+a rotation pulse that wakes the board before the timer: the compare path finds it due).
+What the pump does must be the same ms for ms: at every wake its state, alarm, notice,
+commanded and reserved volume, motor position and the frames it sent. A comparison
+written as a plain subtraction instead of ticks_diff is off by 2**30 when its two ticks
+straddle the wrap: a segment never ends or runs in a millisecond, a reminder comes at once
+or never, telemetry floods or stops.
 
 The deadlines and the comparisons that meet them:
 - a motor segment's end: Delivery.due, Delivery.service (and its late-wake slip), the
-  segment's motor time (Delivery._begin), the wake at the segment end (Controller.step,
-  Controller.on_rotation); the monitor's envelope interval (Monitor._advance_env);
+  part's lateness and motor time (Delivery._part), the wake at the segment end
+  (Controller.step, Controller.on_rotation, and the latter's due check); the monitor's
+  envelope interval (Monitor._advance_env);
 - the pause reminder: Controller.step (due, and its wake);
 - the occlusion back-off pass: Controller.step (end, and its wake);
 - telemetry and a partial frame: Protocol.poll, Protocol.wake;
@@ -29,6 +32,7 @@ from pump import codes, commands, program
 from pump.codes import CLINICIAN, PATIENT
 from pump.controller import Controller
 from pump.crc import crc32
+from pump.hal import EV_ROTATION
 from pump.runtime import Runtime, run
 from pump.ticks import TICKS_PERIOD, ticks_diff
 
@@ -242,3 +246,32 @@ def test_sr12_sr3_confirm_window_across_the_wrap():
         late, shown = _confirm_after("wrap-late-%d" % before_wrap, start, 130000)
         assert late == commands.PROPOSAL_EXPIRED, (before_wrap, late)
         assert shown is None
+
+
+def _part_served_at_a_pulse(tag, start):
+    """Start at tick `start`; the first part (one stroke, 18 s at 10 mL/h) ends; 5 ms later,
+    before any timer wake, a rotation pulse wakes the board. What the wake did."""
+    hal = FakeHal(tmpdir(tag), start)
+    ctl = Controller(hal)
+    rt = Runtime(hal, ctl)
+    rt.boot()
+    assert ctl.request("program", CLINICIAN, program.basic(1, 10000, 240000)) is None
+    assert ctl.request("start", CLINICIAN) is None
+    t0 = hal.t
+    d = ctl.delivery
+    end = ticks_diff(d.seg_end, hal.ticks_ms())
+    assert end == 18000 and ctl.reserved_nl == 50000
+    hal.advance_to(t0 + end + 5)
+    ctl.signal(EV_ROTATION)
+    wake = rt.service(hal.ticks_ms())
+    return (d.seg_part, ctl.reserved_nl, hal.motor.busy(), ticks_diff(wake, hal.ticks_ms()))
+
+
+def test_sr12_a_part_due_when_a_pulse_wakes_the_board_across_the_wrap():
+    # the wake a rotation pulse brings finds the part due: the next stroke is reserved and
+    # handed to the motor there and then, far from the wrap or with the wrap (2 or 5 ms
+    # before the pulse) between the part's end and the pulse
+    far = _part_served_at_a_pulse("pulse-far", _FAR)
+    assert far[0] == 2 and far[1] == 100000 and far[2], far
+    for before in (18003, 18000):
+        assert _part_served_at_a_pulse("pulse-%d" % before, TICKS_PERIOD - before) == far
