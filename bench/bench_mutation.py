@@ -24,6 +24,8 @@ reported as such. Prints, per module: mutants, killed, survived, timed out, kill
     .venv/bin/python bench/bench_mutation.py --safety --check # the five safety modules; exit
                                                               # 1 below 90 % or when a
                                                               # survivor is unexplained
+    .venv/bin/python bench/bench_mutation.py --modules auth --stage1-only \
+        --rerun bench/out/mutation/summary.json               # only the last run's survivors
 
 One worker: mutants run one after the other (the mutated file is shared by both stages).
 Results: bench/out/mutation/ (summary.json, survivors.txt, <module>.sqlite).
@@ -97,14 +99,15 @@ class Selection:
 
 MODULES: dict[str, Selection] = {
     "monitor": Selection(("test_monitor_detectors", "test_monitor_books", "test_monitor",
-                          "test_monitor_stops", "test_controller", "test_tick_wrap"),
+                          "test_monitor_stops", "test_controller", "test_tick_wrap",
+                          "test_reliability"),
                          ("test_monitor_alloc",), _SIM),
     "delivery": Selection(("test_delivery", "test_power_cut", "test_tick_wrap",
                            "test_monitor_books", "test_controller", "test_monitor",
-                           "test_monitor_stops"),
+                           "test_monitor_stops", "test_reliability"),
                           ("test_alloc",), _SIM + ("tests/sim/test_trumpet.py",)),
     "journal": Selection(("test_journal", "test_power_cut", "test_controller", "test_commands",
-                          "test_protocol"),
+                          "test_protocol", "test_reliability", "test_latches"),
                          ("test_alloc",), ("tests/sim/test_sim_faults.py",
                                            "tests/test_host_client.py")),
     "program": Selection(("test_program_rx", "test_library_limits", "test_commands",
@@ -112,14 +115,17 @@ MODULES: dict[str, Selection] = {
                          ("test_library_limits",),
                          ("tests/test_refusals.py", "tests/test_pharmacy.py",
                           "tests/sim/test_sim_door.py", "tests/sim/test_sim_scenario.py")),
-    "auth": Selection(("test_auth", "test_protocol", "test_commands"), ("test_auth",),
-                      ("tests/test_host_client.py", "tests/test_roles.py"), False),
-    "protocol": Selection(("test_protocol", "test_auth", "test_commands", "test_tick_wrap"),
+    "auth": Selection(("test_auth", "test_reliability", "test_protocol", "test_commands"),
+                      ("test_auth",), ("tests/test_host_client.py", "tests/test_roles.py"),
+                      False),
+    "protocol": Selection(("test_protocol", "test_auth", "test_commands", "test_tick_wrap",
+                           "test_reliability"),
                           ("test_protocol",),
                           ("tests/test_host_client.py", "tests/test_one_runtime.py"), False),
     "controller": Selection(("test_controller", "test_tick_wrap", "test_power_cut",
                              "test_monitor_books", "test_monitor", "test_monitor_stops",
-                             "test_delivery", "test_commands"),
+                             "test_delivery", "test_commands", "test_reliability",
+                             "test_latches"),
                             ("test_alloc",),
                             _SIM + ("tests/test_refusals.py", "tests/test_one_runtime.py")),
     "states": Selection(("test_controller", "test_commands", "test_monitor_stops"),
@@ -710,7 +716,8 @@ def _record(db, job_id: str, m: Mutant, diff: str) -> None:
 
 
 def run_module(root: Path, module: str, stage2: bool, equivalents: dict, deadline: float,
-               log, limit: int = 0, out: Path = OUT) -> tuple[Summary, list[Mutant]]:
+               log, limit: int = 0, out: Path = OUT,
+               previous: dict | None = None) -> tuple[Summary, list[Mutant]]:
     sel = MODULES[module]
     rel = "firmware/pump/%s.py" % module
     path = root / rel
@@ -745,6 +752,14 @@ def run_module(root: Path, module: str, stage2: bool, equivalents: dict, deadlin
             if time.monotonic() > deadline:
                 summary.complete = False
                 break
+            before = (previous or {}).get((m.operator, m.occurrence, m.original, m.mutated))
+            if before is not None and before["outcome"] in ("killed", "timed out"):
+                # --rerun: killed in the previous run; the tests only grew since
+                m.outcome, m.stage, m.killer = before["outcome"], before["stage"], before["killer"]
+                _record(db, "%s-%05d" % (module, i), m, "- %s\n+ %s" % (m.original, m.mutated))
+                done.append(m)
+                _count(summary, m)
+                continue
             t0 = time.monotonic()
             path.write_text(text, encoding="utf-8")
             try:
@@ -859,6 +874,9 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--named", action="store_true",
                     help="only the hand-made bugs of issue 15 (NAMED), each against the "
                          "tests that claim to catch it")
+    ap.add_argument("--rerun", type=Path, default=None,
+                    help="a previous run's summary.json: run only the mutants that survived "
+                         "it (those it killed count as killed): a quick check of new tests")
     ap.add_argument("--check", action="store_true",
                     help="exit 1 when a safety module is below 90 %% or has an unexplained "
                          "survivor")
@@ -873,7 +891,7 @@ def main(argv: list[str] | None = None) -> int:
     try:
         import cosmic_ray  # noqa: F401
     except ImportError:
-        print("bench_mutation: cosmic-ray is missing: .venv/bin/pip install -e '.[mutation]'",
+        print("bench_mutation: cosmic-ray is missing: .venv/bin/pip install -e '.[dev]'",
               file=sys.stderr)
         return 2
 
@@ -888,6 +906,11 @@ def main(argv: list[str] | None = None) -> int:
                                                         len(missed)))
         return 1 if missed else 0
     equivalents = load_equivalents()
+    previous: dict = {}
+    if args.rerun is not None:
+        for d in json.loads(args.rerun.read_text())["mutants"]:
+            previous[(d["module"], d["operator"], d["occurrence"], d["original"],
+                      d["mutated"])] = d
     t_start = time.monotonic()
     deadline = t_start + args.budget_s if args.budget_s > 0 else float("inf")
     summaries: list[Summary] = []
@@ -895,8 +918,9 @@ def main(argv: list[str] | None = None) -> int:
     with tempfile.TemporaryDirectory(prefix="pump-mutation-") as tmp:
         root = make_copy(Path(tmp))
         for mod in modules:
+            mine = {k[1:]: v for k, v in previous.items() if k[0] == mod}
             s, ms = run_module(root, mod, not args.stage1_only, equivalents, deadline, log,
-                               args.limit, args.out)
+                               args.limit, args.out, mine if args.rerun else None)
             summaries.append(s)
             everything.extend(ms)
             log("%s: done in %.0f s" % (mod, s.seconds))
