@@ -107,8 +107,10 @@ MODULES: dict[str, Selection] = {
                            "test_monitor_stops", "test_reliability"),
                           ("test_alloc",), _SIM + ("tests/sim/test_trumpet.py",)),
     "journal": Selection(("test_journal", "test_power_cut", "test_controller", "test_commands",
-                          "test_protocol", "test_reliability", "test_latches"),
-                         ("test_alloc",), ("tests/sim/test_sim_faults.py",
+                          "test_protocol", "test_reliability",
+                          "test_latches::test_sr9_every_torn_write_of_the_run_boots_safe"),
+                         ("test_alloc",), ("tests/fw/test_latches.py",
+                                           "tests/sim/test_sim_faults.py",
                                            "tests/test_host_client.py")),
     "program": Selection(("test_program_rx", "test_library_limits", "test_commands",
                           "test_protocol", "test_plan", "test_controller"),
@@ -124,8 +126,7 @@ MODULES: dict[str, Selection] = {
                           ("tests/test_host_client.py", "tests/test_one_runtime.py"), False),
     "controller": Selection(("test_controller", "test_tick_wrap", "test_power_cut",
                              "test_monitor_books", "test_monitor", "test_monitor_stops",
-                             "test_delivery", "test_commands", "test_reliability",
-                             "test_latches"),
+                             "test_delivery", "test_commands", "test_reliability"),
                             ("test_alloc",),
                             _SIM + ("tests/test_refusals.py", "tests/test_one_runtime.py")),
     "states": Selection(("test_controller", "test_commands", "test_monitor_stops"),
@@ -271,19 +272,22 @@ def _fw_tests(root: Path, modules: tuple[str, ...]) -> list[tuple[str, str]]:
     """(module, test) of every top-level test function, in file order."""
     import ast
     out = []
-    for mod in present(root, modules):
+    for entry in present(root, modules):
+        mod, _, only = entry.partition("::")
         path = root / "tests" / "fw" / (mod + ".py")
         tree = ast.parse(path.read_text(encoding="utf-8"))
         for node in tree.body:
-            if isinstance(node, ast.FunctionDef) and node.name.startswith("test_"):
+            if isinstance(node, ast.FunctionDef) and node.name.startswith("test_") \
+                    and (not only or node.name == only):
                 out.append((mod, node.name))
     return out
 
 
 def present(root: Path, modules: tuple[str, ...]) -> tuple[str, ...]:
-    """The firmware test modules of `modules` that exist (a selection may name tests that
-    a branch does not have yet)."""
-    return tuple(m for m in modules if (root / "tests" / "fw" / (m + ".py")).exists())
+    """The firmware test modules of `modules` (or `module::test`, one test of it) that exist
+    (a selection may name tests that a branch does not have yet)."""
+    return tuple(m for m in modules
+                 if (root / "tests" / "fw" / (m.partition("::")[0] + ".py")).exists())
 
 
 def _forget_checkout(root: Path) -> None:

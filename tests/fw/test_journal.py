@@ -162,3 +162,132 @@ def test_log_reads_the_mirror_where_the_primary_copy_is_bad():
     _put(j, "j", data)
     recs = j.read_records(0, 3)
     assert [j.parse(r)[3][jn.P_DELIVERED_NL] for r in recs] == [1, 2, 3]
+
+
+def _bits(x):
+    n = 0
+    while x:
+        n += x & 1
+        x >>= 1
+    return n
+
+
+def test_sr9_a_capacity_is_taken_only_when_a_torn_first_byte_shows():
+    """A ring's capacity is accepted exactly when every entry's first byte (its sequence's
+    low byte) differs in two bits at least from the byte it overwrites, whatever that byte
+    (so a torn write never passes for the old entry nor for one flipped bit), and it holds
+    4 entries at least; a refusal names the capacity."""
+    st = Storage(tmpdir("cap"))
+    for cap in range(1, 530):
+        ok = cap >= 4
+        x = 0
+        while ok and x < 256:
+            ok = _bits(x ^ ((x + cap) & 0xFF)) >= 2
+            x += 1
+        try:
+            jn.Journal(st, "j", cap)
+            taken = True
+        except ValueError as exc:
+            taken = False
+            assert ("capacity %d" % cap) in str(exc), str(exc)
+        assert taken == ok, cap
+
+
+def test_sr9_a_reopened_journal_writes_after_its_newest_entry():
+    """After a reboot the next entry goes to the slot after the newest one, whatever slot
+    that is (the first, the last, after a wrap): nothing written before is overwritten."""
+    for n in (1, 2, 9, 10, 11, 23):
+        j = _journal("reopen-%d" % n, capacity=10)
+        j.replay()
+        for v in range(n):
+            _write(j, jn.CHECKPOINT, 4, v + 1)
+        j.close()
+        k = _reread(j)
+        _write(k, jn.CHECKPOINT, 4, 1000)
+        _write(k, jn.CHECKPOINT, 4, 1001)
+        k.close()
+        m = _reread(j)
+        assert m.last[3][jn.P_DELIVERED_NL] == 1001 and m.seq == n + 2, n
+        assert m.records == min(n + 2, 10) and m.skipped == 0, n
+        assert not m.torn and m.corrupt == 0, n
+        got = sorted(m.parse(r)[3][jn.P_DELIVERED_NL] for r in m.read_records(0, 10))
+        written = list(range(1, n + 1)) + [1000, 1001]
+        assert got == sorted(written[-10:]), (n, got)   # the newest ten, none overwritten
+
+
+def test_sr9_the_program_is_copied_forward_every_half_ring_and_no_more():
+    """The newest PROGRAM entry is never half a ring old (so the ring never loses it), and
+    copying it costs one entry each half ring, not one each append."""
+    cap = 60
+    j = _journal("fwd", capacity=cap)
+    j.replay()
+    p = j.payload
+    for i in range(jn.FIELDS):
+        p[i] = 100 + i
+    j.append(jn.PROGRAM, 2)
+    oldest = 0
+    for v in range(300):
+        _write(j, jn.CHECKPOINT, 4, v)
+        age = (j.seq - 1) - j.program[2]
+        oldest = age if age > oldest else oldest
+        if v % 50 == 49:
+            k = _reread(j)
+            assert k.program[3] == [100 + i for i in range(jn.FIELDS)], v
+            assert k.program[2] == j.program[2] and k.last[3][jn.P_DELIVERED_NL] == v
+    assert oldest == cap // 2 - 1
+    assert j.seq == 1 + 300 + 300 // (cap // 2 - 1), j.seq
+
+
+def test_sr9_an_emptied_copy_is_rebuilt_from_the_other():
+    for lost in ("j", "j.2"):
+        j = _journal("empty-" + lost)
+        j.replay()
+        for v in range(10):
+            _write(j, jn.CHECKPOINT, 4, v + 1)
+        j.close()
+        keep = "j.2" if lost == "j" else "j"
+        good = _bytes(j, keep)
+        _put(j, lost, b"")
+        k = _reread(j)
+        assert k.last[3][jn.P_DELIVERED_NL] == 10 and k.records == 10, lost
+        assert k.corrupt > 0 and k.repaired == 10, lost      # reported, and written back
+        assert _bytes(j, lost) == good
+
+
+def test_sr9_the_newest_entry_is_kept_when_its_mirror_copy_was_not_yet_written():
+    """A cut after the primary's copy of the newest entry and before the mirror's, in a
+    ring that has wrapped: the mirror's slot still holds the entry a lap older. The newest
+    one is believed, nothing is lost, and the mirror is written back."""
+    j = _journal("lap", capacity=10)
+    j.replay()
+    for v in range(14):
+        _write(j, jn.CHECKPOINT, 4, v + 1)
+    old = _bytes(j, "j.2")
+    for v in range(14, 15):
+        _write(j, jn.CHECKPOINT, 4, v + 1)            # seq 14, slot 4 (over seq 4)
+    j.close()
+    _put(j, "j.2", old)                               # the mirror's copy not yet written
+    k = _reread(j)
+    assert k.last[3][jn.P_DELIVERED_NL] == 15 and k.seq == 15
+    assert not k.torn and k.corrupt == 0 and k.repaired == 1
+    assert _bytes(j, "j") == _bytes(j, "j.2")
+
+
+def test_log_reads_any_slot_counts_exactly_and_needs_no_mirror():
+    j = _journal("log2", capacity=10)
+    j.replay()
+    for v in range(8):
+        _write(j, jn.CHECKPOINT, 4, v + 1)
+    data = _bytes(j, "j")
+    data[5 * jn.REC_SIZE + 9] ^= 1                    # slot 5's primary copy bad
+    _put(j, "j", data)
+
+    def log(slot, n):
+        return [j.parse(r)[3][jn.P_DELIVERED_NL] if j.parse(r) else None
+                for r in j.read_records(slot, n)]
+    assert log(4, 3) == [5, 6, 7]                     # the mirror's copy of slot 5
+    assert log(6, 2) == [7, 8] and log(6, 10) == [7, 8] and log(0, 0) == []
+    j.close()
+    j.storage.remove("j.2")
+    assert log(4, 3) == [5, None, 7]                  # no mirror: the primary as it is
+    assert log(3, 1) == [4]

@@ -213,3 +213,161 @@ def test_sr10_pressure_still_high_at_a_restart_trips_only_when_it_rises_again():
     assert r.check(25000, 2) is None                  # high, but not rising
     r.hal.pressure = 151
     assert r.check(37500, 3) == codes.OCCLUSION
+
+
+# --- the geometry check alone: G+ = max(0, G+ + dV_geo - (1 + 1/8) dE) > 4 nominal pulses ------
+
+def test_sr5_geometry_check_trips_past_four_pulses_when_the_fast_envelope_has_credit():
+    # 37.5 µL of envelope with no pulse: F floors at -18.75 µL, G+ at 0; then 12 pulses
+    # (150 µL) in 88.889 µL: G+ = 150 - 100 = 50 µL exactly, tolerated (F = 42.36 µL)
+    r = Rig("geo-at")
+    assert r.check(37500, 0) is None
+    assert r.check(126389, 12) is None
+    r = Rig("geo-past")
+    assert r.check(37500, 0) is None
+    assert r.check(126388, 12) == codes.OVER_INFUSION          # G+ = 50.001 µL
+
+
+# --- while delivery is not running: one pulse of slack, then uncommanded motion -------------
+
+def test_sr5_one_pulse_tolerated_while_stopped_the_second_trips():
+    r = Rig("stop-idle", start=False)
+    assert r.armed() == 2                     # the compare at the count that would trip
+    assert r.check(1000, 1) is None
+    assert r.check(2000, 2, edge=True) == codes.OVER_INFUSION
+    # after a stop: counted from where delivery stopped
+    r = Rig("stop-after")
+    assert r.check(25000, 2) is None
+    r.m.on_stop(r.hal.ticks_ms())
+    assert r.armed() == 4 and not r.m.running
+    assert r.check(30000, 3) is None
+    assert r.check(31000, 4, edge=True) == codes.OVER_INFUSION
+
+
+def test_sr5_priming_and_back_off_allow_their_own_pulses_and_not_one_more():
+    """A move of `steps` outside delivery allows steps / 50 + 1 pulses (the sensor may sit
+    just before a slot), plus the one of slack; the compare is armed at the next."""
+    r = Rig("prime", start=False)
+    r.m.on_move(400)                          # 8 pulses' worth
+    assert r.armed() == 11
+    assert r.check(5000, 10) is None
+    assert r.check(6000, 11, edge=True) == codes.OVER_INFUSION
+    r = Rig("backoff", start=False)
+    r.hal.rotation.pulses = 3
+    r.m.on_backoff(-120)                      # backwards: 2.4 pulses' worth -> 3
+    assert r.armed() == 3 + 3 + 2
+    assert r.check(5000, 7) is None
+    assert r.check(6000, 8) == codes.OVER_INFUSION
+
+
+def test_sr5_after_a_back_off_ends_every_pulse_beyond_its_allowance_counts():
+    # the pass moved less than allowed: from where it stopped, one pulse of slack
+    r = Rig("bo-short", start=False)
+    r.m.on_backoff(-120)                      # 3 allowed
+    r.hal.rotation.pulses = 2
+    r.m.on_move_end()
+    assert r.armed() == 4
+    assert r.check(5000, 3) is None
+    assert r.check(6000, 4) == codes.OVER_INFUSION
+    # it moved more than allowed before anyone looked: the excess is not forgiven
+    r = Rig("bo-long", start=False)
+    r.m.on_backoff(-120)
+    r.hal.rotation.pulses = 6                 # 3 allowed + 1 slack + 2 more
+    r.m.on_move_end()
+    assert r.check(5000, 6) == codes.OVER_INFUSION
+    # exactly the allowance and its slack: forgiven, one more pulse of slack from there
+    r = Rig("bo-exact", start=False)
+    r.m.on_backoff(-120)
+    r.hal.rotation.pulses = 4
+    r.m.on_move_end()
+    assert r.armed() == 6
+    assert r.check(5000, 5) is None
+    assert r.check(6000, 6) == codes.OVER_INFUSION
+
+
+def test_sr5_after_a_trip_the_pump_is_kept_stopped_without_a_second_alarm():
+    r = Rig("latched")
+    assert r.check(118749, 13) == codes.OVER_INFUSION
+    assert r.m.trips == 1 and r.armed() == 15
+    r.hal.motor.enable(True)                  # whatever re-enabled the motor
+    r.hal.clamp(False)
+    assert r.check(120000, 20) is None        # the camshaft still turns: no second trip
+    assert r.m.trips == 1 and not r.hal.motor.enabled() and r.hal.clamped
+    assert r.armed() == 22                    # following the count
+
+
+def test_sr5_a_refused_start_keeps_the_motor_off_and_reports_at_once():
+    r = Rig("refused", start=False)
+    r.m.load(None)
+    r.hal.motor.enable(True)
+    assert r.m.on_start(r.hal.ticks_ms()) is False
+    assert not r.hal.motor.enabled() and not r.m.running
+    now = r.hal.ticks_ms()
+    assert r.m.wake(now + 5000) == now        # step again at once
+    assert r.check(0, 0) == codes.SENSOR_FAULT
+    assert r.m.wake(12345) == 12345
+
+
+def test_sr5_a_stop_settles_the_books_a_runaway_found_there_is_reported():
+    r = Rig("stop-trip")
+    r.hal.rotation.pulses = 13
+    r.hal.t = r.t0 + 100000                   # 162.5 µL against 100: F = 62.5 µL
+    r.hal.motor.enable(True)
+    r.m.on_stop(r.hal.ticks_ms())
+    assert not r.hal.motor.enabled() and r.hal.clamped
+    now = r.hal.ticks_ms()
+    assert r.hal.ticks_diff(r.m.wake(now + 5000), now) <= 0     # step again at once
+    assert r.check(100000, 13) == codes.OVER_INFUSION and r.m.trips == 1
+    # a stop in order: nothing reported, the motor enable left to the controller
+    r = Rig("stop-ok")
+    r.hal.t = r.t0 + 25000
+    r.hal.rotation.pulses = 2
+    r.m.on_stop(r.hal.ticks_ms())
+    assert r.check(26000, 2) is None and r.m.trips == 0
+
+
+def test_sr5_free_flow_the_clamp_closes_and_it_is_told_once():
+    r = Rig("ff")
+    assert r.m.clamp_open
+    r.hal.clamp(False)
+    r.hal.door = False                        # the cassette pulled out with the line open
+    assert r.m.compare(r.hal.ticks_ms()) is False    # not the compare path's to handle
+    assert r.check(1000, 0) is None           # no detector code: the controller is told
+    assert r.hal.clamped and not r.hal.motor.enabled()
+    assert r.m.take_free_flow() is True and r.m.take_free_flow() is False
+    # the door opened with the clamp already closed: nothing to tell
+    r = Rig("ff-closed", start=False)
+    r.hal.door = False
+    assert r.check(1000, 0) is None and r.m.take_free_flow() is False
+
+
+def test_sr5_the_compare_path_checks_a_pulse_and_arms_the_next():
+    r = Rig("cmp")
+    r.hal.t = r.t0 + 25000
+    r.hal.rotation.pulses = 2
+    assert r.m.compare(r.hal.ticks_ms()) is True
+    assert r.armed() == 6 and r.m.wake(777) == 777
+    # a runaway pulse: the compare path stops the pump at once, the step reports it
+    r.hal.t = r.t0 + 26000
+    r.hal.rotation.pulses = 6
+    r.hal.motor.enable(True)
+    assert r.m.compare(r.hal.ticks_ms()) is False
+    assert not r.hal.motor.enabled() and r.hal.clamped
+    assert r.m.compare(r.hal.ticks_ms()) is False        # pending: nothing more here
+    assert r.check(26000, 6) == codes.OVER_INFUSION and r.m.trips == 1
+    # not running: the compare path is not the monitor's to take
+    assert Rig("cmp-idle", start=False).m.compare(0) is False
+
+
+def test_pr3_pressure_rise_over_the_lowest_seen_while_running():
+    r = Rig("rise", start=False)
+    r.hal.pressure = 40
+    assert r.m.pressure_rise() == 40          # no baseline yet: from 0
+    assert r.m.on_start(r.hal.ticks_ms()) is True
+    r.hal.pressure = 90
+    assert r.m.pressure_rise() == 50
+    assert r.check(12500, 1) is None
+    r.hal.pressure = 30
+    assert r.check(13000, 1) is None
+    r.hal.pressure = 100
+    assert r.m.pressure_rise() == 70
