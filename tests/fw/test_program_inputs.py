@@ -22,6 +22,10 @@ def test_sr5_a_program_copy_with_any_one_bit_changed_is_not_intact():
             assert not prog.intact(), (name, bit)
         setattr(prog, name, v)
     assert prog.intact()
+    # the check of given values is the same in every release: a PROGRAM record journalled
+    # before an update is restored after it (SR-9)
+    assert program.Program(1, 10000, 240000000, 1, 116667, 28000, 24, 7).check == 531095203
+    assert program.Program(2, 600, 100800000, 1, 1944444, 28000, 168, 3).check == 1063236521
     # and a program rebuilt from a journal record whose check does not match is refused
     rec = [0] * 13
     program.to_record(prog, rec)
@@ -217,3 +221,54 @@ def test_sr13_a_basic_program_carries_no_drug_dose_bag_or_flag():
     for args in ((-1, 10000, 240000), (1 << 30, 10000, 240000), ("1", 10000, 240000),
                  (1, "10000", 240000), (1, 10000, 240000.0)):
         assert program.basic(*args) == codes.BAD_INPUT, args
+
+
+def test_sr1_what_is_confirmed_is_what_was_proposed_field_for_field():
+    prop = _keyed(_label(_rx()))
+    prog = program.confirm(prop, list(prop.echo))
+    assert prog.fields() == tuple(prop._fields)
+    assert prog.drug == OLDER.drug("blinatumomab").index and prog.vtbi_nl == 240000000
+    assert prog.conc_pg_per_ml == 116667 and prog.dose_ng_per_day == 28000
+    basic = program.propose_basic({"rate": "10 mL/h", "vtbi": "240 mL"}, 4)
+    got = program.confirm(basic, list(basic.echo))
+    assert got.fields() == (4, 10000, 240000000, 0, 0, 0, 0, 0)
+
+
+def test_sr2_concentration_is_the_daily_dose_over_24_h_of_the_rate_to_the_pg():
+    for dose, rate, conc in ((28000, 10000, 116667), (9000, 10000, 37500),
+                             (28000, 600, 1944444), (9000, 5000, 75000)):
+        hours = {10000: 24, 5000: 48, 600: 168}[rate]
+        got = program.prescribe(_rx(dose=dose, hours=hours), OLDER)
+        assert got["conc_pg_per_ml"] == conc, (dose, rate, got)
+
+
+def test_sr13_label_values_never_raise_and_take_0_to_2_30_exclusive():
+    for junk in ("x", None, 5, ["drug"]):
+        assert program.label_values(junk, OLDER) is None, junk
+    lab = _label(_rx())
+    neg = dict(lab)
+    neg["bsa_cm2"] = -1                       # an optional field, negative: not absent
+    assert program.label_values(neg, OLDER) is None
+    # an absent optional field counts as 0 in the check code the pharmacy printed
+    rx = _rx()
+    del rx["height_mm"]
+    assert program.make_label(rx, 270000, OLDER)["check"] == "SD352M"
+    child = {"drug": "blinatumomab", "weight_g": 20000, "height_mm": 1100, "bag_hours": 24,
+             "dose_ng_per_m2_per_day": 15000}
+    lab = program.make_label(child, 270000, OLDER)
+    assert lab["check"] == "ACR4GC" and "dose_ng_per_day" not in lab and "bsa_cm2" not in lab
+
+
+def test_sr2_a_dose_under_1_ng_a_day_is_refused_and_override_0_is_none():
+    tiny = {"drug": "blinatumomab", "weight_g": 6000, "height_mm": 620, "bag_hours": 24,
+            "dose_ng_per_m2_per_day": 1}          # 0.32 cm2-weighted ng/day: rounds to 0
+    assert program.prescribe(tiny, OLDER) == codes.BAD_INPUT
+    assert program.prescribe(_rx(dose=20000, override=0), OLDER) == codes.OVERRIDE_REQUIRED
+
+
+def test_sr13_a_label_bsa_must_agree_with_its_height_within_5_percent():
+    # 70 kg, 1504 mm: 17100 cm2 by Mosteller; a printed BSA up to 855 cm2 off agrees
+    for bsa, ok in ((17100 + 855, True), (17100 - 855, True), (17100 + 856, False),
+                    (17100 - 856, False)):
+        got = program.prescribe(_rx(height_mm=1504, bsa_cm2=bsa), OLDER)
+        assert isinstance(got, dict) == ok, (bsa, got)
