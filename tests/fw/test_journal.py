@@ -368,3 +368,112 @@ def test_sr9_the_record_layout_is_the_documented_one():
     assert (jn.P_PROGRAM_ID, jn.P_DELIVERED_NL, jn.P_LOCKOUT_UNTIL_S, jn.P_RTC_S, jn.P_ALARM,
             jn.P_EVENT, jn.P_ARG, jn.P_AUTH_COUNTER, jn.P_FLAGS, jn.P_AUTH_SERVICE) == \
         tuple(range(10))
+
+
+def test_sr9_a_rebooted_journal_still_copies_its_program_forward():
+    j = _journal("fwd-boot", capacity=20)
+    j.replay()
+    p = j.payload
+    for i in range(jn.FIELDS):
+        p[i] = 7 + i
+    j.append(jn.PROGRAM, 2)
+    _write(j, jn.CHECKPOINT, 4, 1)
+    j.close()
+    k = _reread(j)                            # a reboot, then two rings of checkpoints
+    for v in range(40):
+        _write(k, jn.CHECKPOINT, 4, v + 2)
+    k.close()
+    m = _reread(j)
+    assert m.program is not None and m.program[3] == [7 + i for i in range(jn.FIELDS)]
+
+
+def test_sr9_corruption_is_counted_once_per_bad_copy_and_nothing_bad_is_written_back():
+    # a slot bad in both copies: one corruption, nothing to write back, the rest intact
+    j = _journal("both-bad", capacity=10)
+    j.replay()
+    for v in range(6):
+        _write(j, jn.CHECKPOINT, 4, v + 1)
+    j.close()
+    a, b = _bytes(j, "j"), _bytes(j, "j.2")
+    a[2 * jn.REC_SIZE + 20] ^= 0x11
+    b[2 * jn.REC_SIZE + 30] ^= 0x11
+    _put(j, "j", a)
+    _put(j, "j.2", b)
+    k = _reread(j)
+    assert k.last[3][jn.P_DELIVERED_NL] == 6 and k.corrupt == 1 and k.repaired == 0
+    assert not k.torn and _bytes(j, "j") == a and _bytes(j, "j.2") == b
+    # the last slot of a full ring with a flipped bit: one corruption, repaired
+    j = _journal("last-slot", capacity=10)
+    j.replay()
+    for v in range(10):
+        _write(j, jn.CHECKPOINT, 4, v + 1)
+    j.close()
+    good = _bytes(j, "j")
+    a = bytearray(good)
+    a[9 * jn.REC_SIZE + 20] ^= 0x02
+    _put(j, "j", a)
+    k = _reread(j)
+    assert k.corrupt == 1 and k.repaired == 1 and not k.torn and _bytes(j, "j") == good
+    # an older copy beside a newer one (not the newest entry): one corruption, repaired
+    j = _journal("twin", capacity=10)
+    j.replay()
+    for v in range(12):
+        _write(j, jn.CHECKPOINT, 4, v + 1)
+    older = _bytes(j, "j.2")
+    for v in range(12, 14):
+        _write(j, jn.CHECKPOINT, 4, v + 1)    # seq 12 and 13 over slots 2 and 3
+    j.close()
+    b = _bytes(j, "j.2")
+    b[2 * jn.REC_SIZE:3 * jn.REC_SIZE] = older[2 * jn.REC_SIZE:3 * jn.REC_SIZE]
+    _put(j, "j.2", b)
+    k = _reread(j)
+    assert k.last[3][jn.P_DELIVERED_NL] == 14 and k.corrupt == 1 and k.repaired == 1
+    assert not k.torn and _bytes(j, "j") == _bytes(j, "j.2")
+
+
+def test_sr9_a_torn_newest_write_beside_a_bad_older_mirror_copy_is_both():
+    j = _journal("torn-bad", capacity=10)
+    j.replay()
+    for v in range(13):
+        _write(j, jn.CHECKPOINT, 4, v + 1)    # slot 3 holds seq 3 (lap 0) in the mirror
+    j.close()
+    a, b = _bytes(j, "j"), _bytes(j, "j.2")
+    # the 14th entry (seq 13, slot 3): its primary copy torn after 20 bytes, its mirror
+    # copy not yet written; the mirror's lap-old copy there has a flipped bit as well
+    a[3 * jn.REC_SIZE:3 * jn.REC_SIZE + 20] = bytes([13]) + a[3 * jn.REC_SIZE + 1:
+                                                              3 * jn.REC_SIZE + 20]
+    a[3 * jn.REC_SIZE + 5] ^= 0x30
+    b[3 * jn.REC_SIZE + 40] ^= 0x08
+    _put(j, "j", a)
+    _put(j, "j.2", b)
+    k = _reread(j)
+    assert k.last[3][jn.P_DELIVERED_NL] == 13 and k.torn and k.corrupt == 1
+
+
+def test_sr9_a_flipped_first_byte_is_a_flipped_bit_not_a_torn_write():
+    j = _journal("byte0", capacity=10)
+    j.replay()
+    for v in range(14):
+        _write(j, jn.CHECKPOINT, 4, v + 1)    # newest seq 13 at slot 3; slot 4 holds seq 4
+    j.close()
+    good = _bytes(j, "j")
+    a = bytearray(good)
+    a[4 * jn.REC_SIZE] ^= 0x01                # the slot after the newest, byte 0
+    _put(j, "j", a)
+    k = _reread(j)
+    assert not k.torn and k.corrupt == 1 and k.repaired == 1 and _bytes(j, "j") == good
+
+
+def test_sr9_the_first_entry_after_an_unreadable_journal_goes_to_the_first_slot():
+    j = _journal("unread", capacity=10)
+    _put(j, "j", bytes(range(256)))
+    k = _reread(j)
+    assert k.last is None and k.corrupt > 0
+    _write(k, jn.CHECKPOINT, 4, 5)
+    k.close()
+    assert k.parse(bytes(_bytes(j, "j")[:jn.REC_SIZE]))[2] == 0
+    # a first write torn after its first byte: a fresh journal, the cut noticed
+    j = _journal("one-byte")
+    _put(j, "j", b"\x00")
+    k = _reread(j)
+    assert k.last is None and k.torn and k.corrupt == 0
