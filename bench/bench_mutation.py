@@ -692,6 +692,13 @@ class Summary:
     def ratio(self) -> float:
         return (self.killed + self.timed_out) / self.mutants if self.mutants else 1.0
 
+    @property
+    def score(self) -> float:
+        """The mutation score: killed over the mutants that can change behaviour (the
+        listed equivalents left out)."""
+        n = self.mutants - self.equivalent
+        return (self.killed + self.timed_out) / n if n else 1.0
+
 
 def _workdb(path: Path, root: Path, rel: str, mutants: list[tuple[Mutant, str]]):
     """A cosmic-ray session file with one work item per mutant (for cr-report)."""
@@ -821,13 +828,13 @@ def _count(s: Summary, m: Mutant) -> None:
 
 def table(summaries: list[Summary]) -> str:
     head = ("module", "mutants", "killed", "survived", "timed out", "kill ratio",
-            "equivalent", "unexplained", "stage-2 kills", "time")
+            "equivalent", "unexplained", "score", "stage-2 kills", "time")
     rows = [head]
     for s in summaries:
         rows.append((s.module + ("" if s.complete else " (partial)"), str(s.mutants),
                      str(s.killed), str(s.survived), str(s.timed_out),
                      "%.1f %%" % (100 * s.ratio), str(s.equivalent), str(s.unexplained),
-                     str(s.stage2_kills), "%.0f s" % s.seconds))
+                     "%.1f %%" % (100 * s.score), str(s.stage2_kills), "%.0f s" % s.seconds))
     widths = [max(len(r[i]) for r in rows) for i in range(len(head))]
     lines = []
     for n, r in enumerate(rows):
@@ -852,7 +859,8 @@ def write_results(out: Path, summaries: list[Summary], everything: list[Mutant],
                   seconds: float, stage2: bool) -> None:
     out.mkdir(parents=True, exist_ok=True)
     (out / "summary.json").write_text(json.dumps(
-        {"modules": [asdict(s) | {"kill_ratio": s.ratio} for s in summaries],
+        {"modules": [asdict(s) | {"kill_ratio": s.ratio, "score": s.score}
+                     for s in summaries],
          "mutants": [asdict(m) for m in everything], "seconds": seconds,
          "stage2": stage2, "operators": list(OPERATORS)}, indent=1))
     (out / "survivors.txt").write_text(survivors_text(everything) + "\n")

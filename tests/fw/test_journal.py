@@ -224,13 +224,14 @@ def test_sr9_the_program_is_copied_forward_every_half_ring_and_no_more():
     p = j.payload
     for i in range(jn.FIELDS):
         p[i] = 100 + i
-    j.append(jn.PROGRAM, 2)
+    j.append(jn.PROGRAM, 3)                   # any state: the journal does not read it
     oldest = 0
     for v in range(300):
         _write(j, jn.CHECKPOINT, 4, v)
         if v % 3 == 0 or v > 270:
             k = _reread(j)                    # what a reboot would find now
             assert k.program[3] == [100 + i for i in range(jn.FIELDS)], v
+            assert k.program[0] == jn.PROGRAM and k.program[1] == 3, v
             assert k.last[3][jn.P_DELIVERED_NL] == v
             age = (k.seq - 1) - k.program[2]
             oldest = age if age > oldest else oldest
@@ -477,3 +478,28 @@ def test_sr9_the_first_entry_after_an_unreadable_journal_goes_to_the_first_slot(
     _put(j, "j", b"\x00")
     k = _reread(j)
     assert k.last is None and k.torn and k.corrupt == 0
+
+
+def test_sr9_the_newest_entry_with_no_mirror_copy_yet_is_no_corruption():
+    j = _journal("nomirror")
+    j.replay()
+    for v in range(3):
+        _write(j, jn.CHECKPOINT, 4, v + 1)
+    j.close()
+    _put(j, "j.2", _bytes(j, "j.2")[:-jn.REC_SIZE])   # the cut came before the mirror write
+    k = _reread(j)
+    assert k.last[3][jn.P_DELIVERED_NL] == 3 and not k.torn and k.corrupt == 0
+    assert k.repaired == 1 and _bytes(j, "j") == _bytes(j, "j.2")
+
+
+def test_sr9_a_program_record_decodes_with_the_names_the_host_reads_it_by():
+    """`pumpctl log` decodes PROGRAM records by the journal's G_* positions: they are where
+    the pump writes each value."""
+    from pump import program
+    prog = program.Program(5, 10000, 240000000, 1, 116667, 28000, 24, 7)
+    rec = [0] * jn.FIELDS
+    program.to_record(prog, rec)
+    got = (rec[jn.G_PROGRAM_ID], rec[jn.G_RATE_UL_PER_H], rec[jn.G_VTBI_NL], rec[jn.G_DRUG],
+           rec[jn.G_CONC_PG_PER_ML], rec[jn.G_DOSE_NG_PER_DAY], rec[jn.G_BAG_HOURS],
+           rec[jn.G_FLAGS], rec[jn.G_CHECK])
+    assert got == prog.fields() + (prog.check,)
