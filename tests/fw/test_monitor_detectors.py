@@ -260,29 +260,64 @@ def test_sr5_priming_and_back_off_allow_their_own_pulses_and_not_one_more():
     assert r.check(6000, 8) == codes.OVER_INFUSION
 
 
+def _stopped_at(tag, count):
+    """The monitor stopped (delivery ran, then stopped) with the sensor at `count`."""
+    r = Rig(tag)
+    r.hal.t = r.t0 + count * 12500
+    r.hal.rotation.pulses = count
+    r.m.on_stop(r.hal.ticks_ms())
+    assert r.m.trips == 0
+    return r
+
+
 def test_sr5_after_a_back_off_ends_every_pulse_beyond_its_allowance_counts():
     # the pass moved less than allowed: from where it stopped, one pulse of slack
-    r = Rig("bo-short", start=False)
+    r = _stopped_at("bo-short", 8)
     r.m.on_backoff(-120)                      # 3 allowed
-    r.hal.rotation.pulses = 2
+    r.hal.rotation.pulses = 10
     r.m.on_move_end()
-    assert r.armed() == 4
-    assert r.check(5000, 3) is None
-    assert r.check(6000, 4) == codes.OVER_INFUSION
+    assert r.armed() == 12
+    assert r.check(105000, 11) is None
+    assert r.check(106000, 12) == codes.OVER_INFUSION
     # it moved more than allowed before anyone looked: the excess is not forgiven
-    r = Rig("bo-long", start=False)
+    r = _stopped_at("bo-long", 8)
     r.m.on_backoff(-120)
-    r.hal.rotation.pulses = 6                 # 3 allowed + 1 slack + 2 more
+    r.hal.rotation.pulses = 14                # 3 allowed + 1 slack + 2 more
     r.m.on_move_end()
-    assert r.check(5000, 6) == codes.OVER_INFUSION
+    assert r.check(105000, 14) == codes.OVER_INFUSION
     # exactly the allowance and its slack: forgiven, one more pulse of slack from there
-    r = Rig("bo-exact", start=False)
+    r = _stopped_at("bo-exact", 8)
     r.m.on_backoff(-120)
-    r.hal.rotation.pulses = 4
+    r.hal.rotation.pulses = 12
     r.m.on_move_end()
-    assert r.armed() == 6
-    assert r.check(5000, 5) is None
-    assert r.check(6000, 6) == codes.OVER_INFUSION
+    assert r.armed() == 14
+    assert r.check(105000, 13) is None
+    assert r.check(106000, 14) == codes.OVER_INFUSION
+
+
+def test_sr5_a_stop_after_a_prime_tolerates_its_allowance_and_one_pulse_more():
+    # primed 400 steps (8 pulses, 9 allowed) from count 8: up to 18 in order at the stop
+    for moved, trip in ((9, False), (10, False), (11, True)):
+        r = _stopped_at("prime-stop-%d" % moved, 8)
+        r.m.on_move(400)
+        r.hal.rotation.pulses = 8 + moved
+        r.m.on_stop(r.hal.ticks_ms())
+        got = r.check(200000, 8 + moved)
+        assert got == (codes.OVER_INFUSION if trip else None), (moved, got)
+
+
+def test_sr5_the_compare_path_keeps_the_drift_cusum_on_pulse_edges():
+    # as test_sr5_drift_cusum_trips_past_one_pulse_at_an_edge, through Monitor.compare
+    for at, trip in ((60714, True), (60715, False)):
+        r = Rig("cmp-drift-%d" % at)
+        r.hal.t = r.t0 + 25000
+        r.hal.rotation.pulses = 2
+        assert r.m.compare(r.hal.ticks_ms()) is True and r.armed() == 6
+        r.hal.t = r.t0 + at
+        r.hal.rotation.pulses = 6
+        assert r.m.compare(r.hal.ticks_ms()) is (not trip), at
+        if trip:
+            assert r.check(at, 6) == codes.OVER_INFUSION
 
 
 def test_sr5_after_a_trip_the_pump_is_kept_stopped_without_a_second_alarm():
