@@ -406,3 +406,47 @@ def test_pr3_pressure_rise_over_the_lowest_seen_while_running():
     assert r.check(13000, 1) is None
     r.hal.pressure = 100
     assert r.m.pressure_rise() == 70
+
+
+def test_sr5_a_stop_off_a_pulse_edge_does_not_judge_the_drift():
+    # the count at a stop is not exact to a slot: the drift CUSUM waits for an edge (the
+    # same pulses at the compare would trip it: test_sr5_drift_cusum_trips_past_one_pulse)
+    r = _edge_rig("stop-noedge")
+    r.hal.t = r.t0 + 60714
+    r.hal.rotation.pulses = 6
+    r.hal.motor.enable(True)
+    r.m.on_stop(r.hal.ticks_ms())
+    assert r.hal.motor.enabled()              # an ordinary stop: the enable is the controller's
+    assert r.check(60714, 6) is None and r.m.trips == 0
+
+
+def test_sr5_the_monitor_takes_only_a_calibration_of_whole_half_pulses():
+    Monitor(FakeHal(tmpdir("cal-ok")), 46008, 200)
+    for stroke, steps in ((46004, 200), (50000, 202), (46004, 202)):
+        try:
+            Monitor(FakeHal(tmpdir("cal-bad")), stroke, steps)
+        except ValueError as exc:
+            assert ("%d nL, %d steps" % (stroke, steps)) in str(exc), str(exc)
+        else:
+            raise AssertionError("took %d nL, %d steps" % (stroke, steps))
+
+
+def test_sr5_drift_cusum_floors_at_0_then_counts_from_there():
+    # behind at the second edge (S floors at 0), then 6 pulses in 59.524 µL of envelope:
+    # S = 75 - 59.524 - 2.976 = 12.5 µL exactly, tolerated; 1 nL less envelope trips
+    for at, want in ((159524, None), (159523, codes.OVER_INFUSION)):
+        r = _edge_rig("cu-floor-%d" % at)
+        assert r.check(100000, 6, edge=True) is None
+        assert r.armed() == 12
+        assert r.check(at, 12, edge=True) == want, at
+
+
+def test_sr5_a_second_check_at_the_same_instant_changes_no_book():
+    # at a threshold exactly (fast envelope, geometry under-infusion): checked again and
+    # again at the same millisecond, still tolerated
+    r = Rig("same-fe")
+    assert r.check(118750, 13) is None
+    assert r.check(118750, 13) is None and r.check(118750, 13) is None
+    r = Rig("same-un")
+    assert r.check(171428, 6) is None
+    assert r.check(171428, 6) is None and r.check(171428, 6) is None
