@@ -450,3 +450,12 @@ def test_sr5_a_second_check_at_the_same_instant_changes_no_book():
     r = Rig("same-un")
     assert r.check(171428, 6) is None
     assert r.check(171428, 6) is None and r.check(171428, 6) is None
+
+
+def test_sr5_a_program_changed_after_its_check_is_not_taken_as_the_monitors_copy():
+    r = Rig("bad-copy", start=False)
+    prog = program.basic(1, _RATE, 240000)
+    prog.rate_ul_per_h = 36000                # ten times the rate, the check not updated
+    r.m.load(prog)
+    assert r.m.on_start(r.hal.ticks_ms()) is False
+    assert r.check(1000, 0) == codes.SENSOR_FAULT
