@@ -252,8 +252,7 @@ def vboard(quick: bool, backing: str) -> list[dict[str, Any]]:
         ring = KeyRing.generate("campaign")
         with PumpClient(vb.uart_path, keys=ring) as c:
             provision(c, ring)
-            echo = c.propose_basic("10 mL/h", "240 mL")["echo"]
-            c.confirm(echo)
+            c.bench_program("10 mL/h", "240 mL")
             c.start()
         ser = serial.serial_for_url(vb.uart_path, timeout=0.05, write_timeout=None)
         rig = serial.serial_for_url(vb.rig_path, timeout=2)

@@ -88,7 +88,7 @@ def stop_latency(fx: rp2.Fixtures, image: Path, rate: str) -> tuple[int, str]:
             PumpClient(vb.uart_path, timeout=2.0, retries=4) as c:
         rig = Rig(vb.rig_path)
         provision(c, ring)
-        c.confirm(c.propose_basic(rate, "10 mL")["echo"])
+        c.bench_program(rate, "10 mL")
         c.start()
         time.sleep(2.0)
         rig.runaway(10)
@@ -104,7 +104,7 @@ def boot_after_power_cut(fx: rp2.Fixtures, image: Path) -> tuple[int, int, int]:
             PumpClient(vb.uart_path, timeout=0.5, retries=40) as c:
         rig = Rig(vb.rig_path)
         provision(c, ring)
-        c.confirm(c.propose_basic("10 mL/h", "10 mL")["echo"])
+        c.bench_program("10 mL/h", "10 mL")
         c.start()
         time.sleep(1.0)
         rig.power(False)

@@ -24,11 +24,11 @@ import json
 import sys
 from binascii import hexlify, unhexlify
 
-from fakehal import FakeHal, tmpdir
+from fakehal import FakeHal, clinical, tmpdir
 from memstore import MemStore
 
 from boards.memuart import MemUart
-from pump import auth, codes, program
+from pump import auth, codes
 from pump.codes import CLINICIAN, PAUSED, RUNNING
 from pump.commands import COMMANDS
 from pump.controller import AUTH_WINDOW, Controller
@@ -42,7 +42,7 @@ _NAMES = sorted(COMMANDS)
 # commands a frame may only run with a valid tag of these slots
 _NEEDS = {"PROPOSE": "c", "CONFIRM": "c", "START": "c", "CLEAR": "c", "OVERRIDE": "c",
           "PRIME": "c", "SERVICE": "s", "EXIT_SERVICE": "s", "LOG": "s", "CAL": "s",
-          "KEY": "s"}
+          "KEY": "s", "OVERDOSE": "c", "PREMEDICATED": "c"}
 _HOSTILE = ('{}', '{"a": 1e308}', '{"period_s": -1}', '{"period_s": 1e400}',
             '{"slot": "c", "key": "00"}', '{"stroke_nl": 12500}', '{"line_disconnected": true}',
             '[' * 40 + ']' * 40, '{"a": "' + "\\u0000" * 20 + '"}', '{"n": 99999999999999999999}',
@@ -90,7 +90,7 @@ class Fuzz:
         self.uart = MemUart()
         self.proto = Protocol(ctl, self.uart, hal.storage)
         assert self.proto.keys.set("c", KEY_C) and self.proto.keys.set("s", KEY_S)
-        assert ctl.request("program", CLINICIAN, program.basic(1, 10000, 240000)) is None
+        assert ctl.request("program", CLINICIAN, clinical(1, 10000)) is None  # a patient's
         assert ctl.request("start", CLINICIAN) is None
         self.hal = hal
         self.ctl = ctl

@@ -17,6 +17,7 @@ from pump.runtime import Runtime, run
 
 _RUN_MS = 3600000
 _CLINICIAN = 2
+_SERVICE = 3
 _N = 4096
 
 
@@ -44,8 +45,9 @@ def main():
     instrumentation = free_boot - gc.mem_free()
     cm = rt.proto
     ctl.now = time.ticks_ms()
-    r = cm.execute("PROPOSE", {"basic": {"rate": "10 mL/h", "vtbi": "100 mL"}}, _CLINICIAN, 0)
-    cm.execute("CONFIRM", {"echo": r["echo"]}, _CLINICIAN, 0)
+    cm.execute("SERVICE", {}, _SERVICE, 0)             # a bench program: service mode
+    r = cm.execute("PROPOSE", {"basic": {"rate": "10 mL/h", "vtbi": "100 mL"}}, _SERVICE, 0)
+    cm.execute("CONFIRM", {"echo": r["echo"]}, _SERVICE, 0)
     cm.execute("START", {}, _CLINICIAN, 0)
 
     n = [0]

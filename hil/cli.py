@@ -18,6 +18,8 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
+import shutil
 import signal
 import sys
 import time
@@ -92,8 +94,9 @@ def cmd_board(args: argparse.Namespace) -> int:
                               "accel": args.accel}), flush=True)
         else:
             keys = f" --keys {args.keys}" if args.keys else ""
-            try_ = (f"pumpctl --port {vb.uart_path} flash   (MicroPython REPL: no pump yet)"
-                    if fresh else f"pumpctl --port {vb.uart_path}{keys} status")
+            ctl = pumpctl_command()
+            try_ = (f"{ctl} --port {vb.uart_path} flash   (MicroPython REPL: no pump yet)"
+                    if fresh else f"{ctl} --port {vb.uart_path}{keys} status")
             print(f"virtual board ({backing}, x{args.accel} time)\n"
                   f"  uart: {vb.uart_path}\n  rig:  {vb.rig_path}\n"
                   f"  try:  {try_}\n"
@@ -110,6 +113,24 @@ def cmd_board(args: argparse.Namespace) -> int:
         return 0
     finally:
         vb.close()
+
+
+def pumpctl_command() -> str:
+    """How to call the pumpctl beside this tool: `pumpctl` when that is the one on PATH, else
+    its path as this tool was called (`.venv/bin/pumpctl` beside `.venv/bin/pumpsim`)."""
+    here = os.path.dirname(sys.argv[0]) if sys.argv and sys.argv[0] else ""
+    mine = os.path.join(here, "pumpctl") if here else ""
+    if not mine or not os.path.exists(mine):
+        mine = os.path.join(os.path.dirname(sys.executable), "pumpctl")
+    if not os.path.exists(mine):
+        return "pumpctl"
+    found = shutil.which("pumpctl")
+    if found and os.path.realpath(found) == os.path.realpath(mine):
+        return "pumpctl"
+    rel = os.path.relpath(mine)
+    if rel.startswith(".."):
+        return mine
+    return rel if os.sep in rel else os.path.join(".", rel)
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -75,8 +75,12 @@ class BoardHandle:
             time.sleep(0.2)
 
     def program_basic(self, rate: str, vtbi: str) -> dict[str, Any]:
+        """A bench program (rate/VTBI, no drug library): the pump takes one only in service
+        mode, from the service role, so the board is put in service mode first."""
+        if self.client.status().get("mode") != "SERVICE":
+            self.client.service()
         echo = self.client.propose_basic(rate, vtbi)["echo"]
-        return self.client.confirm(echo)
+        return self.client.confirm(echo, "service")
 
     def exchange(self, raw: bytes, wait_s: float = 0.3, want: int = 1) -> list[Frame]:
         """Write raw bytes (anything: a test of the parser); the non-telemetry frames that
@@ -106,8 +110,9 @@ def provision(client: PumpClient, ring: KeyRing) -> None:
 
 def to_idle(client: PumpClient) -> None:
     """Bring a real board to IDLE/PROGRAMMED-free state before a test (best effort)."""
-    for _ in range(4):
-        s = client.status()["state"]
+    for _ in range(5):
+        st = client.status()
+        s = st["state"]
         try:
             if s in ("RUNNING", "PAUSED", "PRIMING"):
                 client.stop()
@@ -116,7 +121,9 @@ def to_idle(client: PumpClient) -> None:
             elif s in ("PROGRAMMED", "COMPLETE"):
                 client.clear()
             elif s == "LOCKOUT":
-                client.override()
+                # a bench lockout (service mode) the service role ends; a patient's lockout
+                # nobody ends early (SR-6): the test then finds the board locked out
+                client.override("service" if st.get("mode") == "SERVICE" else "clinician")
             elif s == "SERVICE":
                 client.call("EXIT_SERVICE", role="service")
             else:

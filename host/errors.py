@@ -8,7 +8,10 @@ from __future__ import annotations
 
 
 class PumpError(Exception):
-    """Base of every error the host package raises."""
+    """Base of every error the host package raises. `here` may say what a refusal's code
+    means in this case (pumpctl prints it between the code's meaning and what to do)."""
+
+    here = ""
 
 
 class UsageError(PumpError):

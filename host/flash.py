@@ -8,7 +8,7 @@ imports — compiled with mpy-cross for the board's bytecode version and archite
 packages (`pump/druglib.json`). What the board does not run is left out: simulator-only
 modules (`boards/memuart.py`, `pump/ticks.py`), host-only ones (`pump/plan.py`), tests.
 
-The board's filesystem root is firmware/ (DESIGN §1): `pump/controller.py` becomes
+The board's filesystem root is firmware/ (docs/architecture.md): `pump/controller.py` becomes
 `:/pump/controller.mpy`. Firmware files on the board that the build does not hold (a stale
 module: an old `.py` would shadow the new `.mpy`) are removed; everything else (the journal
 and keys under /data, files of the user's own) is listed and left alone.
@@ -324,6 +324,9 @@ def plan(local: dict[str, str], board: Board) -> Plan:
                 sorted(need, key=lambda d: (d.count("/"), d)))
 
 
+QUERY_TIMEOUT_S = 30.0      # asking a REPL its version or its files takes a second or two
+
+
 class Mpremote:
     """mpremote command lines for one port (`mpremote` may be any argv prefix)."""
 
@@ -360,17 +363,24 @@ class Mpremote:
         except FileNotFoundError as e:
             raise FlashError(f"{cmd[0]} not found: pip install mpremote") from e
         except subprocess.TimeoutExpired as e:
-            raise FlashError(f"{' '.join(cmd[:4])} ...: timed out after {timeout:.0f} s") from e
+            raise FlashError(f"{' '.join(cmd[:6])} ...: no answer within {timeout:.0f} s: "
+                             f"no MicroPython REPL on {self.port} (a board running the pump "
+                             "answers only its protocol: flash with --wait and power-cycle "
+                             "it)") from e
         if r.returncode != 0:
+            if self.port.startswith("/") and not Path(self.port).exists():
+                # mpremote's own words for a missing port are "it may be in use"
+                raise FlashError(f"{self.port}: no such port: check --port (a Pico is "
+                                 "/dev/ttyACM0 on Linux; ls /dev/ttyACM*)")
             raise FlashError(f"{' '.join(cmd[:6])} ... exited {r.returncode}:\n"
                              f"{r.stdout}{r.stderr}")
         return r.stdout
 
     def board(self) -> Board:
-        return parse_listing(self.run(self.list_command()))
+        return parse_listing(self.run(self.list_command(), QUERY_TIMEOUT_S))
 
     def target(self) -> Target:
-        return parse_info(self.run(self.info_command()))
+        return parse_info(self.run(self.info_command(), QUERY_TIMEOUT_S))
 
     def reset(self) -> None:
         self.run(self.reset_command())
@@ -400,35 +410,73 @@ def verify(local: dict[str, str], board: Board) -> list[str]:
 PROMPTS = (b">>> ", b"raw REPL; CTRL-B to exit")
 
 
+def _pump_answered(seen: bytes) -> bool:
+    """Whether `seen` holds a frame of the pump's protocol: the pump's firmware runs there."""
+    from host.client import decode
+    from host.errors import PumpProtocolError
+
+    for line in seen.splitlines():
+        try:
+            decode(line)
+            return True
+        except PumpProtocolError:
+            continue
+    return False
+
+
 def break_in(port: str, wait_s: float, say: Callable[[str], None] = print,
              opener: Callable[[str], Any] | None = None) -> float:
     """Reach the board's REPL: Ctrl-C every few ms until a prompt comes back, for up to
     wait_s (the board is power-cycled meanwhile when it runs the pump: its boot listens for
-    Ctrl-C). Returns the seconds it took; FlashError when no REPL answered."""
+    Ctrl-C). Says at once what it finds: a port that cannot be opened, or the pump's firmware
+    answering (a PING frame, sent once) instead of a REPL. Returns the seconds it took;
+    FlashError, saying which of these it was, when no REPL answered."""
+    from host.client import encode
+
+    open_error = ""
     def _open() -> Any:
+        nonlocal open_error
         try:
             if opener is not None:
                 return opener(port)
             return serial.serial_for_url(port, baudrate=115200, timeout=0)
-        except (serial.SerialException, OSError, ValueError):
+        except (serial.SerialException, OSError, ValueError) as e:
+            open_error = str(e) or type(e).__name__
             return None
 
     t0 = time.monotonic()
     deadline = t0 + max(wait_s, 1.0)
-    told = False
+    told = ""
     seen = b""
     ser = None
+    opened = pinged = pump = False
+
+    def tell(what: str, text: str) -> None:
+        nonlocal told
+        if told != what:
+            told = what
+            say(text)
+
     try:
         while time.monotonic() < deadline:
             if ser is None:
                 ser = _open()
                 if ser is None:                    # a real Pico's port is gone while unplugged
+                    tell("closed", f"{port}: cannot open it ({open_error}): waiting up to "
+                         f"{wait_s:.0f} s for the board to appear (plug it in, or check "
+                         "--port)")
                     time.sleep(0.2)
                     continue
+                opened = True
             try:
                 ser.write(b"\r\x03")
                 time.sleep(0.005)
                 seen = (seen + ser.read(4096))[-512:]
+                if not pinged and time.monotonic() - t0 > 0.3:
+                    pinged = True                  # is it the pump's firmware answering?
+                    ser.write(b"\r" + encode(1, "PING"))
+                    time.sleep(0.1)
+                    seen = (seen + ser.read(4096))[-512:]
             except (serial.SerialException, OSError):
                 ser.close()
                 ser = None
@@ -437,13 +485,29 @@ def break_in(port: str, wait_s: float, say: Callable[[str], None] = print,
                 time.sleep(0.05)
                 ser.read(65536)                    # the prompts of the last Ctrl-Cs
                 return time.monotonic() - t0
+            if not pump and _pump_answered(seen):
+                pump = True
+                tell("pump", f"{port}: the pump's firmware answers here (it owns the USB "
+                     "serial), not a MicroPython REPL: power-cycle the board now (its boot "
+                     f"listens for Ctrl-C for 0.5 s); trying for {wait_s:.0f} s. A virtual "
+                     "board (pumpsim board) cannot be flashed")
             if not told and time.monotonic() - t0 > 1.0:
-                told = True
-                say(f"{port}: no REPL answers (the board runs the pump, which owns its USB "
-                    f"serial): power-cycle the board now; trying for {wait_s:.0f} s")
+                tell("quiet", f"{port}: no REPL answers (the board runs the pump, which owns "
+                     f"its USB serial): power-cycle the board now; trying for {wait_s:.0f} s")
     finally:
         if ser is not None:
             ser.close()
+    if not opened:
+        raise FlashError(f"{port}: cannot open the port ({open_error}), and it did not appear "
+                         f"within {wait_s:.0f} s: check --port (a Pico is /dev/ttyACM0 on "
+                         "Linux; ls /dev/ttyACM*)")
+    if pump:
+        raise FlashError(f"{port}: the pump's firmware answered, but no MicroPython REPL "
+                         f"within {wait_s:.0f} s. A board running the pump listens for Ctrl-C "
+                         "only during the first 0.5 s after power-on: power-cycle it while "
+                         "`pumpctl flash` waits (--wait SECONDS). A virtual board (pumpsim "
+                         "board) runs the checkout's firmware and cannot be flashed: --target-dir "
+                         "DIR stages an image")
     raise FlashError(f"{port}: no MicroPython REPL answered Ctrl-C within {wait_s:.0f} s. A "
                      "board running the pump listens for Ctrl-C only during the first 0.5 s "
                      "after power-on: power-cycle it while `pumpctl flash` waits (--wait "

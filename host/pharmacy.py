@@ -5,6 +5,12 @@ will check (the firmware's own `program.prescribe`, so there is one implementati
 arithmetic), the number of vials, the reconstitution, the volume of reconstituted drug to
 add, the final volume and concentration, and a printed label whose check code the pump
 verifies when the label is keyed in (`program.label_code`).
+
+Every bag of the library (24, 48, 72, 96 h, 7 days) is prepared from library values; the
+sheet lists the unverified ones it used and the JSON gives each value's source
+(`provenance`). A preservative bag shows the benzyl alcohol the patient gets in mg/kg/day;
+a drug volume below what a syringe measures accurately is flagged with what to do
+(docs/drug-library.md).
 """
 
 from __future__ import annotations
@@ -62,8 +68,16 @@ def preparation(
     label_version: str | None = None,
     override: int = 0,
     lib: druglib.Library | None = None,
+    regimen: str = "r/r",
+    cycle: int | None = None,
+    day: int | None = None,
+    *,
+    alternatives: bool = True,
 ) -> dict[str, Any]:
-    """The preparation sheet and the bag label as a dict (integers in the pump's units)."""
+    """The preparation sheet and the bag label as a dict (integers in the pump's units).
+    `regimen`, `cycle`, `day`: the plan position the bag is made for (its first infusion day
+    in the cycle); the label carries it and its check code covers it (the pump refuses a
+    label without one, PLAN_REQUIRED)."""
     if lib is None:
         try:
             lib = druglib.load(label_version=label_version)
@@ -95,6 +109,11 @@ def preparation(
                                               unit="ug/m2/day")
     if override:
         rx["override"] = override
+    if cycle is not None or day is not None:
+        for name, v in (("--cycle", cycle), ("--day", day)):
+            if not isinstance(v, int) or isinstance(v, bool) or not 0 < v <= 366:
+                raise UsageError(f"{name}: expected a whole number from 1 to 366, got {v!r}")
+        rx.update(regimen=regimen, cycle=cycle, day_from=day)
     p = program.prescribe(rx, lib)
     if isinstance(p, str):
         raise RxError(f"the pump would reject this prescription: {p}", p)
@@ -126,12 +145,14 @@ def preparation(
     if isinstance(label, str):
         raise RxError(f"the pump would reject this label: {label}", label)
     doc = druglib.read()
+    extra = _bag_extras(doc, lib.label_version, drug, bag, diluent_ul, final_ul,
+                        p["rate_ul_per_h"], rx["weight_g"], drug_ul)
     unverified = [
         {"where": w, "value": v, "source": s}
         for w, v, s in druglib.unverified(doc, lib.label_version)
         if f"/bags/{bag_hours}h/" in w or "/bags/" not in w
     ]
-    return {
+    prep = {
         "drug": drug,
         "label_version": lib.label_version,
         "patient_class": "fixed" if rx["weight_g"] >= entry.adult_min_weight_g else "bsa",
@@ -157,7 +178,159 @@ def preparation(
         "override": bool(override),
         "label": dict(label, check=units.check(label["check"])),   # as printed on the bag
         "unverified": unverified,
+        **extra,
     }
+    if prep["small_volume"] is not None and alternatives:
+        prep["small_volume"]["alternatives"] = _alternatives(
+            drug, weight_kg, height_cm, dose_ug_per_day, dose_ug_per_m2_per_day, bag_hours,
+            lib, override, prep["small_volume"]["min_ul"])
+    return prep
+
+
+# --- preservative, small volumes, provenance (issue 11) ---------------------------------------
+
+SMALL_VOLUME = "SMALL_DRUG_VOLUME"     # the sheet's flag (not a refusal: exit 0)
+_PROVENANCE = ("rate_ul_per_h", "infused_ul", "preservative", "min_weight_g", "diluent",
+               "diluent_ul", "final_ul", "stabilizer_ul", "benzyl_alcohol_ug_per_ml")
+_VIAL = ("ug", "water_ul", "conc_ng_per_ml", "withdrawable_ul", "min_measurable_ul")
+
+
+def _doc_node(doc: dict[str, Any], drug: str, hours: int | None, key: str) -> Any:
+    """The library document's node for `key`: of the bag of `hours`, or of the drug's vial
+    (hours None); None when absent."""
+    for d in doc.get("drugs", []):
+        if d.get("name") != drug:
+            continue
+        if hours is None:
+            return d.get("vial", {}).get(key)
+        for b in d.get("bags", []):
+            if b.get("hours") == hours:
+                return b.get(key)
+    return None
+
+
+def _sourced(node: Any, version: str) -> dict[str, Any]:
+    """{value, source, verified} of one library node for a label version."""
+    return {"value": druglib.value(node, version), "source": node.get("source", ""),
+            "verified": node.get("verified") is not False}
+
+
+def _bag_extras(doc: dict[str, Any], version: str, drug: str, bag: Any, diluent_ul: int,
+                final_ul: int, rate_ul_per_h: int, weight_g: int,
+                drug_ul: int) -> dict[str, Any]:
+    """What the sheet adds to the arithmetic: the library values used with their sources,
+    the benzyl alcohol a preservative bag gives (mg/kg/day), and the small-volume
+    flag (a drug volume below what a standard syringe measures accurately)."""
+    provenance = {}
+    for key in _PROVENANCE:
+        node = _doc_node(doc, drug, bag.hours, key)
+        if node is not None:
+            provenance[key] = _sourced(node, version)
+    for key in _VIAL:
+        node = _doc_node(doc, drug, None, key)
+        if node is not None:
+            provenance["vial/" + key] = _sourced(node, version)
+    benzyl = None
+    if bag.preservative:
+        node = _doc_node(doc, drug, bag.hours, "benzyl_alcohol_ug_per_ml")
+        ug_per_ml = None if node is None else druglib.value(node, version)
+        if not isinstance(ug_per_ml, int) or ug_per_ml <= 0:
+            raise RxError(f"the {bag.hours} h bag is a preservative bag but its benzyl alcohol "
+                          f"content is not in the drug library: consult the label")
+        in_bag_ug = Fraction(diluent_ul * ug_per_ml, 1000)
+        per_day_ug = in_bag_ug * rate_ul_per_h * 24 / final_ul
+        benzyl = {
+            "diluent_ug_per_ml": ug_per_ml,
+            "in_bag_ug": round(in_bag_ug),
+            "ug_per_day": round(per_day_ug),
+            "ug_per_kg_per_day": round(per_day_ug * 1000 / weight_g),
+            "min_weight_g": bag.min_weight_g,
+        }
+    small = None
+    node = _doc_node(doc, drug, None, "min_measurable_ul")
+    if node is not None:
+        min_ul = druglib.value(node, version)
+        if isinstance(min_ul, int) and drug_ul < min_ul:
+            small = {"code": SMALL_VOLUME, "drug_ul": drug_ul, "min_ul": min_ul,
+                     "source": node.get("source", ""), "alternatives": []}
+    return {"provenance": provenance, "benzyl_alcohol": benzyl, "small_volume": small}
+
+
+def _alternatives(drug: str, weight_kg: float | str, height_cm: float | str | None,
+                  dose_ug_per_day: float | str | None,
+                  dose_ug_per_m2_per_day: float | str | None, bag_hours: int,
+                  lib: druglib.Library, override: int, min_ul: int) -> list[dict[str, int]]:
+    """The other bag options this patient may have (the library accepts them) whose drug
+    volume is at least min_ul: what the pharmacist may propose to the prescriber."""
+    entry = lib.drug(drug)
+    out = []
+    for hours in sorted(entry.bags if entry is not None else ()):
+        if hours == bag_hours:
+            continue
+        try:
+            alt = preparation(drug, weight_kg, height_cm, dose_ug_per_day,
+                              dose_ug_per_m2_per_day, hours, lib.label_version, override, lib,
+                              alternatives=False)
+        except RxError:
+            continue
+        if alt["drug_ul"] >= min_ul:
+            out.append({"bag_hours": hours, "drug_ul": alt["drug_ul"]})
+    return out
+
+
+def _mg_kg(ug_per_kg_per_day: int) -> str:
+    """µg/kg/day written as mg/kg/day to 0.01."""
+    return units.dec(round(Fraction(ug_per_kg_per_day, 10)), 100)
+
+
+def _label_preservative(prep: dict[str, Any]) -> list[str]:
+    """The bag label's preservative line: benzyl alcohol in mg/kg/day."""
+    ba = prep["benzyl_alcohol"]
+    if ba is None:
+        return []
+    return [f"  PRESERVATIVE benzyl alcohol {_mg_kg(ba['ug_per_kg_per_day'])} mg/kg/day"]
+
+
+def _small_volume_lines(prep: dict[str, Any]) -> list[str]:
+    """The small-volume flag in words, with what to do."""
+    sv = prep["small_volume"]
+    if sv is None:
+        return []
+    u = units
+    lines = [
+        "",
+        "** FLAG %s: %s of reconstituted drug is below %s, the least volume a syringe "
+        "measures accurately." % (sv["code"], u.volume(sv["drug_ul"]), u.volume(sv["min_ul"])),
+        "   Source: %s" % sv["source"],
+        "   Do not measure it directly.",
+    ]
+    if sv["alternatives"]:
+        lines.append("   Ask the prescriber for a longer bag, which holds more drug: "
+                     + "; ".join("%d h bag: %s" % (a["bag_hours"], u.volume(a["drug_ul"]))
+                                 for a in sv["alternatives"]) + ".")
+        lines.append("   Otherwise prepare by your site's validated intermediate-dilution "
+                     "procedure, checked by a second pharmacist.")
+    else:
+        lines.append("   No bag option for this patient needs %s or more: prepare by your "
+                     "site's validated intermediate-dilution procedure, checked by a second "
+                     "pharmacist, or ask the prescriber." % u.volume(sv["min_ul"]))
+    return lines
+
+
+def _preservative_lines(prep: dict[str, Any]) -> list[str]:
+    """The preservative (benzyl alcohol) the bag gives the patient, for the sheet."""
+    ba = prep["benzyl_alcohol"]
+    if ba is None:
+        return []
+    u = units
+    return [
+        "Benzyl alcohol: %s mg in the bag (diluent %s mg/mL); %s mg/day = %s mg/kg/day "
+        "for %s. Not for patients under %s (label version %s)."
+        % (u.dec(round(Fraction(ba["in_bag_ug"], 1000)), 1), u.dec(ba["diluent_ug_per_ml"]),
+           u.dec(round(Fraction(ba["ug_per_day"], 100)), 10),
+           _mg_kg(ba["ug_per_kg_per_day"]), u.weight(prep["label"]["weight_g"]),
+           u.weight(ba["min_weight_g"]), prep["label_version"]),
+    ]
 
 
 def sheet(prep: dict[str, Any]) -> str:
@@ -178,14 +351,18 @@ def sheet(prep: dict[str, Any]) -> str:
         "Bag: %d h at %s, %s infused%s"
         % (prep["bag_hours"], u.rate(prep["rate_ul_per_h"]), u.volume(prep["infusible_ul"]),
            ", PRESERVATIVE (benzyl alcohol)" if prep["preservative"] else ", preservative-free"),
+        *_preservative_lines(prep),
+        *_small_volume_lines(prep),
         "",
         "1. Reconstitute %d vial(s) of %d ug, each with %s sterile water -> %s ug/mL"
         % (prep["vials"], prep["vial_ug"], u.volume(prep["water_ul_per_vial"]),
            u.dec(prep["vial_conc_ng_per_ml"])),
         "2. Add %s %s to the empty bag" % (u.volume(prep["diluent_ul"]), prep["diluent"]),
         "3. Add %s IV Solution Stabilizer" % u.volume(prep["stabilizer_ul"]),
-        "4. Add %s reconstituted drug (%s ug)" % (u.volume(prep["drug_ul"]),
-                                                 u.dec(prep["drug_ng_in_bag"])),
+        "4. Add %s reconstituted drug (%s ug)%s" % (u.volume(prep["drug_ul"]),
+                                                   u.dec(prep["drug_ng_in_bag"]),
+                                                   "  ** SMALL VOLUME: SEE FLAG **"
+                                                   if prep["small_volume"] else ""),
         "Final: %s at %s" % (u.volume(prep["final_ul"]), u.conc(prep["actual_conc_pg_per_ml"])),
     ]
     if prep["no_flush"]:
@@ -213,7 +390,10 @@ def sheet(prep: dict[str, Any]) -> str:
         f"  conc        {u.conc(lab['conc_pg_per_ml'])}",
         f"  bag volume  {u.volume(lab['bag_volume_ul'])}",
         f"  infuse      {u.volume(lab['infusible_ul'])} (VTBI)",
+        *_label_preservative(prep),
         f"  label ver.  {lab['label_version']}",
+        *([f"  plan        {lab['regimen']} cycle {lab['cycle']} days {lab['day_from']}-"
+           f"{lab['day_to']}"] if "cycle" in lab else []),
         f"  CHECK       {u.check(lab['check'])}",
         "+-------------------------------------------------------------+",
     ]
@@ -224,7 +404,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     """The options of `pumpctl rx` (host/cli.py adds them to its rx subcommand)."""
     p.add_argument("--drug", default="blinatumomab")
     p.add_argument("--weight-kg", required=True, help="0.5 to 350 kg")
-    p.add_argument("--height-cm", help="30 to 260 cm (BSA dosing)")
+    p.add_argument("--height-cm", help="30 to 260 cm (the pump checks the weight against it)")
     dose = p.add_mutually_exclusive_group(required=True)
     dose.add_argument("--dose-ug-per-day", help="the prescribed dose (patients >= 45 kg)")
     dose.add_argument("--dose-ug-per-m2-per-day", help="the prescribed dose (< 45 kg)")
@@ -232,6 +412,10 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--label-version", help="drug-library label version (default: the file's)")
     p.add_argument("--override", type=int, default=0,
                    help="clinician id overriding a soft limit (logged)")
+    p.add_argument("--regimen", default="r/r", help="the treatment plan (default r/r)")
+    p.add_argument("--cycle", type=int, required=True, help="the plan's cycle (1, 2, ...)")
+    p.add_argument("--day", type=int, required=True,
+                   help="the infusion day of the cycle the bag is hung on (1 to 28)")
 
 
 def run(a: argparse.Namespace) -> int:
@@ -239,7 +423,8 @@ def run(a: argparse.Namespace) -> int:
     would refuse raises RxError (exit 1), bad input UsageError (exit 2)."""
     prep = preparation(
         a.drug, a.weight_kg, a.height_cm, a.dose_ug_per_day, a.dose_ug_per_m2_per_day,
-        a.bag_hours, a.label_version, a.override,
+        a.bag_hours, a.label_version, a.override, regimen=a.regimen, cycle=a.cycle,
+        day=a.day,
     )
     if a.json:
         print(json.dumps(dict(prep, ok=True), sort_keys=True))

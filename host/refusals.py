@@ -65,9 +65,10 @@ REFUSALS: dict[str, tuple[str, str]] = {
     ),
     "LOCKOUT_ACTIVE": (
         "the pump is in its over-infusion lockout: no restart for 12 h after an "
-        "OVER_INFUSION alarm (SR-6)",
-        "wait until the lockout ends (pumpctl status shows when), or a clinician ends it "
-        "early with pumpctl override (logged)",
+        "OVER_INFUSION alarm or a reported overdose (SR-6, the label: restart no earlier "
+        "than 12 h after the interruption); no role ends it early",
+        "wait until the lockout ends (pumpctl status shows when); then a clinician "
+        "acknowledges it (pumpctl override) or programs the correct dose",
     ),
     "NOT_AUTHORISED": (
         "this role may not give this command in the pump's state, or the frame's "
@@ -97,7 +98,61 @@ REFUSALS: dict[str, tuple[str, str]] = {
         "the dose is under the hard cap but is not one of the label's dose steps (9 or 28 "
         "ug/day; 5 or 15 ug/m2/day): a soft limit (SR-2)",
         "check the prescription; if the dose is intended, a clinician accepts it with an "
-        "override id (pumpctl rx --override ID), which is logged",
+        "override id (pumpctl rx --override ID), which is logged; a weight more than 10 % "
+        "from the patient's previous bag: confirm the weighing, then a clinician keys the "
+        "program with the weight confirmed (logged)",
+    ),
+    "SERVICE_MODE_REQUIRED": (
+        "a basic rate/VTBI program (no drug library) outside service mode: the pump takes "
+        "one only at the bench, with no patient attached",
+        "program a patient from the bag label (pumpctl rx, pumpctl program FILE); at the "
+        "bench, the service role first enters service mode (pumpctl service)",
+    ),
+    "SERVICE_MODE_ACTIVE": (
+        "the pump is in service mode (no patient attached): a patient's program or command "
+        "is refused there",
+        "finish at the bench and leave service mode (pumpctl exit-service), then program the "
+        "patient from the bag label",
+    ),
+    "HEIGHT_REQUIRED": (
+        "the label gives no height: the pump checks every weight against a height, and BSA "
+        "dosing needs both",
+        "measure the patient's height and have the label printed with it (pumpctl rx "
+        "--height-cm)",
+    ),
+    "MEASURES_IMPLAUSIBLE": (
+        "the weight and height give a body mass index outside 5-80 kg/m2 (drug library, "
+        "device policy): a slip in one of them, e.g. 4.5 kg keyed as 45 kg",
+        "weigh and measure the patient again and have the label printed with the right "
+        "values; do not infuse this bag",
+    ),
+    "BSA_MISMATCH": (
+        "the BSA on the label differs by more than 5 % from the one the pump computes from "
+        "the label's weight and height (Mosteller)",
+        "do not infuse this bag: the dose was calculated for another body size; return it "
+        "to pharmacy with the patient's weight and height",
+    ),
+    "PREMEDICATION_REQUIRED": (
+        "the infusion was interrupted for at least the library's premedication threshold "
+        "(4 h): a restart needs premedication and supervision first (SR-7)",
+        "give the premedication, then a clinician confirms it (pumpctl premedicated) and "
+        "resumes or starts",
+    ),
+    "BAG_EXPIRED": (
+        "the bag has hung longer than its duration plus the library's tolerance since it "
+        "first ran: it is not resumed",
+        "stop and replace the bag with a fresh one from pharmacy (it is not flushed)",
+    ),
+    "DOSE_STEP_MISMATCH": (
+        "the bag's dose is not the dose step the treatment plan has due today (e.g. a 28 "
+        "ug/day bag on day 3 of cycle 1), or its plan position is not the pump's",
+        "check the plan (pumpctl status shows cycle, day and step) and hang the bag made "
+        "for today's step",
+    ),
+    "PLAN_REQUIRED": (
+        "the bag label does not say which plan position it was made for (regimen, cycle, "
+        "infusion days): the pump checks every bag against the treatment plan",
+        "have the label printed with its plan position (pumpctl rx --regimen --cycle --day)",
     ),
     # --- the command door (pump/commands.py) ---------------------------------------------
     "UNKNOWN_COMMAND": (
@@ -224,7 +279,9 @@ KINDS: dict[str, tuple[str, ...]] = {
         "RATE_VOLUME_MISMATCH", "DOSE_RATE_MISMATCH", "DOSE_ABOVE_LIMIT",
         "CONCENTRATION_OUT_OF_RANGE", "DURATION_NOT_OFFERED", "PRESERVATIVE_WEIGHT_LIMIT",
         "UNIT_REJECTED", "UNKNOWN_DRUG", "LOCKOUT_ACTIVE", "NOT_AUTHORISED", "BAD_INPUT",
-        "INVALID_STATE", "LABEL_CHECK_MISMATCH", "OVERRIDE_REQUIRED"),
+        "INVALID_STATE", "LABEL_CHECK_MISMATCH", "OVERRIDE_REQUIRED", "SERVICE_MODE_REQUIRED",
+        "SERVICE_MODE_ACTIVE", "HEIGHT_REQUIRED", "MEASURES_IMPLAUSIBLE", "BSA_MISMATCH",
+        "PREMEDICATION_REQUIRED", "BAG_EXPIRED", "DOSE_STEP_MISMATCH", "PLAN_REQUIRED"),
     "command": ("UNKNOWN_COMMAND", "NO_PROPOSAL", "PROPOSAL_EXPIRED"),
     "frame": ("BAD_FRAME", "TOO_LONG", "REPLAYED", "INTERNAL"),
     "alarm": (

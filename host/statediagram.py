@@ -126,7 +126,42 @@ def render() -> str:
     for trigger, sources, dest, guard, before, after in table():
         cells = [f"`{trigger}`", _cell(sources), dest, _cell(guard), _cell(before), _cell(after)]
         lines.append("| " + " | ".join(cells) + " |")
+    lines += ["", *NOTES]
     return "\n".join(lines) + "\n"
+
+
+NOTES = [
+    "## Service mode (SERVICE)",
+    "",
+    "Bench programs (a rate and a VTBI, no drug library) exist for the bench alone (issue 11): "
+    "the pump takes one only in service mode, from the service role (`SERVICE_MODE_REQUIRED` "
+    "anywhere else), and refuses a patient's label there (`SERVICE_MODE_ACTIVE`). The pump "
+    "cannot sense whether a patient is connected, so how it knows none is: the service role "
+    "enters service mode (`service`, authenticated, journalled) only from IDLE, with no "
+    "program loaded and no lockout in force (`guard_enter_service`); that entry is its "
+    "declaration that no patient is attached, and `after_service` clears the patient, the "
+    "treatment plan and any open interruption, on entry and again on `exit_service`, so that "
+    "nothing of a patient reaches a bench program and nothing of the bench a patient. The "
+    "mode is a journal flag (it survives power loss: `restore_service`) and shows in STATUS "
+    "as `\"mode\": \"SERVICE\"` in every state it lasts through (PROGRAMMED, RUNNING, ...); "
+    "the state is SERVICE while no bench program is loaded (`clear` and `override` go back to "
+    "SERVICE, `guard_service`). Who may do what in it: docs/protocol.md, the service-mode role "
+    "table.",
+    "",
+    "## The 12 h lockout (LOCKOUT)",
+    "",
+    "OVER_INFUSION (the monitor) or a clinician's `OVERDOSE` report (an overdose found outside "
+    "the pump, journalled with its reason) starts the lockout: no restart for the drug "
+    "library's 12 h. No single role ends it early: `override` is refused `LOCKOUT_ACTIVE` "
+    "until the lockout time has passed (`guard_override`), then it only acknowledges the end. "
+    "SR-6 (docs/requirements.md) allows an early end by an authenticated clinician override; "
+    "the label says to "
+    "restart *no earlier than 12 hours* after the interruption, and a second role adds no "
+    "clinical knowledge of the patient's exposure, so the pump follows the label: nobody "
+    "ends it early. The lockout and its end time survive power loss (journal) and STATUS "
+    "shows them (`lockout_until_s`, `lockout_remaining_s`). A lockout in service mode (a "
+    "bench run, no patient) the service role ends.",
+]
 
 
 def main(argv: list[str] | None = None) -> int:

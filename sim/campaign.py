@@ -93,7 +93,18 @@ def read_checkpoint(path: str, key: dict[str, Any]) -> list[dict[str, Any]]:
     if not isinstance(head, dict) or "campaign" not in head:
         raise CampaignError("%s is not a campaign checkpoint (first line: %r)"
                             % (path, lines[0][:80]))
-    if head["campaign"] != key:
+    was = head["campaign"]
+    if isinstance(was, dict) and "firmware_sha256" in key \
+            and was.get("firmware_sha256") != key["firmware_sha256"] \
+            and {k: v for k, v in was.items() if k != "firmware_sha256"} \
+            == {k: v for k, v in key.items() if k != "firmware_sha256"}:
+        raise CampaignError(
+            "--resume: the firmware changed since the campaign in %s began (its firmware "
+            "sha256 %s, now %s): one campaign's table comes from one firmware; run without "
+            "--resume to start it again, or give another --out"
+            % (path, str(was.get("firmware_sha256") or "not recorded")[:16],
+               str(key["firmware_sha256"])[:16]))
+    if was != key:
         raise CampaignError(
             "--resume: %s is a checkpoint of another campaign (%s); run without --resume to "
             "start this one there, or give another --out" % (path, _describe(head["campaign"])))

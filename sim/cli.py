@@ -23,7 +23,12 @@ EXIT_INVALID = 2
 
 
 def _add_run(sub: Any) -> None:
-    p = sub.add_parser("run", help="run one scenario file")
+    p = sub.add_parser("run", help="run one scenario file", description="Run one scenario "
+                       "file (docs/scenarios.md) through the firmware on the simulated pump and "
+                       "print its summary: the fault, its detection and its excess against "
+                       "their limits, the expectations. Exit 0 when every expectation is met "
+                       "(or the scenario is expected to fail), 1 otherwise, 2 for an invalid "
+                       "file.")
     p.add_argument("file", help="scenario TOML file")
     p.add_argument("--json", action="store_true", help="print the result as JSON")
     p.add_argument("--out", metavar="DIR", help="write result.json, trace.csv, journal.bin "
@@ -55,26 +60,41 @@ def cmd_run(args: argparse.Namespace) -> int:
 
 
 def summary(res: dict[str, Any]) -> str:
-    """A short human summary of one result."""
+    """A short human summary of one result: the figures of the report's card (the fault,
+    its detection and its own excess against their limits, the whole run's excess with the
+    cassette's drift told apart), then the expectations in words with their limits."""
+    from sim import report
+
+    accepted = "accepted" if res["accepted"] else "refused: %s" % res["reject_code"]
     lines = [
         "%s: %s" % (res["scenario"], _verdict(res)),
-        "  accepted %s%s, final state %s, %.1f h simulated in %.2f s"
-        % (res["accepted"], "" if res["reject_code"] is None else " (%s)" % res["reject_code"],
-           res["final_state"], res["sim_hours"], res["wall_s"]),
-        "  delivered %.3f mL (firmware counted %.3f, programmed line %.3f), excess %.3f mL, "
-        "bolus %.3f mL" % (res["delivered_ml"], res["counted_ml"], res["allowed_ml"],
-                           res["excess_ml"], res["bolus_ml"]),
-        "  dose %.3f ug (prescribed %.3f ug)" % (res["dose_ug"], res["prescribed_dose_ug"]),
+        "  program %s; final state %s; %.1f h simulated in %.2f s"
+        % (accepted, res["final_state"], res["sim_hours"], res["wall_s"]),
     ]
+    if not res["accepted"] and res.get("reject_code"):
+        from host import refusals
+        lines.append("    %s" % refusals.explain(str(res["reject_code"])))
+    for what, val, notes, limit, ok in report.qa_rows(res):
+        if what.startswith("final state"):
+            continue
+        verdict = "" if not limit else "  (limit %s: %s)" % (limit, "met" if ok else "NOT met")
+        lines.append("  %s: %s%s" % (what, val, verdict))
+        lines += ["      %s" % n for n in notes]
+    lines.append("  the firmware counted %.3f mL delivered; the programmed line: %.3f mL"
+                 % (res["counted_ml"], res["allowed_ml"]))
     alarms = res["alarms"]
     if alarms:
-        shown = ", ".join("%s@%.0fs" % (a["code"], a["t_s"]) for a in alarms[:6])
+        shown = ", ".join("%s at %s" % (a["code"], report.fmt_duration(a["t_s"]))
+                          for a in alarms[:6])
         more = "" if len(alarms) <= 6 else " (+%d more)" % (len(alarms) - 6)
         lines.append("  alarms: " + shown + more)
-    for e in res["expectations"]:
-        lines.append("  [%s] %s: expected %s, got %s"
-                     % ("pass" if e["passed"] else "FAIL", e["name"], e["expected"],
-                        e["actual"]))
+    exps = res["expectations"]
+    if exps:
+        bad = sum(1 for e in exps if not e["passed"])
+        lines.append("  expectations (%d/%d met):" % (len(exps) - bad, len(exps)))
+    for e in exps:
+        lines.append("    [%s] %s" % ("pass" if e["passed"] else "FAIL",
+                                      report.expectation_text(e, key=True)))
     for label, key in (("trace", "trace_file"), ("plot", "plot_file"),
                        ("fault plot", "fault_plot_file")):
         if res.get(key):

@@ -21,6 +21,7 @@ class Fault:
     fn: Callable[[Any, Params], None]
     params: dict[str, tuple[type, Any]] = field(default_factory=dict)
     doc: str = ""
+    choices: dict[str, tuple[str, ...]] = field(default_factory=dict)   # of a str parameter
 
 
 def _until(sim: Any, p: Params, undo: Callable[[], None]) -> None:
@@ -79,6 +80,19 @@ def power_loss(sim: Any, p: Params) -> None:
     sim.power_loss(int(round(p["duration_s"] * 1000)), p["ticks_reset"])
 
 
+def overdose_reported(sim: Any, p: Params) -> None:
+    sim.operator("OVERDOSE", {"reason": p["reason"]})
+
+
+def restart(sim: Any, p: Params) -> None:
+    sim.restart(p["premedicated"])
+
+
+def pause(sim: Any, p: Params) -> None:
+    sim.operator("PAUSE", {})
+    sim.later(int(round(p["duration_s"] * 1000)), lambda: sim.operator("RESUME", {}))
+
+
 def battery_drain(sim: Any, p: Params) -> None:
     sim.plant.set_battery_drain(sim.now, p["mv_per_h"])
 
@@ -112,6 +126,19 @@ FAULTS: dict[str, Fault] = {
     "power_loss": Fault(power_loss, {"duration_s": (float, 60.0), "ticks_reset": (bool, True)},
                         "power cut: the controller is discarded; a new one boots from the "
                         "journal after duration_s"),
+    # operator actions (issue 11): what a clinician or the patient does, through the door
+    "overdose_reported": Fault(overdose_reported, {"reason": (str, "preparation_error")},
+                               "a clinician reports an overdose found outside the pump "
+                               "(OVERDOSE): the 12 h lockout starts",
+                               {"reason": ("wrong_bag", "preparation_error",
+                                           "programming_error", "other")}),
+    "restart": Fault(restart, {"premedicated": (bool, False)},
+                     "a clinician programs the current bag again and starts it (after a "
+                     "lockout, an interruption), confirming premedication first when "
+                     "premedicated; a refusal is the run's reject_code"),
+    "pause": Fault(pause, {"duration_s": (float, 600.0)},
+                   "the patient pauses, and resumes after duration_s; a refused resume is the "
+                   "run's reject_code"),
     "battery_drain": Fault(battery_drain, {"mv_per_h": (float, 100.0)},
                            "the battery drains at mv_per_h from now"),
 }

@@ -70,9 +70,9 @@ class Plant(physics.Plant):
         n = cfg.stroke_noise
         noise = [1.0 + rng.uniform(-n, n) for _ in range(_NOISE_TABLE)] if n \
             else [1.0] * _NOISE_TABLE
-        # Per-cassette calibration (SPEC §3): the stroke volume measured when the cassette is
-        # fitted, with the measurement's own error; drawn after the noise table so seeds keep
-        # their cassettes and noise.
+        # Per-cassette calibration (docs/reliability.md): the stroke volume measured when the
+        # cassette is fitted, with the measurement's own error; drawn after the noise table so
+        # seeds keep their cassettes and noise.
         err = rng.gauss(0.0, cfg.calibration_sd) if cfg.calibration_sd else 0.0
         measured_ul = cfg.stroke_ul * (factor if cfg.calibrated else 1.0)
         measured_ul *= 1.0 + (err if cfg.calibrated else 0.0)

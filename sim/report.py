@@ -469,49 +469,62 @@ def _mark(ok: bool | None) -> str:
             '<span class="bad">&#10007; NOT met</span>')
 
 
+def _fault_params(f: dict[str, Any]) -> str:
+    """A fault's parameters in words: 'factor 10', 'for 1.0 h' (duration_s), 'clamp open'."""
+    out = []
+    for k, v in (f.get("params") or {}).items():
+        if k == "duration_s":
+            if _isnum(v) and v > 0:
+                out.append("for %s" % fmt_duration(v))
+        elif isinstance(v, bool):
+            out.append("%s %s" % (k.replace("_", " "), "yes" if v else "no"))
+        else:
+            out.append("%s %s" % (k.replace("_", " "), fmt_num(v)))
+    return ", ".join(out)
+
+
 def _fault_label(r: dict[str, Any]) -> str:
-    fs = r.get("faults") or []
+    """'motor_runaway (factor 10) at 2.0 h; ...': each fault injected, when."""
     parts = []
-    for f in fs:
-        params = ", ".join("%s %s" % (k, ("yes" if v else "no") if isinstance(v, bool)
-                                      else fmt_num(v))
-                           for k, v in (f.get("params") or {}).items()
-                           if not (k == "duration_s" and v == 0))
+    for f in r.get("faults") or []:
+        params = _fault_params(f)
         parts.append("%s%s at %s" % (f.get("kind"), " (%s)" % params if params else "",
                                      fmt_duration(f.get("t_s"))))
     return "; ".join(parts)
 
 
-def qa_figures(r: dict[str, Any]) -> list[tuple[str, str, str, bool | None]]:
-    """(figure, value, limit, met?) rows a QA lead asks about, for one scenario."""
+def qa_rows(r: dict[str, Any]) -> list[tuple[str, str, list[str], str, bool | None]]:
+    """(figure, value, notes, limit, met?) a QA lead asks about, for one scenario, as plain
+    text: the fault, what detected it and when, the excess the fault caused and the whole
+    run's excess over the programmed line (the cassette's drift told apart), the bolus, the
+    volume and dose, the final state. The report's card and `pumpsim run` show these."""
     lim = limits(r)
-    out: list[tuple[str, str, str, bool | None]] = []
+    out: list[tuple[str, str, list[str], str, bool | None]] = []
     faults = r.get("faults") or []
     if faults:
-        out.append(("fault injected", _e(_fault_label(r)), "", None))
+        out.append(("fault injected", _fault_label(r), [], "", None))
         det = detection(r)
         if det is None:
             val = "no alarm answered it"
             ok: bool | None = False if "latency_s" in lim else None
         else:
             lat = det[0] - float(faults[0]["t_s"])
-            val = "%s after %s" % (_e(det[1]), fmt_duration(lat))
+            val = "%s after %s" % (det[1], fmt_duration(lat))
             ok = None if "latency_s" not in lim else lat <= lim["latency_s"]
-        out.append(("detected by", val, "≤ %s" % fmt_duration(lim["latency_s"])
+        out.append(("detected by", val, [], "≤ %s" % fmt_duration(lim["latency_s"])
                     if "latency_s" in lim else "", ok))
         fe = r.get("fault_excess_ml")
-        note = ""
+        notes = []
         win = r.get("fault_window_excess_ml")
         if _isnum(win) and _isnum(fe) and fe - win > 0.001:
-            note = ("%s mL of it up to the detection; the rest accrued over the rest of the "
-                    "run at the cassette's %+.2f %% (drift)" % (fmt_num(win),
-                                                                 r.get("stroke_error_pct") or 0))
+            notes.append("%s mL of it up to the detection; the rest accrued over the rest of "
+                         "the run at the cassette's %+.2f %% (drift)"
+                         % (fmt_num(win), r.get("stroke_error_pct") or 0))
         ok = None if "fault_excess_ml" not in lim or not _isnum(fe) else \
             float(fe) <= lim["fault_excess_ml"]
-        out.append(("excess the fault caused", "%s mL%s" % (
-            fmt_num(fe), '<span class="note">%s</span>' % _e(note) if note else ""),
-            "≤ %s mL" % fmt_num(lim["fault_excess_ml"]) if "fault_excess_ml" in lim else "",
-            ok))
+        out.append(("excess the fault caused", "%s mL" % fmt_num(fe), notes,
+                    "≤ %s mL" % fmt_num(lim["fault_excess_ml"]) if "fault_excess_ml" in lim
+                    else "", ok))
     ex = r.get("excess_ml")
     if _isnum(ex) and (ex >= 0.001 or "excess_ml" in lim):
         se = r.get("stroke_error_pct")
@@ -524,12 +537,11 @@ def qa_figures(r: dict[str, Any]) -> list[tuple[str, str, str, bool | None]]:
                          "over the %s mL programmed (drift, not a fault)"
                          % (se, fmt_num(float(se) * float(allowed) / 100.0), fmt_num(allowed)))
         ok = None if "excess_ml" not in lim else float(ex) <= lim["excess_ml"]
-        out.append(("excess over the programmed line (whole run)", "%s mL%s" % (
-            fmt_num(ex), "".join('<span class="note">%s</span>' % _e(n) for n in notes)),
-            "≤ %s mL" % fmt_num(lim["excess_ml"]) if "excess_ml" in lim else "", ok))
+        out.append(("excess over the programmed line (whole run)", "%s mL" % fmt_num(ex), notes,
+                    "≤ %s mL" % fmt_num(lim["excess_ml"]) if "excess_ml" in lim else "", ok))
     bol = r.get("bolus_ml")
     if _isnum(bol) and ("bolus_ml" in lim or bol > 0):
-        out.append(("bolus on clearing", "%s mL" % fmt_num(bol),
+        out.append(("bolus on clearing", "%s mL" % fmt_num(bol), [],
                     "≤ %s mL" % fmt_num(lim["bolus_ml"]) if "bolus_ml" in lim else "",
                     None if "bolus_ml" not in lim else bol <= lim["bolus_ml"]))
     p = prescribed_ml(r)
@@ -537,14 +549,20 @@ def qa_figures(r: dict[str, Any]) -> list[tuple[str, str, str, bool | None]]:
         out.append(("delivered (plant truth) / prescribed in the run" if p is not None else
                     "delivered (plant truth)", "%s mL%s" % (
                         fmt_num(r["delivered_ml"]), "" if p is None else " / %s mL" % fmt_num(p)),
-                    "", None))
+                    [], "", None))
     if _isnum(r.get("dose_ug")):
         out.append(("dose / prescribed", "%s µg / %s µg" % (
-            fmt_num(r["dose_ug"]), fmt_num(r.get("prescribed_dose_ug"))), "", None))
+            fmt_num(r["dose_ug"]), fmt_num(r.get("prescribed_dose_ug"))), [], "", None))
     if r.get("final_state"):
-        out.append(("final state; alarms", "%s; %s" % (_e(r["final_state"]), _e(
-            _alarm_counts(a["code"] for a in r.get("alarms") or []) or "none")), "", None))
+        out.append(("final state; alarms", "%s; %s" % (r["final_state"], _alarm_counts(
+            a["code"] for a in r.get("alarms") or []) or "none"), [], "", None))
     return out
+
+
+def qa_figures(r: dict[str, Any]) -> list[tuple[str, str, str, bool | None]]:
+    """qa_rows as HTML: (figure, value with its notes, limit, met?), the value escaped."""
+    return [(what, _e(val) + "".join('<span class="note">%s</span>' % _e(n) for n in notes),
+             limit, ok) for what, val, notes, limit, ok in qa_rows(r)]
 
 
 def _md_code(text: str) -> str:
@@ -611,11 +629,13 @@ def _card_html(r: dict[str, Any]) -> str:
         ("trumpet", "trumpet curve (PR-6)")) if lbl in links]
     if plots:
         # the first plot (the fault up close when there is a fault) at the column's width,
+        # a second one too (a three-panel figure is unreadable at half of it); from three on,
         # the others half as wide beside each other: a scenario fits on one screen
         parts.append('<div class="plots">%s</div>' % "".join(
             '<figure class="%s"><a href="%s" title="open full size"><img src="%s" alt="%s: %s">'
             '</a><figcaption>%s (click for full size)</figcaption></figure>'
-            % ("big" if i == 0 else "small", _href(h), _href(h), _e(name), _e(cap), _e(cap))
+            % ("big" if i == 0 or len(plots) <= 2 else "small", _href(h), _href(h), _e(name),
+               _e(cap), _e(cap))
             for i, (_lbl, h, cap) in enumerate(plots)))
     elif st != ERROR:
         parts.append('<div class="plots na">%s</div>' % (

@@ -3,7 +3,7 @@
 The firmware (`firmware/pump`) runs in-process on SimHal; the engine jumps from event to
 event (the controller's next wake, a plant crossing, a fault, a bag change, a trace sample).
 
-Result (DESIGN §6 fields, then extensions): scenario, accepted, reject_code, final_state,
+Result (docs/results.md): scenario, accepted, reject_code, final_state,
 alarms [{t_s, code}], delivered_ml (plant truth), counted_ml (firmware's commanded count,
 summed over bags), allowed_ml (the programmed line at the end), excess_ml (max over the run
 of delivered − programmed line; the line is each program's rate integrated over the time
@@ -44,7 +44,7 @@ from fractions import Fraction
 from typing import Any
 
 from pump import codes
-from pump.codes import CLINICIAN, COMPLETE, PAUSED, RUNNING
+from pump.codes import CLINICIAN, COMPLETE, PATIENT, PAUSED, RUNNING, SERVICE_ROLE
 from pump.commands import COMMANDS
 from pump.controller import Controller
 from pump.runtime import Runtime
@@ -52,7 +52,7 @@ from sim.engine import PRIO_FAULT, PRIO_SAMPLE, Engine
 from sim.faults import FAULTS
 from sim.hal import DirStorage, MemStorage, SimHal
 from sim.plant import Plant
-from sim.programming import prescribed_dose_ug, proposal_args
+from sim.programming import is_basic, prescribed_dose_ug, proposal_args
 from sim.scenario import Scenario
 
 TRACE_HEADER = "t_s,state,delivered_ml,counted_ml,allowed_ml,pressure_mmhg,alarm"
@@ -191,11 +191,18 @@ class Sim:
             ctl.delivery.fault_num = self.rate_error.numerator
             ctl.delivery.fault_den = self.rate_error.denominator
 
+    def _role(self) -> int:
+        """Who programs the current bag: the clinician a patient's, the service role a basic
+        (rate/VTBI) one, which the pump takes only in service mode (issue 11)."""
+        i = self.bag_index if self.bag_index >= 0 else 0
+        return SERVICE_ROLE if is_basic(self.sc.bags[i]) else CLINICIAN
+
     def _command(self, name: str, args: dict[str, Any]) -> Any:
-        """One command through the pump's door, as the clinician, with the current bag's
-        program id as the counter; the main loop steps right after. Logged in `requests`
-        under its action (the controller trigger): None or the rejection code."""
-        r = self.door.execute(name, args, CLINICIAN, self.bag_index + 1)
+        """One command through the pump's door, as the clinician (the service role for a
+        basic program), with the current bag's program id as the counter; the main loop
+        steps right after. Logged in `requests` under its action (the controller trigger):
+        None or the rejection code."""
+        r = self.door.execute(name, args, self._role(), self.bag_index + 1)
         self.hal.wake()
         code = r if isinstance(r, str) else None
         self.requests.append({"t_s": self.now / 1000.0, "trigger": COMMANDS[name][0],
@@ -225,7 +232,14 @@ class Sim:
         if isinstance(args, str):
             self._reject(args)
             return
-        proposal = self.door.execute("PROPOSE", args, CLINICIAN, i + 1)
+        role = self._role()
+        if role == SERVICE_ROLE and not ctl.service:
+            # the bench: into service mode first (no patient attached)
+            r = self.door.execute("SERVICE", {}, SERVICE_ROLE, i + 1)
+            if isinstance(r, str):
+                self._reject(r)
+                return
+        proposal = self.door.execute("PROPOSE", args, role, i + 1)
         if isinstance(proposal, str):
             self._reject(proposal)
             return
@@ -243,7 +257,63 @@ class Sim:
         snap = ctl.snapshot()
         self.prog_rate_ul_per_h = snap["rate_ul_per_h"]
         self.prog_vtbi_ul = snap["vtbi_nl"] / 1000.0
-        self._command("START", {})
+        if bag.premedicated:
+            self._command("PREMEDICATED", {})
+        r = self._command("START", {})
+        if isinstance(r, str):
+            self._reject(r)          # e.g. PREMEDICATION_REQUIRED after a long interruption
+
+    # --- operator actions (sim/faults.py: overdose_reported, restart, pause) ---------------------
+    def operator(self, name: str, args: dict[str, Any]) -> Any:
+        """A command a person gives at the pump (the clinician; PAUSE/RESUME the patient's)
+        through the door; a refused RESUME is the run's reject_code."""
+        if self.door is None:
+            return None
+        role = PATIENT if name in ("PAUSE", "RESUME") else CLINICIAN
+        r = self.door.execute(name, args, role, self.bag_index + 1)
+        self.hal.wake()
+        self.requests.append({"t_s": self.now / 1000.0, "trigger": COMMANDS[name][0],
+                              "result": r if isinstance(r, str) else None})
+        if name == "RESUME" and isinstance(r, str):
+            self._reject(r)
+        return r
+
+    def restart(self, premedicated: bool = False) -> None:
+        """A clinician programs the current bag again and starts it (after a lockout or an
+        interruption), confirming premedication first when `premedicated`: the first refusal
+        is the run's reject_code."""
+        ctl = self.controller
+        if ctl is None or self.bag_index < 0:
+            return
+        now = self.now
+        self._check(now)
+        i = self.bag_index
+        args = proposal_args(self.sc, i)
+        if isinstance(args, str):
+            self._reject(args)
+            return
+        proposal = self.door.execute("PROPOSE", args, CLINICIAN, i + 1)
+        if isinstance(proposal, str):
+            self._reject(proposal)
+            return
+        self._leave_running(now)
+        allowed = self._bag_allowed_ul()
+        commanded_nl = ctl.snapshot()["commanded_nl"]
+        r = self._command("CONFIRM", {"echo": proposal["echo"]})
+        if isinstance(r, str):
+            self._reject(r)
+            return
+        self.allowed_base_ul += allowed
+        self.counted_base_nl += commanded_nl
+        self.run_ms = 0
+        snap = ctl.snapshot()
+        self.prog_rate_ul_per_h = snap["rate_ul_per_h"]
+        self.prog_vtbi_ul = snap["vtbi_nl"] / 1000.0
+        if premedicated:
+            self._command("PREMEDICATED", {})
+        r = self._command("START", {})
+        if isinstance(r, str):
+            self._reject(r)
 
     def _reject(self, code: Any) -> None:
         if self.accepted:

@@ -1,10 +1,10 @@
-"""Scenario files (TOML, DESIGN §6): load, validate, and expand into a plan of bags.
+"""Scenario files (TOML, docs/scenarios.md): load, validate, and expand into a plan of bags.
 
 Every field is checked; an invalid file raises ScenarioError whose message starts with the
 field's path, e.g. "faults[2].at_h: expected a number >= 0, got 'soon'". Unknown fields are
 errors too (a typo must not silently fall back to a default).
 
-Beyond DESIGN §6 (extensions, nothing renamed):
+Beyond the first version's fields (extensions, nothing renamed):
   description, tags                       free text / list of strings
   [patient] height_cm                     for BSA dosing (Mosteller)
   [prescription] dose_ug_per_m2_per_day, max_dose_ug_per_day, infusible_ml,
@@ -56,6 +56,7 @@ DEFAULT_BAG_CHANGE_MIN = 10.0
 RANGES: dict[str, tuple[float, float, bool]] = {
     "weight_kg": (0.0, 700.0, True),
     "height_cm": (0.0, 300.0, True),
+    "bsa_m2": (0.0, 5.0, True),
     "dose_ug_per_day": (0.0, 10000.0, False),
     "dose_ug_per_m2_per_day": (0.0, 10000.0, False),
     "max_dose_ug_per_day": (0.0, 10000.0, False),
@@ -87,8 +88,8 @@ RANGES: dict[str, tuple[float, float, bool]] = {
     "dose_ug_min": (-1000000.0, 1000000.0, False),
     "dose_ug_max": (-1000000.0, 1000000.0, False),
 }
-# [plant] numbers: the reference mechanism (a 50 uL stroke, SPEC §3) and what can physically
-# vary about it. The cassette the seed draws must also calibrate to a value the firmware
+# [plant] numbers: the reference mechanism (a 50 uL stroke, plant/physics.py) and what can
+# physically vary about it. The cassette the seed draws must also calibrate to a value the firmware
 # accepts (checked in _plant_problem).
 PLANT_RANGES: dict[str, tuple[float, float, bool]] = {
     "stroke_ul": (40.0, 60.0, False),
@@ -157,6 +158,16 @@ class Bag:
     dose_ug_per_m2_per_day: float | None = None
     weight_kg: float | None = None
     height_cm: float | None = None
+    # the plan position (issue 11): the regimen, and for the plan's first bag its cycle and
+    # infusion day (None: from the dose); label_day: the day printed on this bag's label when
+    # it is not the day the bag is hung (a bag made for another day)
+    regimen: str = "r/r"
+    cycle: int | None = None
+    day: int | None = None
+    label_day: int | None = None
+    weight_confirmed: bool = False      # a clinician confirms a changed weight at the pump
+    premedicated: bool = False          # a clinician confirms premedication before its start
+    bsa_m2: float | None = None         # a BSA printed on the label (else none: computed)
 
 
 @dataclass
@@ -279,12 +290,13 @@ def _known(t: dict, allowed: Any, path: str) -> None:
 # --- the file ---------------------------------------------------------------------------------
 _TOP = ("name", "description", "tags", "patient", "prescription", "programming", "run",
         "plant", "faults", "steps", "expect", "report")
-_PATIENT = ("weight_kg", "height_cm")
+_PATIENT = ("weight_kg", "height_cm", "bsa_m2")
 _PRESCRIPTION = ("drug", "dose_ug_per_day", "dose_ug_per_m2_per_day", "max_dose_ug_per_day",
                  "bag_hours", "infusible_ml", "concentration_ug_per_ml",
-                 "prepared_concentration_ug_per_ml", "overfill_ml", "fill_ml")
+                 "prepared_concentration_ug_per_ml", "overfill_ml", "fill_ml",
+                 "regimen", "cycle", "day", "label_day", "weight_confirmed", "premedicated")
 _PROGRAMMING = ("rate_ml_per_h", "vtbi_ml", "rate_unit")
-_STEP = _PRESCRIPTION + _PROGRAMMING + ("repeat", "pause_min", "interruption_h")
+_STEP = _PRESCRIPTION + _PROGRAMMING + ("repeat", "pause_min", "interruption_h", "weight_kg")
 _RUN = ("hours", "seed", "start_ticks", "sample_s", "resume_after_power_loss")
 _EXPECT = ("alarm", "alarm_within_min", "no_alarms_except", "final_state", "max_excess_ml",
            "max_fault_excess_ml", "delivered_ml_min", "delivered_ml_max", "max_bolus_ml",
@@ -435,6 +447,9 @@ def parse(data: dict[str, Any], path: str | None = None) -> Scenario:
                 gap = p_min * 60000.0 + (inter * 3600000.0 if r == 0 else 0.0)
                 bags.append(_bag(len(bags), int(round(gap)), base, st, sp, weight, height))
 
+    label_bsa = _num(patient, "bsa_m2", "patient")
+    for b in bags:
+        b.bsa_m2 = label_bsa
     faults = _faults(data.get("faults", []))
     plant = _plant(_table(data, "plant"))
     expect = _expect(_table(data, "expect"))
@@ -467,8 +482,11 @@ def parse(data: dict[str, Any], path: str | None = None) -> Scenario:
 
 def _bag(index: int, gap_ms: int, base: dict, over: dict, path: str,
          weight: float | None, height: float | None) -> Bag:
-    """Resolve one bag: step fields override the prescription/programming defaults."""
+    """Resolve one bag: step fields override the prescription/programming defaults (a
+    step's weight_kg the patient's: the weight on that bag's label)."""
     t = {**base, **over}
+    if "weight_kg" in over:
+        weight = _num(over, "weight_kg", path)
 
     def where(key: str) -> str:
         return path if key in over else ("programming" if key in _PROGRAMMING
@@ -497,6 +515,11 @@ def _bag(index: int, gap_ms: int, base: dict, over: dict, path: str,
     conc = _num(t, "concentration_ug_per_ml", where("concentration_ug_per_ml"), None)
     if conc is None:
         conc = dose * (bag_hours / 24.0) / infusible
+        if label is not None and infusible == label[1] \
+                and abs(label[0] * bag_hours - infusible) > 1e-9 * infusible:
+            # the label's rate is not infusible / hours (older 72 h bag: 3.3 mL/h, 240 mL):
+            # the pharmacy makes the bag for the rate (pumpctl rx: dose/day = rate x 24 x conc)
+            conc = dose / (24.0 * label[0])
     prepared = _num(t, "prepared_concentration_ug_per_ml",
                     where("prepared_concentration_ug_per_ml"), conc)
     overfill = _num(t, "overfill_ml", where("overfill_ml"), DEFAULT_OVERFILL_ML)
@@ -509,7 +532,14 @@ def _bag(index: int, gap_ms: int, base: dict, over: dict, path: str,
     if vtbi is None:
         vtbi = infusible
     unit = _str(t, "rate_unit", where("rate_unit"), "mL/h")
-    return Bag(index=index, gap_ms=gap_ms, bag_hours=bag_hours, dose_ug_per_day=dose,
+    plan: dict[str, Any] = {
+        "regimen": _str(t, "regimen", where("regimen"), "r/r") or "r/r",
+        "cycle": _int(t, "cycle", where("cycle"), 0, 0, 99) or None,
+        "day": _int(t, "day", where("day"), 0, 0, 366) or None,
+        "label_day": _int(t, "label_day", where("label_day"), 0, 0, 366) or None,
+        "weight_confirmed": _bool(t, "weight_confirmed", where("weight_confirmed"), False),
+        "premedicated": _bool(t, "premedicated", where("premedicated"), False)}
+    return Bag(**plan, index=index, gap_ms=gap_ms, bag_hours=bag_hours, dose_ug_per_day=dose,
                infusible_ml=infusible, concentration_ug_per_ml=conc,
                prepared_concentration_ug_per_ml=prepared, fill_ml=fill,
                rate_ml_per_h=rate, vtbi_ml=vtbi, drug=drug, rate_unit=unit or "mL/h",
@@ -540,6 +570,8 @@ def _faults(raw: Any) -> list[FaultSpec]:
         for key, (typ, default) in spec.items():
             if typ is bool:
                 params[key] = _bool(f, key, p, default)
+            elif typ is str:
+                params[key] = _str(f, key, p, default, FAULTS[kind].choices.get(key))
             else:
                 params[key] = _num(f, key, p, default)
         out.append(FaultSpec(at_h=at_h, kind=kind, params=params))

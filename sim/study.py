@@ -655,6 +655,12 @@ def run_study(cells: list[str], rates: list[float], seeds: int, days: float,
     plan = groups(cells, rates, seeds, days)
     key = {"cells": cells, "rates": rates, "seeds_per_cell": seeds, "nominal_days": days,
            "master_seed": master_seed, "batch_wakes": batch_wakes}
+    if out is not None:               # a checkpoint resumes only on the firmware it began with
+        from host.version import firmware_hash
+        try:
+            key["firmware_sha256"] = firmware_hash()[0]
+        except (OSError, RuntimeError) as e:
+            key["firmware_sha256"] = "unavailable: %s" % e
     study = Study(plan, rows_file)
     if rows_file is not None and not resume and os.path.exists(rows_file):
         os.remove(rows_file)
@@ -697,6 +703,7 @@ def _summary(study: Study, oc: campaign.Outcome, plan: list[dict[str, Any]],
     summary["campaign"] = {
         "cells": key["cells"], "rates": key["rates"], "seeds_per_cell": key["seeds_per_cell"],
         "nominal_days_asked": key["nominal_days"], "master_seed": key["master_seed"],
+        "firmware_sha256": key.get("firmware_sha256"),
         "scheduler": oc.scheduler, "address": oc.address, "workers": oc.workers,
         "wall_s_all_invocations": oc.wall_s_all,
         "batches": oc.batches, "resumed_batches": oc.resumed,
@@ -763,7 +770,8 @@ def add_parser(sub: Any) -> None:
     p.add_argument("--out", default="report/study", metavar="DIR",
                    help="folder for study.json, study.md, the plots and the checkpoint "
                    "(default report/study)")
-    p.add_argument("--no-plots", action="store_true")
+    p.add_argument("--no-plots", action="store_true",
+                   help="write study.json and study.md only, no PNG plots")
     p.add_argument("--json", action="store_true", help="print the summary as JSON")
     p.set_defaults(func=main)
 

@@ -505,7 +505,8 @@ def add_trumpet_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--out", default="report/trumpet", metavar="DIR",
                    help="the folder trace.csv, result.json, journal.bin, trumpet.png and "
                         "trumpet.json are written to (default: report/trumpet)")
-    p.add_argument("--seed", type=number(0, 2 ** 63 - 1, integer=True), default=1)
+    p.add_argument("--seed", type=number(0, 2 ** 63 - 1, integer=True), default=1,
+                   help="the plant's random seed: the same seed, the same run (default 1)")
     p.add_argument("--ideal", action="store_true",
                    help="no stroke or cassette variation (default: the nominal plant)")
     p.add_argument("--json", action="store_true", help="print the figures as JSON")

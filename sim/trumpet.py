@@ -1,4 +1,4 @@
-"""Delivery accuracy the IEC 60601-2-24 way: the trumpet curve of a run (SPEC PR-6).
+"""Delivery accuracy the IEC 60601-2-24 way: the trumpet curve of a run (PR-6).
 
 The standard's start-up-and-trumpet test samples the delivered volume every S = 0.5 min over
 2 h and analyses the second hour (T = 60 min). With Q_i the flow over sample interval i and

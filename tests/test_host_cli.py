@@ -45,7 +45,7 @@ def test_pumpctl_session_on_a_virtual_board(vboard: VirtualBoard, tmp_path: Path
     # a bag label from the pharmacy calculator, programmed with the confirm step
     from host.pharmacy import preparation
 
-    prep = preparation("blinatumomab", 70, dose_ug_per_day=28, bag_hours=24)
+    prep = preparation("blinatumomab", 70, 175, dose_ug_per_day=28, bag_hours=24, cycle=2, day=1)
     label = tmp_path / "bag.json"
     label.write_text(json.dumps(prep))
     rc, _, err = run(capsys, *base, "program", str(label), "--rate", "10 mL/min", "--yes")
@@ -53,7 +53,17 @@ def test_pumpctl_session_on_a_virtual_board(vboard: VirtualBoard, tmp_path: Path
     rc, out, _ = run(capsys, *base, "program", str(label), "--yes")
     assert rc == 0 and "blinatumomab  rate 10 mL/h  VTBI 240 mL  dose 28 ug/day" in out
     assert "state PROGRAMMED" in out
-    # a basic bench program replaces it; nothing starts until `start`
+    # the pump keeps the treatment plan: status shows cycle, day and the step due (issue 11)
+    rc, out, _ = run(capsys, *base, "status")
+    assert rc == 0 and "plan r/r cycle 2 day 1 step 28 ug/day" in out
+    # a basic bench program is for service mode only (issue 11)
+    rc, _, err = run(capsys, *base, "program", "--rate", "60 mL/h", "--vtbi", "10 mL", "--yes")
+    assert rc == 1 and "SERVICE_MODE_REQUIRED" in err
+    assert run(capsys, *base, "clear")[0] == 0
+    rc, out, _ = run(capsys, *base, "service")
+    assert rc == 0 and "state SERVICE" in out
+    assert "SERVICE MODE" in run(capsys, *base, "status")[1]
+    # a bench program; nothing starts until `start`
     rc, out, _ = run(capsys, *base, "program", "--rate", "60 mL/h", "--vtbi", "10 mL", "--yes")
     assert rc == 0 and "BASIC" in out
     assert json.loads(run(capsys, *base, "--json", "status")[1])["state"] == "PROGRAMMED"
@@ -83,6 +93,8 @@ def test_pumpctl_session_on_a_virtual_board(vboard: VirtualBoard, tmp_path: Path
     assert rc == 0 and "['c', 's']" in out
     assert run(capsys, *base, "clear")[0] == 1                      # old key: NOT_AUTHORISED
     rc, out, _ = run(capsys, "--port", vboard.uart_path, "--keys", new, "clear")
+    assert rc == 0 and "state SERVICE" in out                        # back to service mode
+    rc, out, _ = run(capsys, "--port", vboard.uart_path, "--keys", new, "exit-service")
     assert rc == 0 and "state IDLE" in out
     # no key file: privileged commands are a usage error, not a protocol error
     rc, _, err = run(capsys, "--port", vboard.uart_path, "--keys", str(tmp_path / "none"),

@@ -175,28 +175,33 @@ def test_errors_are_one_family() -> None:
 
 def test_program_start_pause_as_the_roles_allow(ring: KeyRing, tmp_path: Path) -> None:
     lp, c = pump(ring, tmp_path)
+    with pytest.raises(PumpRefused) as e:                  # a bench program: service mode
+        c.call("PROPOSE", {"basic": {"rate": "10 mL/h", "vtbi": "240 mL"}}, role="clinician")
+    assert e.value.code == codes.SERVICE_MODE_REQUIRED
+    assert c.service()["state"] == codes.SERVICE
     echo = c.propose_basic("10 mL/h", "240 mL")["echo"]
     assert echo == ["-", 10000, 240000, 0, 0, 0]
-    assert c.confirm(echo)["state"] == codes.PROGRAMMED
+    assert c.confirm(echo, "service")["state"] == codes.PROGRAMMED
     assert c.start()["state"] == codes.RUNNING
     assert c.pause()["state"] == codes.PAUSED
     with pytest.raises(NotAuthorised):
         c.call("PROPOSE", {"basic": {"rate": "10 mL/h", "vtbi": "240 mL"}})  # as patient
     with pytest.raises(PumpRefused) as e:
-        c.call("PROPOSE", {"basic": {"rate": "10 mL/min", "vtbi": "240 mL"}}, role="clinician")
+        c.call("PROPOSE", {"basic": {"rate": "10 mL/min", "vtbi": "240 mL"}}, role="service")
     assert e.value.code == codes.INVALID_STATE           # not while a program is under way
     assert c.stop()["state"] == codes.PROGRAMMED
     with pytest.raises(PumpRefused) as e:
-        c.call("PROPOSE", {"basic": {"rate": "10 mL/min", "vtbi": "240 mL"}}, role="clinician")
+        c.call("PROPOSE", {"basic": {"rate": "10 mL/min", "vtbi": "240 mL"}}, role="service")
     assert e.value.code == codes.UNIT_REJECTED
-    assert [f.obj["code"] for f in c.events if f.kind == "EVT"][:3] == \
-        [codes.PROGRAMMED, codes.RUNNING, codes.PAUSED]
+    assert [f.obj["code"] for f in c.events if f.kind == "EVT"][:4] == \
+        [codes.SERVICE, codes.PROGRAMMED, codes.RUNNING, codes.PAUSED]
 
 
 def test_lost_reply_is_retried_with_the_same_frame_and_not_run_twice(ring: KeyRing,
                                                                    tmp_path: Path) -> None:
     lp, c = pump(ring, tmp_path)
-    c.confirm(c.propose_basic("10 mL/h", "240 mL")["echo"])
+    c.service()
+    c.confirm(c.propose_basic("10 mL/h", "240 mL")["echo"], "service")
     c.start()
     run_for(lp.ctl, lp.hal, 60000)
     lp.drop_replies = 1
@@ -224,10 +229,11 @@ def test_lost_request_is_resent(ring: KeyRing, tmp_path: Path) -> None:
 def test_counter_moved_on_by_another_host_is_recovered(ring: KeyRing, tmp_path: Path) -> None:
     lp, c = pump(ring, tmp_path)
     c.status()
+    c.service()
     c._counter = 0
     assert lp.ctl.accept_auth_counter(50)               # someone else used 1..50
     echo = c.propose_basic("10 mL/h", "240 mL")["echo"]  # REPLAYED once, then a fresh counter
-    assert echo[1] == 10000 and lp.ctl.auth_counter == 51
+    assert echo[1] == 10000 and lp.ctl.auth_service == 51
 
 
 def test_missing_key_is_a_clear_error(tmp_path: Path) -> None:
@@ -239,7 +245,8 @@ def test_missing_key_is_a_clear_error(tmp_path: Path) -> None:
 
 def test_log_download_decodes_the_journal(ring: KeyRing, tmp_path: Path) -> None:
     lp, c = pump(ring, tmp_path)
-    c.confirm(c.propose_basic("10 mL/h", "240 mL")["echo"])
+    c.service()
+    c.confirm(c.propose_basic("10 mL/h", "240 mL")["echo"], "service")
     c.start()
     run_for(lp.ctl, lp.hal, 600000)
     c.pause()
@@ -263,7 +270,8 @@ def test_sr9_log_of_a_run_with_a_calibration_names_every_event(ring: KeyRing,
     c.call("SERVICE", role="service")
     c.call("CAL", {"stroke_nl": 50400}, role="service")
     c.call("EXIT_SERVICE", role="service")
-    c.confirm(c.propose_basic("10 mL/h", "240 mL")["echo"])
+    c.service()
+    c.confirm(c.propose_basic("10 mL/h", "240 mL")["echo"], "service")
     c.start()
     run_for(lp.ctl, lp.hal, 60000)
     c.pause()
@@ -271,8 +279,8 @@ def test_sr9_log_of_a_run_with_a_calibration_names_every_event(ring: KeyRing,
     events = [r for r in c.log_records() if r["kind"] == "EVENT"]
     names = [r["event_name"] for r in events]
     assert not [n for n in names if not n or n.startswith("unknown")], names
-    assert names == ["restore_idle", "service", "calibrated", "exit_service", "program",
-                     "start", "pause", "PAUSE_TIMEOUT"]
+    assert names == ["restore_idle", "service", "calibrated", "exit_service", "service",
+                     "program", "start", "pause", "PAUSE_TIMEOUT"]
     assert events[2]["arg"] == 50400
     assert event_name(0) == "" and event_name(63) == "unknown:63"
 

@@ -1,4 +1,4 @@
-"""One runtime (DESIGN "One runtime"): the board's own main loop (firmware/main.py, through
+"""One runtime (docs/architecture.md): the board's own main loop (firmware/main.py, through
 pump.runtime.run) on a fake board and the simulator's engine glue (sim.hal.SimHal) serve the
 same wakes. One scripted run — keys, a program over serial (propose, confirm), start, a
 status request, the door opened (DOOR_OPEN), the alarm acknowledged, the door closed, a
@@ -22,7 +22,7 @@ from sim.engine import PRIO_FAULT, Engine
 from sim.hal import SimHal
 from sim.plant import Plant, PlantConfig
 
-KEY_C = binascii.unhexlify("c1" * 32)
+KEY_S = binascii.unhexlify("5e" * 32)   # a bench: the service key, service mode
 END_MS = 40 * 60000
 
 
@@ -51,20 +51,21 @@ class Ctx:
 
 
 def _confirm(c: Ctx) -> None:
-    c.send(encode(3, "CONFIRM", {"echo": c.reply(2)["echo"]}, "c", 2, KEY_C))
+    c.send(encode(3, "CONFIRM", {"echo": c.reply(2)["echo"]}, "s", 3, KEY_S))
 
 
 SCRIPT: list[tuple[int, Callable[[Ctx], None]]] = [
-    (1000, lambda c: c.send(encode(1, "KEY", {"slot": "c", "key": "c1" * 32}))),
+    (1000, lambda c: c.send(encode(1, "KEY", {"slot": "s", "key": "5e" * 32}))),
+    (1500, lambda c: c.send(encode(8, "SERVICE", {}, "s", 1, KEY_S))),
     (2000, lambda c: c.send(encode(2, "PROPOSE", {"basic": {"rate": "10 mL/h",
-                                                             "vtbi": "5 mL"}}, "c", 1, KEY_C))),
+                                                             "vtbi": "5 mL"}}, "s", 2, KEY_S))),
     (3000, _confirm),
-    (4000, lambda c: c.send(encode(4, "START", {}, "c", 3, KEY_C))),
+    (4000, lambda c: c.send(encode(4, "START", {}, "s", 4, KEY_S))),
     (600000, lambda c: c.send(encode(5, "STATUS"))),
     (900000, lambda c: c.plant.set_door(c.t, False)),
     (960000, lambda c: c.send(encode(6, "ACK"))),
     (1000000, lambda c: c.plant.set_door(c.t, True)),
-    (1020000, lambda c: c.send(encode(7, "RESUME", {}, "c", 4, KEY_C))),
+    (1020000, lambda c: c.send(encode(7, "RESUME", {}, "s", 5, KEY_S))),
     (END_MS - 1, lambda c: None),
 ]
 
@@ -175,7 +176,7 @@ def test_main_loop_and_simulator_serve_the_same_wakes(tmp_path: Any) -> None:
     assert "RUNNING" in states and "ALARM" in states
     assert "DOOR_OPEN" in alarms and "INFUSION_COMPLETE" in alarms
     replies = [f for f in frames_b if f.seq.isdigit()]
-    assert [f.kind for f in replies] == ["OK"] * 7, replies
+    assert [f.kind for f in replies] == ["OK"] * 8, replies
     # and the two main loops saw it identically
     assert trace_b == trace_s
     assert [f.raw for f in frames_b] == [f.raw for f in frames_s]

@@ -34,11 +34,11 @@ def test_adult_label_accepted_by_pump(hours, dose):
 def test_label_table_volumes():
     # label 2.4 tables (24 h bag: 0.83 mL for 9 ug/day, 2.6 mL for 28 ug/day; 48 h: 5.2 mL,
     # 2 vials for 28 ug/day)
-    p = preparation("blinatumomab", "70", dose_ug_per_day="9", bag_hours=24)
+    p = preparation("blinatumomab", "70", "175", dose_ug_per_day="9", bag_hours=24)
     assert (p["vials"], round(p["drug_ul"], -1)) == (1, 830)
-    p = preparation("blinatumomab", "70", dose_ug_per_day="28", bag_hours=24)
+    p = preparation("blinatumomab", "70", "175", dose_ug_per_day="28", bag_hours=24)
     assert (p["vials"], round(p["drug_ul"], -2)) == (1, 2600)
-    p = preparation("blinatumomab", "70", dose_ug_per_day="28", bag_hours=48)
+    p = preparation("blinatumomab", "70", "175", dose_ug_per_day="28", bag_hours=48)
     assert (p["vials"], round(p["drug_ul"], -2)) == (2, 5200)
     assert p["final_ul"] == p["diluent_ul"] + p["stabilizer_ul"] + p["drug_ul"]
 
@@ -64,12 +64,13 @@ def test_refusals_carry_the_pump_code():
         assert e.value.code == code
     with pytest.raises(RxError):
         preparation("heparin", "70", dose_ug_per_day="28", bag_hours=24)
-    with pytest.raises(RxError):        # no preparation table for 72 h in the library
-        preparation("blinatumomab", "70", dose_ug_per_day="28", bag_hours=72)
+    with pytest.raises(RxError) as e:   # a 72 h preservative bag for a 15 kg child
+        preparation("blinatumomab", "15", "100", dose_ug_per_m2_per_day="5", bag_hours=72)
+    assert e.value.code == codes.PRESERVATIVE_WEIGHT_LIMIT
 
 
 def test_soft_limit_override_marked_on_sheet():
-    p = preparation("blinatumomab", "70", dose_ug_per_day="15", bag_hours=24, override=42)
+    p = preparation("blinatumomab", "70", "175", dose_ug_per_day="15", bag_hours=24, override=42)
     assert "OVERRIDDEN" in sheet(p)
     prog = program.confirm(_propose(p), _propose(p).echo)
     assert prog.flags & druglib.FLAG_OVERRIDE
@@ -77,10 +78,12 @@ def test_soft_limit_override_marked_on_sheet():
 
 def test_rx_main_prints_sheet_and_label(capsys):
     assert rx_main(["--weight-kg", "70", "--height-cm", "175", "--dose-ug-per-day", "28",
-                    "--bag-hours", "24"]) == 0
+                    "--bag-hours", "24", "--cycle", "2", "--day", "1"]) == 0
     out = capsys.readouterr().out
-    p = preparation("blinatumomab", "70", "175", dose_ug_per_day="28", bag_hours=24)
+    p = preparation("blinatumomab", "70", "175", dose_ug_per_day="28", bag_hours=24, cycle=2,
+                    day=1)
     code = p["label"]["check"]
+    assert "plan        r/r cycle 2 days 1-1" in out        # the plan position it is for
     assert len(code) == 7 and code[3] == "-"            # as printed: XXX-XXX, in JSON too
     assert f"CHECK       {code}" in out
     # no trailing zeros on the label (ISMP: "10.0" is read as 100)
@@ -93,16 +96,16 @@ def test_rx_main_prints_sheet_and_label(capsys):
 
 
 def test_rx_main_json_and_exit_codes(capsys):
-    assert rx_main(["--weight-kg", "70", "--dose-ug-per-day", "9", "--bag-hours", "48",
-                    "--json"]) == 0
+    assert rx_main(["--weight-kg", "70", "--height-cm", "175", "--dose-ug-per-day", "9",
+                    "--bag-hours", "48", "--cycle", "1", "--day", "1", "--json"]) == 0
     d = json.loads(capsys.readouterr().out)
     assert d["ok"] and d["label"]["rate_ul_per_h"] == 5000 and len(d["label"]["check"]) == 7
-    assert rx_main(["--weight-kg", "70", "--dose-ug-per-day", "30", "--bag-hours", "24",
-                    "--json"]) == 1
+    assert rx_main(["--weight-kg", "70", "--height-cm", "175", "--dose-ug-per-day", "30",
+                    "--bag-hours", "24", "--cycle", "2", "--day", "1", "--json"]) == 1
     assert json.loads(capsys.readouterr().out)["code"] == codes.DOSE_ABOVE_LIMIT
-    assert rx_main(["--weight-kg", "70", "--bag-hours", "24"]) == 2      # no dose
+    assert rx_main(["--weight-kg", "70", "--height-cm", "175", "--bag-hours", "24"]) == 2  # no dose
     # bad input is exit 2 (bad arguments), a refusal exit 1
     assert rx_main(["--weight-kg", "seventy", "--dose-ug-per-day", "9", "--bag-hours",
                     "24"]) == 2
-    assert rx_main(["--weight-kg", "70", "--dose-ug-per-day", "9", "--bag-hours", "72",
-                    "--label-version", "2099"]) == 2
+    assert rx_main(["--weight-kg", "70", "--height-cm", "175", "--dose-ug-per-day", "9",
+                    "--bag-hours", "72", "--label-version", "2099"]) == 2

@@ -8,12 +8,12 @@ import json
 import tempfile
 import zlib
 
-from fakehal import FakeHal, run_for
+from fakehal import FakeHal, clinical, run_for
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from boards.memuart import MemUart
-from pump import auth, codes, program, protocol
+from pump import auth, codes, protocol
 from pump.codes import CLINICIAN
 from pump.controller import Controller
 
@@ -27,7 +27,7 @@ def running_pump(root: str) -> tuple[FakeHal, Controller, MemUart, protocol.Prot
     hal = FakeHal(root)
     ctl = Controller(hal)
     ctl.boot()
-    assert ctl.request("program", CLINICIAN, program.basic(1, 10000, 240000)) is None
+    assert ctl.request("program", CLINICIAN, clinical(1, 10000)) is None   # a patient's
     assert ctl.request("start", CLINICIAN) is None
     run_for(ctl, hal, 60000)
     uart = MemUart()

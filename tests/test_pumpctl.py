@@ -63,15 +63,20 @@ def to_idle(capsys: pytest.CaptureFixture[str], base: list[str]) -> None:
         if s == "IDLE":
             return
         step = {"RUNNING": "stop", "PAUSED": "stop", "ALARM": "stop", "PROGRAMMED": "clear",
-                "COMPLETE": "clear", "LOCKOUT": "override"}[s]
+                "COMPLETE": "clear", "LOCKOUT": "override", "SERVICE": "exit-service"}[s]
         run(capsys, *base, step, *(["--as", "clinician"] if step == "stop" else []))
+
+
+def bench(capsys: pytest.CaptureFixture[str], base: list[str]) -> None:
+    """From IDLE into service mode, where the pump takes a basic (rate/VTBI) program."""
+    assert run(capsys, *base, "service")[0] == 0
 
 
 @pytest.fixture
 def bag(tmp_path: Path) -> Path:
     p = tmp_path / "bag.json"
-    p.write_text(json.dumps(preparation("blinatumomab", "70", dose_ug_per_day="28",
-                                        bag_hours=24)))
+    p.write_text(json.dumps(preparation("blinatumomab", "70", "175", dose_ug_per_day="28",
+                                        bag_hours=24, cycle=2, day=1)))
     return p
 
 
@@ -96,11 +101,13 @@ class SlowTyping(io.StringIO):
      ["program", "b.json", "--keys", "k.json", "-p", "/dev/x"]),
     (["--port", "/dev/x", "--timeout", "2", "flash", "--dry-run"],
      ["flash", "--dry-run", "--timeout", "2", "--port", "/dev/x"]),
-    (["--json", "rx", "--weight-kg", "70"], ["rx", "--weight-kg", "70", "--json"]),
+    (["--json", "rx", "--weight-kg", "70", "--height-cm", "175"],
+     ["rx", "--weight-kg", "70", "--height-cm", "175", "--json"]),
 ])
 def test_options_work_before_or_after_the_command(before: list[str], after: list[str]) -> None:
     p = cli.parser()
-    rest = ["--dose-ug-per-day", "28", "--bag-hours", "24"] if "rx" in before else []
+    rest = ["--dose-ug-per-day", "28", "--bag-hours", "24", "--cycle", "2", "--day", "1"] \
+        if "rx" in before else []
     a = vars(p.parse_args(before + rest))
     b = vars(p.parse_args(after + rest))
     a.pop("fn"), b.pop("fn")
@@ -134,6 +141,43 @@ def test_sr3_expired_or_missing_proposal_says_so() -> None:
         assert words in lines[0] and "program again" in lines[1]
 
 
+class LapsingPump:
+    """Stands in for PumpClient in `program`: echoes, then refuses the confirm as a pump does
+    after its window (PROPOSAL_EXPIRED) and programs nothing."""
+
+    def __init__(self) -> None:
+        self.confirmed = False
+
+    def __enter__(self) -> LapsingPump:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        pass
+
+    def status(self) -> dict[str, Any]:
+        return {"state": "SERVICE", "mode": "SERVICE"}     # a bench program: service mode
+
+    def propose_basic(self, rate: str, vtbi: str) -> dict[str, Any]:
+        return {"echo": ["-", 60000, 1000], "expires_s": 120}
+
+    def confirm(self, echo: list[Any], role: str = "clinician") -> dict[str, Any]:
+        raise PumpRefused("CONFIRM", "PROPOSAL_EXPIRED", role="clinician")
+
+
+def test_sr3_a_late_yes_is_refused_saying_how_late_and_nothing_is_programmed(
+        monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]) -> None:
+    """The operator answers after the pump's window: pumpctl says the proposal expired, how
+    long after the echo the answer came, what the window is, and to program again (exit 1)."""
+    pump = LapsingPump()
+    monkeypatch.setattr(cli, "connect", lambda args, need_keys=False: pump)
+    rc, out, err = run(capsys, "program", "--rate", "60 mL/h", "--vtbi", "1 mL",
+                       stdin=SlowTyping("yes\n", 0.2), monkeypatch=monkeypatch)
+    assert rc == 1 and "programmed" not in out
+    assert "CONFIRM refused: PROPOSAL_EXPIRED" in err and "nothing was programmed" in err
+    assert re.search(r"here: 'yes' came \d+ s after the pump's echo; the window is 120 s", err)
+    assert "program again" in err
+
+
 def test_json_program_without_yes_keeps_stdout_json(
         vboard: VirtualBoard, keys: str, bag: Path, capsys: pytest.CaptureFixture[str],
         monkeypatch: pytest.MonkeyPatch) -> None:
@@ -157,8 +201,9 @@ def test_json_program_without_yes_keeps_stdout_json(
 def test_echo_and_label_show_the_same_numbers_in_the_same_units(
         vboard: VirtualBoard, keys: str, bag: Path, capsys: pytest.CaptureFixture[str]) -> None:
     """What the nurse compares: the printed label and the pump's echo, number for number."""
-    rc, sheet, _ = run(capsys, "rx", "--weight-kg", "70", "--dose-ug-per-day", "28",
-                       "--bag-hours", "24")
+    rc, sheet, _ = run(capsys, "rx", "--weight-kg", "70", "--height-cm", "175",
+                       "--dose-ug-per-day", "28", "--bag-hours", "24", "--cycle", "2",
+                       "--day", "1")
     base = ["--port", vboard.uart_path, "--keys", keys]
     to_idle(capsys, base)
     rc, out, err = run(capsys, *base, "program", str(bag), "--yes")
@@ -177,6 +222,7 @@ def test_sr11_refusals_name_the_code_its_meaning_and_what_to_do(
         capsys: pytest.CaptureFixture[str]) -> None:
     base = ["--port", vboard.uart_path, "--keys", keys]
     to_idle(capsys, base)
+    bench(capsys, base)
     assert run(capsys, *base, "program", "--rate", "60 mL/h", "--vtbi", "10 mL", "--yes")[0] == 0
     assert run(capsys, *base, "start")[0] == 0
     rig = Rig(vboard.rig_path)
@@ -192,6 +238,11 @@ def test_sr11_refusals_name_the_code_its_meaning_and_what_to_do(
     rc, out, _ = run(capsys, *base, "ack")
     assert rc == 0 and "alarm sound silenced" in out and "DOOR_OPEN" in out
     assert "what to do" not in out and "What to do: close the door" in out
+    # a second ack: nothing was sounding any more, and it says so
+    rc, out, _ = run(capsys, *base, "ack")
+    assert rc == 0 and out.startswith("ack: no alarm was sounding (the DOOR_OPEN alarm was "
+                                      "acknowledged before); state ALARM")
+    assert "ALARM DOOR_OPEN (silenced)" in run(capsys, *base, "status")[1]
     # a patient may not resume after an alarm: the refusal says to use the clinician role
     rc, _, err = run(capsys, *base, "resume")
     assert rc == 1 and "RESUME refused: NOT_AUTHORISED" in err
@@ -205,14 +256,36 @@ def test_sr11_refusals_name_the_code_its_meaning_and_what_to_do(
     assert run(capsys, *base, "resume", "--as", "clinician")[0] == 0
     # a rate in another unit: the refusal says rates are mL/h
     to_idle(capsys, base)
+    bench(capsys, base)
     rc, _, err = run(capsys, *base, "program", "--rate", "240 mL/24h", "--vtbi", "240 mL",
                      "--yes")
     assert rc == 1 and "UNIT_REJECTED" in err and "mL/h only" in err
+    assert "here: the rate was keyed as '240 mL/24h'; the pump takes a rate in mL/h only" in err
     # under --json, the same as fields
     rc, out, _ = run(capsys, *base, "--json", "program", "--rate", "240 mL/24h", "--vtbi",
                      "240 mL", "--yes")
     d = json.loads(out)
     assert rc == 1 and d["code"] == "UNIT_REJECTED" and "mL/h" in d["next"] and d["exit"] == 1
+    assert "'240 mL/24h'" in d["here"]
+    # a command the state does not take: the refusal names the state
+    assert run(capsys, *base, "exit-service")[0] == 0
+    rc, _, err = run(capsys, *base, "stop")
+    assert rc == 1 and "INVALID_STATE" in err and "here: the pump is IDLE" in err
+
+
+@pytest.mark.parametrize("argv, here", [
+    (["--weight-kg", "20", "--height-cm", "115", "--dose-ug-per-day", "28"],
+     "a patient under 45 kg is dosed by body surface: give --dose-ug-per-m2-per-day"),
+    (["--weight-kg", "70", "--height-cm", "170", "--dose-ug-per-m2-per-day", "5"],
+     "a patient of 45 kg or more has a fixed dose: give --dose-ug-per-day"),
+])
+def test_sr2_rx_dose_in_the_wrong_unit_for_the_weight_says_which_to_give(
+        argv: list[str], here: str, capsys: pytest.CaptureFixture[str]) -> None:
+    plan = ["--cycle", "1", "--day", "1"]
+    rc, out, err = run(capsys, "rx", *argv, "--bag-hours", "24", *plan)
+    assert rc == 1 and out == "" and "UNIT_REJECTED" in err and "here: " + here in err
+    rc, out, _ = run(capsys, "rx", *argv, "--bag-hours", "24", *plan, "--json")
+    assert rc == 1 and json.loads(out)["here"].startswith(here)
 
 
 def test_explain_lists_every_code_and_refuses_unknown_ones(
@@ -231,12 +304,13 @@ def test_exit_codes_and_json_errors_match_the_docs(tmp_path: Path,
                                                    capsys: pytest.CaptureFixture[str]) -> None:
     bad_keys = tmp_path / "keys.json"
     bad_keys.write_text("{not json")
-    rx = ["rx", "--dose-ug-per-day", "28", "--bag-hours", "24"]
+    rx = ["rx", "--height-cm", "175", "--dose-ug-per-day", "28", "--bag-hours", "24",
+          "--cycle", "2", "--day", "1"]
     cases: list[tuple[list[str], int]] = [
         (["--keys", str(bad_keys), "keys", "show"], 2),           # a malformed key file
         ([*rx, "--weight-kg", "abc"], 2),                           # a bad number
         ([*rx, "--weight-kg", "70", "--dose-ug-per-m2-per-day", "5"], 2),  # two doses
-        (["rx", "--weight-kg", "70", "--dose-ug-per-day", "30", "--bag-hours", "24"], 1),
+        ([*rx[:3], "--weight-kg", "70", "--dose-ug-per-day", "30", *rx[5:]], 1),  # the cap
         (["--port", "", "status"], 2),
         (["status", "--timeout", "0"], 2),
         (["frobnicate"], 2),
@@ -270,8 +344,9 @@ def test_pumpctl_version_names_the_commit_and_firmware(capsys: pytest.CaptureFix
                                    " ", "70kg", "7" * 40, "1/0", "0x46"])
 def test_sr13_rx_weight_out_of_range_or_not_a_number_is_exit_2(
         value: str, capsys: pytest.CaptureFixture[str]) -> None:
-    rc, out, err = run(capsys, "rx", f"--weight-kg={value}", "--dose-ug-per-day", "28",
-                       "--bag-hours", "24")
+    rc, out, err = run(capsys, "rx", f"--weight-kg={value}", "--height-cm", "175",
+                       "--dose-ug-per-day", "28", "--bag-hours", "24", "--cycle", "2",
+                       "--day", "1")
     assert rc == 2 and out == "" and "--weight-kg" in err and "0.5 to 350" in err
     assert "Traceback" not in err
 
@@ -283,7 +358,8 @@ def test_sr13_rx_weight_out_of_range_or_not_a_number_is_exit_2(
 ])
 def test_sr13_rx_other_numbers_are_exit_2(option: str, value: str,
                                           capsys: pytest.CaptureFixture[str]) -> None:
-    argv = {"--weight-kg": "70", "--dose-ug-per-day": "28", "--bag-hours": "24"}
+    argv = {"--weight-kg": "70", "--height-cm": "175", "--dose-ug-per-day": "28",
+            "--bag-hours": "24", "--cycle": "2", "--day": "1"}
     argv[option] = value
     rc, out, err = run(capsys, "rx", *[f"{k}={v}" for k, v in argv.items()])
     assert rc == 2 and out == "" and option in err and "Traceback" not in err
@@ -295,7 +371,8 @@ def _program_file(tmp_path: Path, name: str, data: bytes) -> str:
     return str(p)
 
 
-LABEL = preparation("blinatumomab", "70", dose_ug_per_day="28", bag_hours=24)["label"]
+LABEL = preparation("blinatumomab", "70", "175", dose_ug_per_day="28", bag_hours=24, cycle=2,
+                    day=1)["label"]
 
 
 @pytest.mark.parametrize("name, data, words", [
@@ -457,31 +534,43 @@ def test_no_tracked_file_is_listed_in_gitignore() -> None:
     assert p.stdout == "", f".gitignore lists tracked files:\n{p.stdout}"
 
 
-# The host tools' documents: they cite no document outside the repository (the project's
-# specification and design notes are not shipped; requirements are cited by their ids).
-HOST_DOCS = ("README.md", "docs/pumpctl.md", "docs/protocol.md", "docs/program-rejections.md",
-             "docs/codes.md", "host/cli.py", "host/client.py", "host/errors.py",
-             "host/pharmacy.py", "host/refusals.py", "host/units.py", "host/version.py",
-             "host/statediagram.py")
+# Documents outside the repository (the project's specification, design and style notes are
+# not shipped): cited by name or section, e.g. "SPEC §2", "DESIGN.md", "SPEC SR-2".
+OUTSIDE = re.compile(r"\b(SPEC|DESIGN|STYLE|TOOLING)(\.md|\s*§|\s+(SR|PR)-\d|\s+\")")
+TEXT_SUFFIXES = (".md", ".py", ".toml", ".json", ".mjs", ".js", ".ini", ".txt", ".cfg")
 
 
-def test_docs_and_host_tools_cite_only_documents_in_the_repository() -> None:
+def _tracked_text_files() -> list[Path]:
+    p = subprocess.run(["git", "-C", str(REPO), "ls-files"], capture_output=True, text=True,
+                       check=False)
+    if p.returncode != 0:                   # not a checkout: what ships
+        return [f for d in ("docs", "host", "sim", "hil", "plant", "firmware", "scenarios")
+                for f in sorted((REPO / d).rglob("*")) if f.suffix in TEXT_SUFFIXES] + \
+            [REPO / "README.md"]
+    return [REPO / n for n in p.stdout.splitlines()
+            if n.endswith(TEXT_SUFFIXES) or n in ("Makefile", ".gitignore")]
+
+
+def test_docs_and_sources_cite_only_documents_in_the_repository() -> None:
     """A reader can open every document cited: every relative link of README and docs/
-    resolves, every docs/*.md named exists, and the host tools' documents cite no
-    SPEC/DESIGN/STYLE/TOOLING (documents outside the repository)."""
-    files = [REPO / "README.md", *sorted((REPO / "docs").glob("*.md")),
-             *sorted((REPO / "host").glob("*.py"))]
+    resolves, every docs/*.md named exists, and no document, source, scenario or data file
+    cites SPEC/DESIGN/STYLE/TOOLING (documents outside the repository); requirements are
+    cited by their ids (SR-8), documents by their path (docs/drug-library.md)."""
+    me = Path(__file__).resolve()
     bad = []
-    for f in files:
+    for f in _tracked_text_files():
+        if f.resolve() == me or not f.is_file():
+            continue
         rel = f.relative_to(REPO).as_posix()
-        text = f.read_text(encoding="utf-8")
-        if rel in HOST_DOCS:
-            for m in re.finditer(r"\b(SPEC|DESIGN|STYLE|TOOLING)(\.md| §)", text):
-                bad.append(f"{rel}: cites {m.group(0)!r}")
-        for m in re.finditer(r"\]\(([^)#\s]+)(#[^)]*)?\)", text):
-            target = m.group(1)
-            if "://" not in target and not (f.parent / target).exists():
-                bad.append(f"{rel}: link to missing {target}")
+        text = f.read_text(encoding="utf-8", errors="replace")
+        for m in OUTSIDE.finditer(text):
+            line = text.count("\n", 0, m.start()) + 1
+            bad.append(f"{rel}:{line}: cites {m.group(0)!r}")
+        if f.suffix == ".md":
+            for m in re.finditer(r"\]\(([^)#\s]+)(#[^)]*)?\)", text):
+                target = m.group(1)
+                if "://" not in target and not (f.parent / target).exists():
+                    bad.append(f"{rel}: link to missing {target}")
         for m in re.finditer(r"\bdocs/[\w.-]+\.md\b", text):
             if not (REPO / m.group(0)).exists():
                 bad.append(f"{rel}: cites missing {m.group(0)}")
@@ -495,8 +584,8 @@ def test_units_write_no_trailing_zero_and_a_leading_zero() -> None:
 
 
 @pytest.mark.parametrize("patient", [
-    {"weight_kg": "70", "dose_ug_per_day": "28", "bag_hours": 24},
-    {"weight_kg": "70", "dose_ug_per_day": "9", "bag_hours": 168},
+    {"weight_kg": "70", "height_cm": "175", "dose_ug_per_day": "28", "bag_hours": 24},
+    {"weight_kg": "70", "height_cm": "175", "dose_ug_per_day": "9", "bag_hours": 168},
     {"weight_kg": "20", "height_cm": "110", "dose_ug_per_m2_per_day": "15", "bag_hours": 48},
 ])
 def test_every_figure_the_pump_echoes_is_on_the_printed_label(patient: dict[str, Any]) -> None:
@@ -513,3 +602,53 @@ def test_every_figure_the_pump_echoes_is_on_the_printed_label(patient: dict[str,
     for part in cli.echo_text(list(prop.echo)).split("  ")[1:]:
         figure = part.split(" ", 1)[1]                   # "10 mL/h", "116.667 ng/mL", ...
         assert figure in label_text, (figure, label_text)
+
+
+def test_pumpsim_board_names_the_pumpctl_beside_it() -> None:
+    """A new user runs `.venv/bin/pumpsim board` without activating the venv: the line it
+    suggests must run as printed (`.venv/bin/pumpctl`, not a bare `pumpctl` not on PATH)."""
+    venv_bin = Path(sys.executable).parent
+    pumpsim = venv_bin / "pumpsim"
+    if not (venv_bin / "pumpctl").exists():
+        pytest.skip("the console scripts are not installed beside this Python")
+    env = {"PATH": "/usr/bin:/bin", "HOME": str(Path.home())}
+    p = subprocess.run([str(pumpsim), "board", "--seconds", "0.5"], capture_output=True,
+                       text=True, timeout=60, env=env, cwd=venv_bin.parent.parent)
+    shown = re.search(r"try:\s+(\S+) --port", p.stdout)
+    assert shown, p.stdout + p.stderr
+    cmd = Path(venv_bin.parent.parent, shown.group(1))
+    assert shown.group(1) != "pumpctl" and cmd.resolve() == (venv_bin / "pumpctl").resolve()
+
+
+def test_log_plot_marks_programs_and_alarms(tmp_path: Path) -> None:
+    """`pumpctl log --plot`: the volume counted under each program, a new program or a clear
+    marked (the count starts again from 0), alarms marked with their code."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    from matplotlib import pyplot as plt
+
+    recs: list[dict[str, Any]] = [
+        {"kind": "EVENT", "event_name": "program", "program_id": 2, "rtc_s": 1000},
+        {"kind": "CHECKPOINT", "delivered_nl": 1000000, "rtc_s": 1360},
+        {"kind": "EVENT", "event_name": "alarm", "alarm": "DOOR_OPEN", "rtc_s": 1400,
+         "delivered_nl": 1100000},
+        {"kind": "EVENT", "event_name": "FREE_FLOW", "alarm": "DOOR_OPEN", "rtc_s": 1400,
+         "delivered_nl": 1100000},
+        {"kind": "EVENT", "event_name": "clear", "rtc_s": 5000}]
+    texts: list[str] = []
+    real_savefig = plt.Figure.savefig
+
+    def spy(fig: Any, *a: Any, **kw: Any) -> Any:
+        texts.extend(t.get_text() for ax in fig.axes for t in ax.texts)
+        texts.append(fig.axes[0].get_xlabel())
+        return real_savefig(fig, *a, **kw)
+
+    png = tmp_path / "j.png"
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setattr(plt.Figure, "savefig", spy)
+        cli.plot_log(recs, str(png))
+    assert png.read_bytes()[:4] == b"\x89PNG"
+    assert " program 2" in texts and " clear" in texts
+    assert "DOOR_OPEN" in texts and "FREE_FLOW" in texts
+    assert "hours since 2000-01-01 00:16:40 (pump clock)" in texts

@@ -15,10 +15,12 @@ REPO = Path(__file__).resolve().parents[1]
 DOC = REPO / "docs" / "protocol.md"
 BEGIN = "<!-- role table: generated from firmware/pump/roles.py and firmware/pump/commands.py -->"
 END = "<!-- end of role table -->"
+BEGIN_SVC = "<!-- service-mode role table: generated from firmware/pump/roles.py -->"
+END_SVC = "<!-- end of service-mode role table -->"
 
 
-def _cell(action: str, role: int) -> str:
-    yes = [st for st in codes.STATES if roles.allows(action, st, role)]
+def _cell(action: str, role: int, service: bool = False) -> str:
+    yes = [st for st in codes.STATES if roles.allows(action, st, role, service)]
     no = [st for st in codes.STATES if st not in yes]
     if not no:
         return "yes"
@@ -29,22 +31,26 @@ def _cell(action: str, role: int) -> str:
     return "only in " + ", ".join(yes)
 
 
-def render() -> str:
-    """The role table as docs/protocol.md shows it: one row per command, in COMMANDS order."""
+def render(service: bool = False) -> str:
+    """The role table as docs/protocol.md shows it: one row per command, in COMMANDS order
+    (`service`: the rows service mode changes)."""
     lines = ["| command | action | patient | clinician | service |", "|---|---|---|---|---|"]
     for name, spec in COMMANDS.items():
-        cells = " | ".join(_cell(spec[0], role) for role in roles.ANYONE)
+        if service and spec[0] not in roles.SERVICE_MODE:
+            continue
+        cells = " | ".join(_cell(spec[0], role, service) for role in roles.ANYONE)
         lines.append(f"| `{name}` | {spec[0]} | {cells} |")
     return "\n".join(lines)
 
 
 def test_sr11_protocol_doc_shows_the_firmware_role_table() -> None:
     text = DOC.read_text(encoding="utf-8")
-    assert BEGIN in text and END in text, f"{DOC}: the role table markers are missing"
-    shown = text[text.index(BEGIN) + len(BEGIN):text.index(END)].strip()
-    want = render()
-    assert shown == want, f"{DOC}: the role table differs from the firmware's; it should read:\n" \
-                          f"{BEGIN}\n{want}\n{END}"
+    for begin, end, service in ((BEGIN, END, False), (BEGIN_SVC, END_SVC, True)):
+        assert begin in text and end in text, f"{DOC}: the role table markers are missing"
+        shown = text[text.index(begin) + len(begin):text.index(end)].strip()
+        want = render(service)
+        assert shown == want, f"{DOC}: the role table differs from the firmware's; it should " \
+                              f"read:\n{begin}\n{want}\n{end}"
 
 
 def test_sr11_every_command_has_a_row_in_the_role_table() -> None:

@@ -176,7 +176,7 @@ def test_no_row_from_current_state_is_invalid_state_and_changes_nothing():
     assert m.state == codes.BOOT
     assert shared.log == []
     m, shared = _fw(codes.SERVICE)
-    assert m.fire("program") == codes.INVALID_STATE
+    assert m.fire("start") == codes.INVALID_STATE
     assert m.state == codes.SERVICE
     assert shared.log == []
 

@@ -1,5 +1,5 @@
 """The same scripted run gives a byte-identical trace and journal on CPython and on real
-MicroPython (integer-only control path: DESIGN §2)."""
+MicroPython (integer-only control path: docs/firmware.md)."""
 import subprocess
 import sys
 

@@ -1,7 +1,7 @@
 """Pump calibration (stroke volume and steps a stroke), bounded by the mechanism's geometry and
 kept power-safe on the board.
 
-The mechanism (SPEC §3) fixes what a calibration may say. One camshaft revolution is one
+The mechanism (plant/physics.py) fixes what a calibration may say. One camshaft revolution is one
 stroke of NOMINAL_STROKE_NL (50 µL) through the cassette; the rotation sensor has 4 slots;
 the camshaft gear takes 200 full motor steps a revolution. A calibration only corrects for
 the cassette in place, so it is accepted (service CAL, boot, the Controller's constructor)

@@ -1,4 +1,5 @@
-"""Public codes (SPEC §6): states, alarms, program rejections, roles. One place for each.
+"""Public codes (docs/codes.md, docs/states.md): states, alarms, program rejections,
+roles. One place for each.
 
 Codes are interned strings so they read the same in traces, replies and docs; the journal
 stores them as small indices into the tuples below, so the tuples are append-only.
@@ -31,7 +32,7 @@ SENSOR_FAULT = "SENSOR_FAULT"
 MOTOR_FAULT = "MOTOR_FAULT"
 PAUSE_TIMEOUT = "PAUSE_TIMEOUT"
 WATCHDOG_RESET = "WATCHDOG_RESET"
-# Extension (SPEC §6 allows extending): a stored record (journal, calibration, keys) was found
+# Extension (codes are added, never renamed): a stored record (journal, calibration, keys) was found
 # corrupt at boot, or the journal's newest write was torn; the pump kept the safest reading.
 STORAGE_FAULT = "STORAGE_FAULT"
 # Index 0 means "no alarm" in the journal.
@@ -54,14 +55,25 @@ UNKNOWN_DRUG = "UNKNOWN_DRUG"
 LOCKOUT_ACTIVE = "LOCKOUT_ACTIVE"
 NOT_AUTHORISED = "NOT_AUTHORISED"
 BAD_INPUT = "BAD_INPUT"
-# Extensions (SPEC §6 allows extending, never renaming):
+# Extensions (codes are added, never renamed):
 INVALID_STATE = "INVALID_STATE"          # a well-formed request the current state does not take
 LABEL_CHECK_MISMATCH = "LABEL_CHECK_MISMATCH"  # the bag label's check code does not match
 OVERRIDE_REQUIRED = "OVERRIDE_REQUIRED"  # a soft limit: needs a logged clinician override
+SERVICE_MODE_REQUIRED = "SERVICE_MODE_REQUIRED"  # a bench program outside service mode
+SERVICE_MODE_ACTIVE = "SERVICE_MODE_ACTIVE"  # a patient's program or command in service mode
+HEIGHT_REQUIRED = "HEIGHT_REQUIRED"      # a label without the patient's height
+MEASURES_IMPLAUSIBLE = "MEASURES_IMPLAUSIBLE"  # weight and height are not a human body
+BSA_MISMATCH = "BSA_MISMATCH"            # the label's BSA is not the one its measures give
+PREMEDICATION_REQUIRED = "PREMEDICATION_REQUIRED"  # restart after a long interruption
+BAG_EXPIRED = "BAG_EXPIRED"              # the bag has hung longer than it may
+DOSE_STEP_MISMATCH = "DOSE_STEP_MISMATCH"  # the bag's dose is not the step due today
+PLAN_REQUIRED = "PLAN_REQUIRED"          # a label without its plan position (cycle, days)
 REJECTIONS = (RATE_VOLUME_MISMATCH, DOSE_RATE_MISMATCH, DOSE_ABOVE_LIMIT,
               CONCENTRATION_OUT_OF_RANGE, DURATION_NOT_OFFERED, PRESERVATIVE_WEIGHT_LIMIT,
               UNIT_REJECTED, UNKNOWN_DRUG, LOCKOUT_ACTIVE, NOT_AUTHORISED, BAD_INPUT,
-              INVALID_STATE, LABEL_CHECK_MISMATCH, OVERRIDE_REQUIRED)
+              INVALID_STATE, LABEL_CHECK_MISMATCH, OVERRIDE_REQUIRED, SERVICE_MODE_REQUIRED,
+              SERVICE_MODE_ACTIVE, HEIGHT_REQUIRED, MEASURES_IMPLAUSIBLE, BSA_MISMATCH,
+              PREMEDICATION_REQUIRED, BAG_EXPIRED, DOSE_STEP_MISMATCH, PLAN_REQUIRED)
 
 # Roles (SR-11), ordered by what they may do; SERVICE is separate from clinical roles.
 PATIENT = 1
@@ -75,6 +87,10 @@ EV_NONE = 0           # no event: a CHECKPOINT record
 EV_TRIGGER = 1        # EV_TRIGGER + i: the state table's trigger TRIGGERS[i] fired (up to 63)
 EV_ALARM = 64         # EV_ALARM + i: the alarm ALARMS[i] (i >= 1) was annunciated (up to 95)
 EV_CALIBRATED = 96    # the service role changed the cassette calibration (arg: stroke nL)
+EV_OVERDOSE = 97      # a clinician reported an overdose found outside the pump (arg: reason)
+EV_PREMEDICATED = 98  # a clinician confirmed premedication before a restart (SR-7)
+# Why a clinician starts the lockout (OVERDOSE command, journalled as EV_OVERDOSE's arg).
+OVERDOSE_REASONS = ("", "wrong_bag", "preparation_error", "programming_error", "other")
 
 
 def index_of(table, code):
@@ -99,8 +115,9 @@ def alarm_event(code):
 
 def event_of(ev, triggers):
     """What a journal event code means: (EV_TRIGGER, trigger), (EV_ALARM, alarm code),
-    (EV_CALIBRATED, None) or (EV_NONE, None); None when no event has that code."""
-    if ev == EV_NONE or ev == EV_CALIBRATED:
+    (EV_CALIBRATED, None), (EV_OVERDOSE, None), (EV_PREMEDICATED, None) or (EV_NONE, None);
+    None when no event has that code."""
+    if ev == EV_NONE or EV_CALIBRATED <= ev <= EV_PREMEDICATED:
         return (ev, None)
     if EV_TRIGGER <= ev < EV_ALARM and ev - EV_TRIGGER < len(triggers):
         return (EV_TRIGGER, triggers[ev - EV_TRIGGER])

@@ -13,7 +13,13 @@ the PROPOSE.
 from binascii import hexlify
 
 from pump import auth, calibration, program, roles
-from pump.codes import BAD_INPUT, INVALID_STATE, NOT_AUTHORISED
+from pump.codes import (
+    BAD_INPUT,
+    INVALID_STATE,
+    NOT_AUTHORISED,
+    SERVICE_MODE_ACTIVE,
+    SERVICE_MODE_REQUIRED,
+)
 from pump.compat import const
 from pump.frames import MAX_FRAME
 
@@ -47,6 +53,8 @@ COMMANDS = {
     "LOG": ("log", "_log", False),
     "CAL": ("calibrate", "_cal", True),
     "KEY": ("key", "_key", True),
+    "OVERDOSE": ("overdose", "_overdose", True),
+    "PREMEDICATED": ("premedicated", "_premedicated", True),
 }
 
 
@@ -78,7 +86,7 @@ class Commands:
         if not isinstance(args, dict):
             return BAD_INPUT
         action = spec[0]
-        if not roles.allows(action, self.ctl.state, role) and \
+        if not roles.allows(action, self.ctl.state, role, self.ctl.service) and \
                 not (action == "key" and self.keys.factory()):
             return NOT_AUTHORISED
         return getattr(self, spec[1])(args, role, action, counter)
@@ -132,13 +140,19 @@ class Commands:
             return INVALID_STATE            # e.g. while running: stop first
         basic = args.get("basic")
         if basic is not None:
+            # a bench program: service mode only (no patient attached), SR-2
+            if not self.ctl.service:
+                self.why = "a rate/VTBI program without the drug library is for the bench"
+                return SERVICE_MODE_REQUIRED
             got = program.propose_basic(basic, ctr)
         else:
+            if self.ctl.service:
+                return SERVICE_MODE_ACTIVE
             label = args.get("label")
             entry = args.get("entry")
             if not isinstance(label, dict) or not isinstance(entry, dict):
                 return BAD_INPUT
-            got = program.propose(label, entry, ctr)
+            got = program.propose(label, entry, ctr, None, self.ctl.patient())
         if isinstance(got, str):
             return got
         self.pending = [got, self.hal.ticks_add(self.hal.ticks_ms(), self.window_ms)]
@@ -171,6 +185,18 @@ class Commands:
             return code
         self.pending = None
         return {"state": self.ctl.state, "program_id": prog.pid}
+
+    def _overdose(self, args, role, action, ctr):
+        """An overdose found outside the pump: the lockout starts (SR-6), with its reason."""
+        if len(args) != 1:
+            return BAD_INPUT
+        return self._after(self.ctl.overdose(role, args.get("reason")))
+
+    def _premedicated(self, args, role, action, ctr):
+        """Premedication given: a restart after a long interruption may go on (SR-7)."""
+        if args:
+            return BAD_INPUT
+        return self._after(self.ctl.premedicated(role))
 
     def _log(self, args, role, action, ctr):
         """Raw journal records (hex), n at a time: the host decodes them (pump.journal)."""

@@ -8,11 +8,12 @@ returns None or a rejection code; bad input changes nothing (SR-13).
 The steady-state path (a RUNNING step that ends one motor segment and begins the next,
 journalling its write-ahead reservation) allocates nothing on MicroPython (PR-5).
 """
-from pump import calibration, codes, druglib, roles
+from pump import calibration, codes, druglib, program, roles
 from pump import journal as jn
 from pump.codes import (
     ALARM,
     BAD_INPUT,
+    BAG_EXPIRED,
     DOOR_OPEN,
     FREE_FLOW,
     INFUSION_COMPLETE,
@@ -24,8 +25,12 @@ from pump.codes import (
     OVER_INFUSION,
     PAUSE_TIMEOUT,
     PAUSED,
+    PREMEDICATION_REQUIRED,
     PRIMING,
     RUNNING,
+    SERVICE,
+    SERVICE_MODE_ACTIVE,
+    SERVICE_MODE_REQUIRED,
     STORAGE_FAULT,
     WATCHDOG_RESET,
 )
@@ -41,8 +46,17 @@ LOW_BATTERY_MV = const(3500)      # LOW_BATTERY below this (the board's comparat
 _PRIME_STEPS = const(4000)        # 20 strokes, about 1 mL at nominal calibration
 _PRIME_MS = const(60000)
 FLAG_INTERRUPTED = const(1)       # journal flag: an interruption is open
-FLAG_PREMED = const(2)            # journal flag: restart needs premedication (SR-7)
-INTERRUPTION_PREMED_S = const(4 * 3600)
+FLAG_PREMED = const(2)            # journal flag: restarted after the premedication threshold
+FLAG_SERVICE = const(4)           # journal flag: service mode (no patient, bench programs)
+FLAG_NO_PATIENT = const(8)        # journal flag: patient and plan cleared (service mode)
+FLAG_PREMED_GIVEN = const(16)     # journal flag: a clinician confirmed premedication (SR-7)
+# Checkpoint fields this module adds to the journal's spare ones (pump/journal.py: 10..12)
+# and PROGRAM record fields after the program's own (0..8).
+P_INTERRUPTED_S = const(10)       # rtc when the open interruption began (0: none)
+P_BAG_START_S = const(11)         # rtc when the program's bag first ran (0: not yet)
+P_CYCLE_RUN_S = const(12)         # running time in the plan's current cycle, s
+G_WEIGHT_G = const(9)             # the patient's weight on the program's label
+G_PLAN = const(10)                # the plan position (program.plan_word)
 # An authentication counter may move at most this far above the highest one accepted for
 # either role, so that one frame cannot exhaust the 2**30 counter space (SR-11).
 AUTH_WINDOW = const(1000)
@@ -95,6 +109,12 @@ class Controller:
         self.reserved_nl = 0          # volume journalled as delivered (write-ahead)
         self.interrupted_at_s = 0     # rtc when delivery last stopped (0: none open)
         self.flags = 0                # journal flags (FLAG_*)
+        self.service = False          # service mode: bench programs only, no patient
+        self.weight_g = 0             # the patient's weight on the last clinical program
+        self.plan = 0                 # the patient's plan position (program.plan_word), 0: none
+        self.cycle_run_s = 0          # running time in the plan's current cycle (s)
+        self.run_since_s = 0          # rtc when a clinical program last started running
+        self.bag_start_s = 0          # rtc when the program's bag first ran (0: not yet)
         self.pause_deadline = 0
         self.pause_reminded = False
         self.now = hal.ticks_ms()
@@ -127,7 +147,7 @@ class Controller:
             return BAD_INPUT
         if role not in roles.ANYONE:
             return BAD_INPUT
-        if not roles.allows(trigger, self.machine.state, role):
+        if not roles.allows(trigger, self.machine.state, role, self.service):
             return NOT_AUTHORISED
         if trigger == "program":
             if not isinstance(arg, Program) or not arg.intact():
@@ -174,7 +194,7 @@ class Controller:
     def silence(self, role):
         if role not in roles.ANYONE:
             return BAD_INPUT
-        if not roles.allows("silence", self.machine.state, role):
+        if not roles.allows("silence", self.machine.state, role, self.service):
             return NOT_AUTHORISED
         self.silenced = True
         self.hal.buzzer(False)
@@ -354,7 +374,15 @@ class Controller:
             self.lockout_until_s = p[jn.P_LOCKOUT_UNTIL_S]
             self.auth_counter = p[jn.P_AUTH_COUNTER]
             self.auth_service = p[jn.P_AUTH_SERVICE]
-            self.flags = p[jn.P_FLAGS]
+            self.flags = p[jn.P_FLAGS] & ~FLAG_INTERRUPTED
+            self.service = (self.flags & FLAG_SERVICE) != 0
+            self.interrupted_at_s = p[P_INTERRUPTED_S]
+            self.bag_start_s = p[P_BAG_START_S]
+            self.cycle_run_s = p[P_CYCLE_RUN_S]
+            g = j.program[3] if j.program is not None else None
+            if g is not None and not self.flags & FLAG_NO_PATIENT and g[jn.G_DRUG]:
+                self.weight_g = g[G_WEIGHT_G]
+                self.plan = g[G_PLAN]
             a = p[jn.P_ALARM]
             self.alarm = codes.ALARMS[a] if a < len(codes.ALARMS) else codes.SENSOR_FAULT
             prog = self.program
@@ -366,6 +394,8 @@ class Controller:
                 trigger = _RESTORE.get(state, "restore_idle")
             elif state == LOCKOUT:
                 trigger = "restore_lockout"
+            elif self.service:
+                trigger = "restore_service"
             if state in (RUNNING, PAUSED) and not self.interrupted_at_s:
                 self.interrupted_at_s = p[jn.P_RTC_S]
             if watchdog_reset and state == RUNNING and trigger == "restore_paused":
@@ -388,6 +418,12 @@ class Controller:
     def guard_program(self):
         if self.machine.state == LOCKOUT and self._lockout_active():
             return LOCKOUT_ACTIVE
+        # A bench program (no drug) only in service mode, a patient's never (docs/states.md).
+        if self.service:
+            if self._arg.drug:
+                return SERVICE_MODE_ACTIVE
+        elif not self._arg.drug:
+            return SERVICE_MODE_REQUIRED
         return None
 
     def guard_start(self):
@@ -400,12 +436,40 @@ class Controller:
             return INVALID_STATE
         if not self.hal.door_closed():
             return DOOR_OPEN
+        return self._restart_rule(prog)
+
+    def _restart_rule(self, prog):
+        """The interruption rules of the drug library (SR-7): a bag is not run past its hang
+        time (BAG_EXPIRED); after an interruption at or beyond the premedication threshold a
+        clinician confirms premedication first (PREMEDICATION_REQUIRED)."""
+        drug = self._drug(prog)
+        if drug is None:
+            return None
+        now = self.hal.rtc_s()
+        if self.bag_start_s and now - self.bag_start_s > \
+                prog.bag_hours * 3600 + drug.bag_hang_tolerance_s:
+            return BAG_EXPIRED
+        if self.interrupted_at_s and now - self.interrupted_at_s >= drug.interruption_premed_s \
+                and not self.flags & FLAG_PREMED_GIVEN:
+            return PREMEDICATION_REQUIRED
         return None
+
+    def guard_service(self):
+        return None if self.service else INVALID_STATE
+
+    def guard_override(self):
+        return LOCKOUT_ACTIVE if self._lockout_active() else None
+
+    def guard_enter_service(self):
+        return LOCKOUT_ACTIVE if self._lockout_active() else None
 
     def guard_prime(self):
         return None if self._arg is True else BAD_INPUT
 
     def before_stop_motor(self):
+        if self.run_since_s:                      # the cycle's running time (plan days)
+            self.cycle_run_s = self.cycle_s()
+            self.run_since_s = 0
         d = self.delivery
         d.stop(self.now)
         self.hal.motor.stop()
@@ -427,10 +491,17 @@ class Controller:
         self.delivery.load(prog.rate_ul_per_h, prog.vtbi_nl, 0)
         self.monitor.load(prog, 0)                # monitor's own CRC-checked copy (SR-5)
         self._library_values(prog)
+        self.bag_start_s = 0
+        pt = prog.patient
+        if pt is not None:                        # a clinical program: the patient's plan
+            self.weight_g = pt[0]
+            self.plan = pt[1]
+            self.cycle_run_s = pt[2]
+            self.flags &= ~FLAG_NO_PATIENT
         j = self.journal
         p = j.payload
-        p[9] = 0
-        p[10] = 0
+        p[G_WEIGHT_G] = self.weight_g if pt is not None else 0
+        p[G_PLAN] = self.plan if pt is not None else 0
         p[11] = 0
         p[12] = 0
         to_record(prog, p)
@@ -440,6 +511,21 @@ class Controller:
         self.program = None
         self.delivery.load(0, 0, 0)
         self.reserved_nl = 0
+
+    def after_service(self):
+        """Entering or leaving service mode: no patient is attached in it (the service role
+        says so by entering), so the patient, the plan and any open interruption are cleared
+        both ways: nothing of a patient reaches a bench program, nor of a bench a patient."""
+        self.service = self.machine.state == SERVICE
+        self.program = None
+        self.delivery.load(0, 0, 0)
+        self.reserved_nl = 0
+        self.weight_g = 0
+        self.plan = 0
+        self.cycle_run_s = 0
+        self.bag_start_s = 0
+        self.interrupted_at_s = 0
+        self.flags = FLAG_NO_PATIENT | (FLAG_SERVICE if self.service else 0)
 
     def after_prime(self):
         hal = self.hal
@@ -451,11 +537,16 @@ class Controller:
     def after_run(self):
         self.alarm = None
         self.hal.buzzer(False)
+        now = self.hal.rtc_s()
         if self.interrupted_at_s:
-            gap = self.hal.rtc_s() - self.interrupted_at_s
-            if gap >= INTERRUPTION_PREMED_S:
+            drug = self._drug(self.program)
+            if drug is not None and now - self.interrupted_at_s >= drug.interruption_premed_s:
                 self.flags |= FLAG_PREMED
             self.interrupted_at_s = 0
+        self.flags &= ~FLAG_PREMED_GIVEN
+        if not self.bag_start_s:
+            self.bag_start_s = now
+        self.run_since_s = now if self.program.drug else 0
         self.hal.motor.enable(True)
         if self.monitor.on_start(self.now):       # monitor: running from now (SR-5)
             self.hal.clamp(False)                 # delivery opens the line
@@ -469,6 +560,7 @@ class Controller:
 
     def after_complete(self):
         self.hal.motor.enable(False)
+        self._mark_interrupted()                  # until the next bag runs (SR-7)
         self.annunciate(INFUSION_COMPLETE)
 
     def after_alarm(self):
@@ -504,7 +596,7 @@ class Controller:
         """Set the cassette calibration ({"stroke_nl": int, "steps_per_stroke": int}):
         service role, SERVICE state. Stored power-safe, applied to delivery and to the
         monitor together. Returns None or a code; bad input changes nothing."""
-        if not roles.allows("calibrate", self.machine.state, role):
+        if not roles.allows("calibrate", self.machine.state, role, self.service):
             return NOT_AUTHORISED
         if not isinstance(args, dict) or not args:
             return BAD_INPUT
@@ -539,8 +631,67 @@ class Controller:
             self.lockout_s = drug.lockout_s
             self.pause_reminder_ms = drug.pause_reminder_s * 1000
 
+    def _drug(self, prog):
+        """The library entry of a clinical program's drug (None: a bench program)."""
+        if prog is None or not prog.drug or self.service:
+            return None
+        return druglib.default().by_index.get(prog.drug)
+
+    def cycle_s(self):
+        """Running time in the plan's current cycle (s), counted from the journal's running
+        time: pauses, interruptions, bag changes and power cuts do not count (plan days)."""
+        if self.run_since_s:
+            return self.cycle_run_s + self.hal.rtc_s() - self.run_since_s
+        return self.cycle_run_s
+
+    def patient(self):
+        """What a new clinical program is checked against (program.propose): the weight on
+        the last one, the plan position (program.plan_word), the cycle's running time (s),
+        and the open interruption (s, 0: none); weight and plan 0 when the pump holds no
+        patient's plan (a new patient: the label's plan position starts one)."""
+        gap = self.hal.rtc_s() - self.interrupted_at_s if self.interrupted_at_s else 0
+        return (self.weight_g, self.plan, self.cycle_s(), gap)
+
+    def overdose(self, role, reason):
+        """A clinician reports an overdose found outside the pump (wrong bag, preparation
+        error): the 12 h lockout starts now (or is extended to now + 12 h), journalled with
+        the reason (codes.OVERDOSE_REASONS). Returns None or a code."""
+        if not roles.allows("overdose", self.machine.state, role, self.service):
+            return NOT_AUTHORISED
+        r = codes.index_of(codes.OVERDOSE_REASONS, reason) if isinstance(reason, str) else 0
+        if r == 0:
+            return BAD_INPUT
+        st = self.machine.state
+        if st != LOCKOUT and not self.machine.allowed("lockout"):
+            return INVALID_STATE
+        self.now = self.hal.ticks_ms()
+        until = self.hal.rtc_s() + self.lockout_s
+        if until > self.lockout_until_s:
+            self.lockout_until_s = until
+        self._journal(jn.EVENT, codes.EV_OVERDOSE, r)
+        if st == LOCKOUT:
+            return None
+        self._pending_alarm = OVER_INFUSION
+        r = self.machine.fire("lockout")
+        self._pending_alarm = None
+        return r
+
+    def premedicated(self, role):
+        """A clinician confirms premedication was given for the restart after a long
+        interruption (SR-7): journalled; delivery may then resume."""
+        if not roles.allows("premedicated", self.machine.state, role, self.service):
+            return NOT_AUTHORISED
+        if not self.interrupted_at_s:
+            return INVALID_STATE
+        self.flags |= FLAG_PREMED_GIVEN
+        self._journal(jn.EVENT, codes.EV_PREMEDICATED, 0)
+        return None
+
     def _lockout_active(self):
         return self.lockout_until_s != 0 and self.hal.rtc_s() < self.lockout_until_s
+
+    def _lockout_left(self):
+        return self.lockout_until_s - self.hal.rtc_s() if self._lockout_active() else 0
 
     def _mark_interrupted(self):
         if not self.interrupted_at_s:
@@ -560,9 +711,9 @@ class Controller:
         p[jn.P_AUTH_COUNTER] = self.auth_counter
         p[jn.P_FLAGS] = self.flags | (FLAG_INTERRUPTED if self.interrupted_at_s else 0)
         p[jn.P_AUTH_SERVICE] = self.auth_service
-        p[10] = 0
-        p[11] = 0
-        p[12] = 0
+        p[P_INTERRUPTED_S] = self.interrupted_at_s
+        p[P_BAG_START_S] = self.bag_start_s
+        p[P_CYCLE_RUN_S] = self.cycle_s()
         j.append(kind, codes.index_of(codes.STATES, self.machine.state))
 
     def _emit(self, kind, code, value):
@@ -582,6 +733,12 @@ class Controller:
             "rate_ul_per_h": d.rate_ul_per_h, "vtbi_nl": d.vtbi_nl,
             "commanded_nl": d.commanded_nl, "reserved_nl": self.reserved_nl,
             "lockout_until_s": self.lockout_until_s, "silenced": self.silenced,
+            "lockout_remaining_s": self._lockout_left(),
+            "mode": SERVICE if self.service else "CLINICAL",
+            "interrupted_s": hal.rtc_s() - self.interrupted_at_s if self.interrupted_at_s
+            else 0,
+            "premedicated": (self.flags & FLAG_PREMED_GIVEN) != 0,
+            "plan": program.plan_status(self.plan, self.cycle_s(), self.weight_g),
             "auth_counter": self.auth_counter if self.auth_counter > self.auth_service
             else self.auth_service,
             "auth_counters": {"c": self.auth_counter, "s": self.auth_service},

@@ -121,6 +121,14 @@ class Drug:
         self.tox_escalate_after_days = _int(t["escalate_after_days"], version, 0, 366)
         self.tox_restart_grade = _int(t["restart_grade"], version, 1, 5)
         self.tox_discontinue_grade = _int(t["discontinue_grade"], version, 1, 5)
+        c = d["patient_checks"]
+        # (BMI low, BMI high kg/m², weight change % needing a clinician's confirmation)
+        self.checks = (_int(c["bmi_min_kg_per_m2"], version, 1, 1000),
+                       _int(c["bmi_max_kg_per_m2"], version, 1, 1000),
+                       _int(c["weight_change_max_pct"], version, 0, 1000))
+        c = d["restart_rules"]
+        self.bag_hang_tolerance_s = _int(c["bag_hang_tolerance_s"], version)
+        self.plan_day_slack_s = _int(c["plan_day_slack_s"], version, 0, 86400)
 
     def bag(self, hours):
         """The bag option of that duration, or None when the library does not offer it."""

@@ -63,7 +63,7 @@ P_ARG = const(6)              # event argument
 P_AUTH_COUNTER = const(7)     # highest authentication counter accepted for the clinician key
 P_FLAGS = const(8)            # bit flags (controller-defined)
 P_AUTH_SERVICE = const(9)     # highest authentication counter accepted for the service key
-# 10..12: zero (spare)
+# 10..12: the controller's (pump/controller.py P_INTERRUPTED_S, P_BAG_START_S, P_CYCLE_RUN_S)
 # Payload fields of PROGRAM records.
 G_PROGRAM_ID = const(0)
 G_RATE_UL_PER_H = const(1)

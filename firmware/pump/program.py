@@ -16,12 +16,17 @@ docs/program-rejections.md). A rate's unit is judged in one place: `keyed_rate`.
 from pump import druglib
 from pump.codes import (
     BAD_INPUT,
+    BSA_MISMATCH,
     CONCENTRATION_OUT_OF_RANGE,
     DOSE_ABOVE_LIMIT,
     DOSE_RATE_MISMATCH,
+    DOSE_STEP_MISMATCH,
     DURATION_NOT_OFFERED,
+    HEIGHT_REQUIRED,
     LABEL_CHECK_MISMATCH,
+    MEASURES_IMPLAUSIBLE,
     OVERRIDE_REQUIRED,
+    PLAN_REQUIRED,
     PRESERVATIVE_WEIGHT_LIMIT,
     RATE_VOLUME_MISMATCH,
     UNIT_REJECTED,
@@ -52,6 +57,11 @@ LABEL_KEYS = ("drug", "weight_g", "height_mm", "bsa_cm2", "dose_ng_per_day",
               "dose_ng_per_m2_per_day", "bag_hours", "rate_ul_per_h", "conc_pg_per_ml",
               "bag_volume_ul", "infusible_ul")
 _OPTIONAL = ("height_mm", "bsa_cm2", "dose_ng_per_day", "dose_ng_per_m2_per_day")
+# The plan position a label was made for (issue 11): the regimen (a name of the drug's
+# regimens), the cycle and the infusion days the bag covers. When present, the check code
+# covers them too (after LABEL_KEYS: the regimen as its 1-based place in the sorted names).
+PLAN_KEYS = ("cycle", "day_from", "day_to")
+DAY_S = 86400
 _B32 = "0123456789ABCDEFGHJKMNPQRSTVWXYZ"   # Crockford base32: no I, L, O, U
 CHECK_LEN = 6                                 # 6 x 5 bits = 30 bits of CRC-32
 
@@ -71,6 +81,9 @@ class Program:
         self.bag_hours = bag_hours
         self.flags = flags
         self.check = self.compute_check()
+        # A clinical program's patient and plan position, for the controller's record:
+        # (weight g, plan_word, cycle running time s); None for a bench program.
+        self.patient = None
 
     def fields(self):
         return (self.pid, self.rate_ul_per_h, self.vtbi_nl, self.drug, self.conc_pg_per_ml,
@@ -279,6 +292,7 @@ def _prescription(rx, lib):
         return UNKNOWN_DRUG
     r = _Rx()
     r.drug = drug
+    ck = drug.checks
     w = _field(rx, "weight_g", WEIGHT_MIN_G, WEIGHT_MAX_G)
     h = _field(rx, "height_mm", HEIGHT_MIN_MM, HEIGHT_MAX_MM)
     b = _field(rx, "bsa_cm2", BSA_MIN_CM2, BSA_MAX_CM2)
@@ -288,15 +302,21 @@ def _prescription(rx, lib):
     ovr = _field(rx, "override", 0, (1 << 30) - 1)
     if None in (w, h, b, fixed, per_m2, hours, ovr) or w == _ABSENT or hours == _ABSENT:
         return BAD_INPUT
+    # The patient's measures, cross-checked: a weight is judged against a height (a body mass
+    # index no living patient has is a slip: 4.5 kg keyed as 45 kg), and the pump uses the
+    # BSA it computes from them; a label BSA must agree with it.
+    if h == _ABSENT:
+        return HEIGHT_REQUIRED
     r.weight_g = w
-    if h != _ABSENT:
-        r.height_mm = h
-        r.bsa_used_cm2 = bsa_cm2(w, h)
+    r.height_mm = h
+    hh = h * h                               # BMI (kg/m²) = weight g x 1000 / height mm²
+    if w * 1000 < ck[0] * hh or w * 1000 > ck[1] * hh:
+        return MEASURES_IMPLAUSIBLE
+    r.bsa_used_cm2 = bsa_cm2(w, h)
     if b != _ABSENT:
-        if h != _ABSENT and not _near_pct(b, r.bsa_used_cm2, BSA_AGREE_PCT):
-            return BAD_INPUT
+        if not _near_pct(b, r.bsa_used_cm2, BSA_AGREE_PCT):
+            return BSA_MISMATCH
         r.bsa_cm2 = b
-        r.bsa_used_cm2 = b
     bag = drug.bag(hours)
     if bag is None:
         return DURATION_NOT_OFFERED
@@ -402,6 +422,16 @@ def label_values(rx, lib=None):
             if v is None or (v == _ABSENT and k not in _OPTIONAL):
                 return None
             out.append(0 if v == _ABSENT else v)
+        if "regimen" in rx or "cycle" in rx:
+            reg = regimen_index(drug, rx.get("regimen"))
+            if reg == 0:
+                return None
+            out.append(reg)
+            for k in PLAN_KEYS:
+                v = _field(rx, k, 1, 366)
+                if v is None or v == _ABSENT:
+                    return None
+                out.append(v)
         return out
     except Exception:   # noqa: BLE001 - never raise on user input
         return None
@@ -414,9 +444,17 @@ def make_label(rx, bag_volume_ul, lib=None):
     if isinstance(p, str):
         return p
     out = {}
-    for k in LABEL_KEYS + ("override",):
+    for k in LABEL_KEYS + ("override", "regimen", "cycle"):
         if k in rx:
             out[k] = rx[k]
+    if "cycle" in rx or "regimen" in rx:
+        # the plan position: from day_from, the days this bag covers, and its dose must be
+        # the step the plan has due that day (the pharmacy's own check)
+        pos = _label_position(rx, p, lib)
+        if isinstance(pos, str):
+            return pos
+        out["day_from"] = pos[0]
+        out["day_to"] = pos[1]
     out["rate_ul_per_h"] = p["rate_ul_per_h"]
     out["conc_pg_per_ml"] = p["conc_pg_per_ml"]
     out["infusible_ul"] = p["infusible_ul"]
@@ -436,9 +474,10 @@ class Proposal:
     shows: (drug name, rate µL/h, VTBI µL, dose ng/day, concentration pg/mL, bag hours).
     It holds no Program: only confirm() makes one."""
 
-    def __init__(self, fields, echo):
+    def __init__(self, fields, echo, patient=None):
         self._fields = fields
         self.echo = echo
+        self.patient = patient        # handed to the Program (see Program.patient)
         self._check = self._compute()
 
     def _compute(self):
@@ -448,17 +487,20 @@ class Proposal:
         return self._check == self._compute()
 
 
-def propose(rx, entry, pid, lib=None):
+def propose(rx, entry, pid, lib=None, patient=None):
     """A Proposal for the prescription/label `rx` and the operator's `entry`
-    ({"rate": keyed value, "unit": "mL/h", "vtbi_ml": keyed value}), or a rejection code.
+    ({"rate": keyed value, "unit": "mL/h", "vtbi_ml": keyed value}, and
+    "weight_confirmed": true when a clinician confirms a changed weight), or a rejection
+    code. `patient`: what the pump holds of this patient (Controller.patient(): weight g,
+    plan word, cycle running time s, open interruption s), None for a new patient.
     Never raises."""
     try:
-        return _propose(rx, entry, pid, _lib(lib))
+        return _propose(rx, entry, pid, _lib(lib), patient)
     except Exception:   # noqa: BLE001 - defence in depth: never raise on user input
         return BAD_INPUT
 
 
-def _propose(rx, entry, pid, lib):
+def _propose(rx, entry, pid, lib, patient):
     if not is_int(pid) or pid < 0 or pid >= (1 << 30) or not isinstance(entry, dict):
         return BAD_INPUT
     if not isinstance(rx, dict) or not isinstance(rx.get("drug"), str):
@@ -475,6 +517,20 @@ def _propose(rx, entry, pid, lib):
     r = _prescription(rx, lib)
     if isinstance(r, str):
         return r
+    pt = None
+    if patient is not None:
+        pt = _plan_check(rx, r, patient, lib)
+        if isinstance(pt, str):
+            return pt
+    if patient is not None and patient[0]:
+        # the same patient's weight on the previous bag: a large change is confirmed
+        d = r.weight_g - patient[0]
+        if d < 0:
+            d = -d
+        if d * 100 > patient[0] * r.drug.checks[2]:
+            if entry.get("weight_confirmed") is not True:
+                return OVERRIDE_REQUIRED
+            r.flags |= druglib.FLAG_OVERRIDE
     rate = keyed_rate(entry.get("rate"), entry.get("unit"))
     if isinstance(rate, str):
         return rate
@@ -510,7 +566,7 @@ def _propose(rx, entry, pid, lib):
         return DOSE_RATE_MISMATCH
     fields = (pid, rate, vtbi_ul * 1000, r.drug.index, conc, r.daily_ng, bag.hours, r.flags)
     echo = (r.drug.name, rate, vtbi_ul, r.daily_ng, conc, bag.hours)
-    return Proposal(fields, echo)
+    return Proposal(fields, echo, pt)
 
 
 def keyed_rate(value, unit):
@@ -584,6 +640,161 @@ def confirm(proposal, echo):
         if not same_echo(echo, proposal.echo):
             return BAD_INPUT
         f = proposal._fields
-        return Program(f[0], f[1], f[2], f[3], f[4], f[5], f[6], f[7])
+        p = Program(f[0], f[1], f[2], f[3], f[4], f[5], f[6], f[7])
+        p.patient = proposal.patient
+        return p
     except Exception:   # noqa: BLE001 - never raise on user input
         return BAD_INPUT
+
+
+# --- the plan position ----------------------------------------------------------------------
+
+def plan_word(drug_index, regimen, cycle):
+    """The plan position the pump keeps as one int: drug index, regimen (1-based position in
+    the drug's sorted regimen names, 0: none) and cycle number."""
+    return drug_index | regimen << 8 | cycle << 16
+
+
+def regimen_index(drug, name):
+    """The 1-based place of a regimen name among the drug's (sorted), 0 when it has none."""
+    names = sorted(drug.regimens)
+    i = 0
+    for n in names:
+        i += 1
+        if n == name:
+            return i
+    return 0
+
+
+def _cycle_spec(drug, reg, cycle):
+    """The library's spec of cycle `cycle` of regimen `reg` (1-based index), or None."""
+    names = sorted(drug.regimens)
+    if not 0 < reg <= len(names):
+        return None
+    for c in drug.regimens[names[reg - 1]]["cycles"]:
+        if c["from"] <= cycle <= c["to"]:
+            return c
+    return None
+
+
+def step_due(drug, reg, cycle, day):
+    """The dose step (index into the drug's steps) the plan has due on infusion day `day` of
+    the cycle, and the last day of that step: (step, last day), or None past the cycle."""
+    c = _cycle_spec(drug, reg, cycle)
+    if c is None:
+        return None
+    for span in c["steps"]:
+        if span[0] <= day <= span[1]:
+            return (span[2], span[1])
+    return None
+
+
+def _step_dose(drug, rx, step):
+    """The label's dose against a step: 0 it is that step's dose, -1 a lower step's, 1 not."""
+    fixed = rx.get("dose_ng_per_day")
+    steps = drug.fixed_steps if fixed is not None else drug.bsa_steps
+    d = fixed if fixed is not None else rx.get("dose_ng_per_m2_per_day")
+    if d == steps[step]:
+        return 0
+    i = 0
+    while i < step:
+        if d == steps[i]:
+            return -1
+        i += 1
+    return 1
+
+
+def _label_position(rx, p, lib):
+    """(day_from, day_to) of a prescription's plan position, or a code: the regimen and cycle
+    must be the drug's, the dose the step due on day_from (a lower step only with a
+    clinician's override: a restart after toxicity), and the bag ends by the step's last day
+    (or the cycle's)."""
+    drug = _lib(lib).by_index.get(p["drug_index"])
+    reg = regimen_index(drug, rx.get("regimen"))
+    cycle = rx.get("cycle")
+    day = rx.get("day_from")
+    if reg == 0 or not is_int(cycle) or not is_int(day) or day < 1:
+        return BAD_INPUT
+    due = step_due(drug, reg, cycle, day)
+    if due is None:
+        return DOSE_STEP_MISMATCH
+    k = _step_dose(drug, rx, due[0])
+    if k > 0 or (k < 0 and not rx.get("override")):
+        return DOSE_STEP_MISMATCH
+    last = day + (p["bag_hours"] + 23) // 24 - 1
+    return (day, last if last < due[1] else due[1])
+
+
+def _plan_check(rx, r, patient, lib):
+    """Issue 11: the bag against the treatment plan the pump holds (Controller.patient()).
+    Returns the patient tuple the program records (weight g, plan word, cycle running time
+    s), or a code. A pump with no plan starts one from the label's position; with a plan,
+    the pump's own count of infusion days rules: after an interruption longer than the plan
+    allows the cycle restarts at day 1, after a finished cycle and its treatment-free
+    interval the next cycle begins; the label's cycle and days must cover today, and its dose
+    must be the step due today (a lower step only with the label's clinician override)."""
+    drug = r.drug
+    if "cycle" not in rx:
+        return PLAN_REQUIRED
+    reg = regimen_index(drug, rx.get("regimen"))
+    cycle = rx["cycle"]
+    word = patient[1]
+    if not word:                                    # a new patient: the label starts the plan
+        run_s = (rx["day_from"] - 1) * DAY_S
+    else:
+        if word & 0xFF != drug.index or (word >> 8) & 0xFF != reg:
+            return DOSE_STEP_MISMATCH
+        cur = word >> 16
+        run_s = patient[2]
+        gap = patient[3]
+        slack = drug.plan_day_slack_s
+        if gap > drug.interruption_continue_max_s:
+            run_s = 0                                # the cycle restarts at its first step
+        elif run_s + slack >= drug.infusion_days * DAY_S:
+            spec = _cycle_spec(drug, reg, cur)
+            if spec is None or gap + slack < spec["off_days"] * DAY_S:
+                return DOSE_STEP_MISMATCH           # the treatment-free interval is not over
+            cur += 1
+            run_s = 0
+        if cycle != cur:
+            return DOSE_STEP_MISMATCH
+        today = (run_s + slack) // DAY_S + 1
+        if not rx["day_from"] <= today <= rx["day_to"]:
+            return DOSE_STEP_MISMATCH
+        if rx["day_from"] != today:
+            rx = dict(rx)
+            rx["day_from"] = today
+    due = step_due(drug, reg, cycle, rx["day_from"])
+    # the bag is due today and ends by its step's last day (a bag never crosses a step-up)
+    if due is None or rx["day_from"] + (r.bag.hours + 23) // 24 - 1 > due[1]:
+        return DOSE_STEP_MISMATCH
+    k = _step_dose(drug, rx, due[0])
+    if k > 0 or (k < 0 and not rx.get("override")):
+        return DOSE_STEP_MISMATCH
+    return (r.weight_g, plan_word(drug.index, reg, cycle), run_s)
+
+
+def plan_status(word, cycle_s, weight_g, lib=None):
+    """The plan position for STATUS: {"drug", "regimen", "cycle", "day", "step", the step's
+    dose, "weight_g"}, or None when the pump holds no patient's plan."""
+    if not word:
+        return None
+    drug = _lib(lib).by_index.get(word & 0xFF)
+    if drug is None:
+        return None
+    reg = (word >> 8) & 0xFF
+    cycle = word >> 16
+    day = (cycle_s + drug.plan_day_slack_s) // DAY_S + 1
+    out = {"drug": drug.name, "weight_g": weight_g, "regimen": None, "cycle": cycle,
+           "day": day, "step": None}
+    names = sorted(drug.regimens)
+    if 0 < reg <= len(names):
+        out["regimen"] = names[reg - 1]
+    due = step_due(drug, reg, cycle, day)
+    if due is not None:
+        out["step"] = due[0]
+        if weight_g >= drug.adult_min_weight_g:
+            out["dose_ng_per_day"] = drug.fixed_steps[due[0]]
+        else:
+            out["dose_ng_per_m2_per_day"] = drug.bsa_steps[due[0]]
+    return out

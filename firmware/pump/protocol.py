@@ -32,7 +32,7 @@ _MAX_EVENTS = const(8)        # queued telemetry events (the oldest are dropped 
 _CACHE = const(4)             # replies kept for retried frames
 _READS = const(4)             # UART reads (of up to MAX_FRAME bytes) per poll
 
-# Protocol error codes (extend SPEC §6; the controller's codes are used where they fit).
+# Protocol error codes (docs/codes.md; the controller's codes are used where they fit).
 BAD_FRAME = "BAD_FRAME"
 TOO_LONG = "TOO_LONG"
 REPLAYED = "REPLAYED"

@@ -46,8 +46,11 @@ TABLE = (
     ("restore_lockout", (BOOT,), LOCKOUT, None, None, None),
     ("restore_complete", (BOOT,), COMPLETE, None, None, None),
     # Programming (SR-1..3): the program was validated and confirmed before it gets here.
-    ("program", (IDLE, PROGRAMMED, COMPLETE, LOCKOUT), PROGRAMMED, "guard_program", None,
-     "after_program"),
+    # In service mode (bench programs, no patient) a program starts from SERVICE and
+    # clearing it, or lifting a bench lockout, goes back there (guard_service).
+    ("program", (IDLE, PROGRAMMED, COMPLETE, LOCKOUT, SERVICE), PROGRAMMED, "guard_program",
+     None, "after_program"),
+    ("clear", (PROGRAMMED, COMPLETE), SERVICE, "guard_service", None, "after_clear"),
     ("clear", (PROGRAMMED, COMPLETE), IDLE, None, None, "after_clear"),
     # Priming only with the line declared disconnected (SR-8).
     ("prime", (PROGRAMMED,), PRIMING, "guard_prime", None, "after_prime"),
@@ -62,11 +65,16 @@ TABLE = (
     ("alarm", _ACTIVE, ALARM, None, "before_stop_motor", "after_alarm"),
     ("lockout", _ACTIVE + (ALARM, COMPLETE, IDLE), LOCKOUT, None, "before_stop_motor",
      "after_lockout"),
-    ("override", (LOCKOUT,), IDLE, None, None, "after_override"),
+    # The lockout ends at its time, never earlier (SR-6, docs/states.md): override only
+    # acknowledges its end; a bench lockout in service mode (no patient) the service role ends.
+    ("override", (LOCKOUT,), SERVICE, "guard_service", None, "after_override"),
+    ("override", (LOCKOUT,), IDLE, "guard_override", None, "after_override"),
     ("stop", (ALARM,), PROGRAMMED, None, None, "after_alarm_cleared"),
     # Service (who may ask for which trigger, in which state, is pump/roles.py's, SR-11).
-    ("service", (IDLE,), SERVICE, None, None, None),
-    ("exit_service", (SERVICE,), IDLE, None, None, None),
+    # Entering and leaving service mode clear the patient and the plan (docs/states.md).
+    ("service", (IDLE,), SERVICE, "guard_enter_service", None, "after_service"),
+    ("exit_service", (SERVICE,), IDLE, None, None, "after_service"),
+    ("restore_service", (BOOT,), SERVICE, None, None, None),
 )
 
 def _triggers(table):

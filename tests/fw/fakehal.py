@@ -341,9 +341,45 @@ def heap_growth(fn, steps):
     return 0
 
 
-def pump(tag, rate=10000, vtbi_ul=240000, start=True, start_ticks=0, compare=False):
-    """A booted controller on a fresh FakeHal with a basic program accepted (and started):
-    (hal, controller). `compare` turns on the rotation compare interrupt."""
+def bench(ctl, prog):
+    """Accept a basic (rate/VTBI) program the way a bench does: service mode first, entered
+    and programmed by the service role (a basic program is refused outside it)."""
+    from pump.codes import SERVICE_ROLE
+    if not ctl.service:
+        code = ctl.request("service", SERVICE_ROLE)
+        if code is not None:
+            return code
+    return ctl.request("program", SERVICE_ROLE, prog)
+
+
+# A patient's bag by its rate (µL/h): (bag hours, infusible µL, bag volume µL)
+_BAGS = {10000: (24, 240000, 270000), 5000: (48, 240000, 270000), 600: (168, 100800, 110000)}
+
+
+def clinical(pid=1, rate=10000, dose_ng_per_day=28000, patient=None, **plan):
+    """A patient's Program from the drug library (70 kg, 175 cm, the bag of that rate), made
+    the way the pump makes one: label, propose, confirm. `plan`: the label's plan position
+    (default: cycle 2, day 1 of r/r, where 28 ug/day is due)."""
+    from pump import program
+    hours, infusible, volume = _BAGS[rate]
+    rx = {"drug": "blinatumomab", "weight_g": 70000, "height_mm": 1750,
+          "dose_ng_per_day": dose_ng_per_day, "bag_hours": hours}
+    rx.update(regimen="r/r", cycle=2, day_from=1)
+    rx.update(plan)
+    label = program.make_label(rx, volume)
+    assert isinstance(label, dict), label
+    entry = {"rate": "%d.%03d" % (rate // 1000, rate % 1000), "unit": "mL/h",
+             "vtbi_ml": "%d.%03d" % (infusible // 1000, infusible % 1000)}
+    prop = program.propose(label, entry, pid, None, patient)
+    assert not isinstance(prop, str), prop
+    return program.confirm(prop, prop.echo)
+
+
+def pump(tag, rate=10000, vtbi_ul=240000, start=True, start_ticks=0, compare=False,
+         patient=False):
+    """A booted controller on a fresh FakeHal with a basic program accepted in service mode
+    (and started): (hal, controller). `compare` turns on the rotation compare interrupt.
+    `patient`: a patient's program from the library instead (clinical(), its bag's VTBI)."""
     from pump import program
     from pump.codes import CLINICIAN
     from pump.controller import Controller
@@ -351,7 +387,10 @@ def pump(tag, rate=10000, vtbi_ul=240000, start=True, start_ticks=0, compare=Fal
     hal.compare = compare
     ctl = Controller(hal)
     ctl.boot()
-    assert ctl.request("program", CLINICIAN, program.basic(1, rate, vtbi_ul)) is None
+    if patient:
+        assert ctl.request("program", CLINICIAN, clinical(1, rate)) is None
+    else:
+        assert bench(ctl, program.basic(1, rate, vtbi_ul)) is None
     if start:
         assert ctl.request("start", CLINICIAN) is None
     return hal, ctl

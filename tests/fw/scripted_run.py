@@ -21,7 +21,8 @@ def run(out):
     ctl = Controller(hal)
     ctl.listener = lambda kind, code, v: out("%d %s %s %d" % (hal.t - t0, kind, code, v))
     out("boot %s" % ctl.boot())
-    out("program %s" % ctl.request("program", codes.CLINICIAN, program.basic(42, 10000, 12000)))
+    out("service %s" % ctl.request("service", codes.SERVICE_ROLE))
+    out("program %s" % ctl.request("program", codes.SERVICE_ROLE, program.basic(42, 10000, 12000)))
     out("start %s" % ctl.request("start", codes.CLINICIAN))
     end = t0 + 2 * 3600000
     paused = False

@@ -3,7 +3,7 @@
 Steady state: RUNNING, each wake ends a motor segment, begins the next and journals its
 write-ahead reservation (a file write). Measured with gc.mem_alloc and the collector off.
 """
-from fakehal import FakeHal, advance, heap_growth, skip_unless_micropython, tmpdir
+from fakehal import FakeHal, advance, bench, heap_growth, skip_unless_micropython, tmpdir
 
 from pump import program
 from pump.codes import CLINICIAN, RUNNING
@@ -23,7 +23,7 @@ def test_pr5_steady_state_step_allocates_nothing():
     ctl = Controller(hal)
     ctl.boot()
     # 5 mL/h for 1000 mL: 200 h, longer than 10,000 segments of 36 s
-    assert ctl.request("program", CLINICIAN, program.basic(1, 5000, 1000000)) is None
+    assert bench(ctl, program.basic(1, 5000, 1000000)) is None
     assert ctl.request("start", CLINICIAN) is None
     _measure(ctl, hal, 100)                     # warm-up: first records, caches
     seq0 = ctl.journal.seq

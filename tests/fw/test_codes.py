@@ -16,7 +16,9 @@ ALARMS_V1 = (None, "OVER_INFUSION", "FREE_FLOW", "UNDER_INFUSION", "OCCLUSION", 
 def _defined():
     """(code, meaning) of every event the firmware can journal."""
     out = [(codes.EV_NONE, (codes.EV_NONE, None)),
-           (codes.EV_CALIBRATED, (codes.EV_CALIBRATED, None))]
+           (codes.EV_CALIBRATED, (codes.EV_CALIBRATED, None)),
+           (codes.EV_OVERDOSE, (codes.EV_OVERDOSE, None)),
+           (codes.EV_PREMEDICATED, (codes.EV_PREMEDICATED, None))]
     for t in TRIGGERS:
         out.append((codes.trigger_event(TRIGGERS, t), (codes.EV_TRIGGER, t)))
     for a in codes.ALARMS[1:]:

@@ -1,5 +1,5 @@
 """Controller: requests, roles, alarms, bad input (SR-13), power loss (SR-9)."""
-from fakehal import pump, run_for, run_until_state
+from fakehal import clinical, pump, run_for, run_until_state
 
 from pump import codes, program
 from pump.codes import CLINICIAN, PATIENT, SERVICE_ROLE
@@ -7,8 +7,8 @@ from pump.controller import Controller
 from pump.hal import EV_AIR, EV_BATTERY, EV_DOOR
 
 
-def _pump(tag="c", rate=10000, vtbi_ul=240000, start=True):
-    return pump(tag, rate, vtbi_ul, start)
+def _pump(tag="c", rate=10000, vtbi_ul=240000, start=True, patient=False):
+    return pump(tag, rate, vtbi_ul, start, patient=patient)
 
 
 def _snapshot(hal, ctl):
@@ -18,7 +18,7 @@ def _snapshot(hal, ctl):
 
 
 def test_sr13_malformed_requests_rejected_and_change_nothing():
-    hal, ctl = _pump("bad")
+    hal, ctl = _pump("bad", patient=True)
     run_for(ctl, hal, 100000)
     before = _snapshot(hal, ctl)
     bad = (
@@ -57,7 +57,7 @@ def test_sr13_malformed_events_change_nothing():
 
 
 def test_sr11_roles():
-    hal, ctl = _pump("roles", start=False)
+    hal, ctl = _pump("roles", start=False, patient=True)
     assert ctl.request("start", PATIENT) == codes.NOT_AUTHORISED
     assert ctl.request("program", PATIENT, program.basic(3, 100, 1000)) == codes.NOT_AUTHORISED
     assert ctl.request("service", CLINICIAN) == codes.NOT_AUTHORISED
@@ -77,7 +77,7 @@ def test_invalid_state_changes_nothing():
 
 
 def test_sr10_door_open_stops_and_needs_clinician():
-    hal, ctl = _pump("door")
+    hal, ctl = _pump("door", patient=True)
     run_for(ctl, hal, 60000)
     hal.door = False
     ctl.signal(EV_DOOR)
@@ -142,13 +142,13 @@ def test_sr4_complete_stops_with_infusion_complete():
 
 
 def test_sr6_lockout_survives_power_loss():
-    hal, ctl = _pump("lock")
+    hal, ctl = _pump("lock", patient=True)
     run_for(ctl, hal, 60000)
     ctl.raise_alarm(codes.OVER_INFUSION)
     assert ctl.state == codes.LOCKOUT and not hal.motor.enabled()
     ctl2 = Controller(hal)
     assert ctl2.boot() == codes.LOCKOUT
-    p = program.basic(9, 10000, 240000)
+    p = clinical(9, 10000)
     assert ctl2.request("program", CLINICIAN, p) == codes.LOCKOUT_ACTIVE
     hal.t += 12 * 3600 * 1000
     assert ctl2.request("program", CLINICIAN, p) is None
@@ -177,7 +177,7 @@ def test_sr11_auth_counter_strictly_increases_and_survives_power_loss():
 
 
 def test_service_calibration_is_stored_and_applied():
-    hal, ctl = _pump("cal", start=False)
+    hal, ctl = _pump("cal", start=False, patient=True)
     good = {"stroke_nl": 50400, "steps_per_stroke": 200}
     assert ctl.calibrate(good, CLINICIAN) == codes.NOT_AUTHORISED
     assert ctl.calibrate(good, SERVICE_ROLE) == codes.INVALID_STATE   # not in SERVICE
@@ -230,6 +230,8 @@ def test_sr6_library_lockout_and_pause_values_follow_the_drug():
     from pump import druglib
     hal, ctl = _pump("lib", start=False)
     assert ctl.lockout_s == 12 * 3600            # basic program: the defaults
+    assert ctl.request("clear", SERVICE_ROLE) is None and ctl.state == codes.SERVICE
+    assert ctl.request("exit_service", SERVICE_ROLE) is None and ctl.state == codes.IDLE
     drug = druglib.default().drug("blinatumomab")
     p = program.Program(5, 10000, 240000000, drug.index, 116667, 28000, 24, drug.flags)
     assert ctl.request("program", CLINICIAN, p) is None

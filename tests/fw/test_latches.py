@@ -21,7 +21,7 @@ sweep runs on CPython.
 """
 import sys
 
-from fakehal import FakeHal, run_for, run_until_state, tmpdir
+from fakehal import FakeHal, bench, run_for, run_until_state, tmpdir
 from memstore import MemStore, image
 
 from pump import auth, codes, program
@@ -68,7 +68,7 @@ class _Run:
         assert door.execute("KEY", {"slot": "c", "key": KEY_C}, PATIENT, 0)["keys"] == ["c"]
         self.keyed = len(st.log)      # the clinician key is on flash from here on
         assert door.execute("KEY", {"slot": "s", "key": KEY_S}, SERVICE_ROLE, 0)
-        assert ctl.request("program", CLINICIAN, program.basic(3, 10000, 20000)) is None
+        assert bench(ctl, program.basic(3, 10000, 20000)) is None
         assert ctl.accept_auth_counter(3, "c")
         assert ctl.request("start", CLINICIAN) is None
         self.started = len(st.log)
@@ -238,4 +238,7 @@ def test_sr9_a_journal_with_nothing_readable_fails_closed():
     assert ctl.state == LOCKOUT and ctl.alarm == STORAGE_FAULT
     assert ctl.request("program", CLINICIAN, program.basic(1, 10000, 1000)) == \
         codes.LOCKOUT_ACTIVE
+    # nobody lifts it early (SR-6, issue 11): the override only acknowledges its end
+    assert ctl.request("override", CLINICIAN) == codes.LOCKOUT_ACTIVE
+    hal.advance_to(hal.t + ctl.lockout_s * 1000)
     assert ctl.request("override", CLINICIAN) is None and ctl.state == codes.IDLE

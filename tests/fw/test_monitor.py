@@ -6,11 +6,11 @@ rotation compare interrupt fire on the ms the armed count is reached, as on the 
 step) against the programmed line (rate x time spent RUNNING). Runs on CPython and
 MicroPython.
 """
-from fakehal import advance, pump, run_for
+from fakehal import advance, clinical, pump, run_for
 
-from pump import codes, program
+from pump import codes
 from pump import journal as jn
-from pump.codes import CLINICIAN, PATIENT
+from pump.codes import CLINICIAN, PATIENT, SERVICE_ROLE
 from pump.controller import Controller
 from pump.hal import EV_DOOR, EV_PRESSURE
 from pump.states import TRIGGERS
@@ -19,8 +19,8 @@ _NL_PER_STEP = 250
 _H = 3600000
 
 
-def _pump(tag, rate, vtbi_ul=240000, start=True, start_ticks=0):
-    return pump("mon-" + tag, rate, vtbi_ul, start, start_ticks, compare=True)
+def _pump(tag, rate, vtbi_ul=240000, start=True, start_ticks=0, patient=False):
+    return pump("mon-" + tag, rate, vtbi_ul, start, start_ticks, compare=True, patient=patient)
 
 
 class Books:
@@ -105,8 +105,8 @@ def test_pr2_nominal_to_complete_no_alarm():
 
 # --- over-infusion (SR-5, PR-1) --------------------------------------------------------------
 
-def _runaway(rate, num, den, onset_ms=1800000, limit_ms=4 * _H):
-    hal, ctl = _pump("run%d-%d" % (rate, num), rate)
+def _runaway(rate, num, den, onset_ms=1800000, limit_ms=4 * _H, patient=False):
+    hal, ctl = _pump("run%d-%d" % (rate, num), rate, patient=patient)
     b = Books(ctl, hal, rate)
     b.run(onset_ms)
     assert b.alarms == []
@@ -240,12 +240,13 @@ def _events(hal):
     return [e[1:] for e in out]
 
 
-def test_sr6_lockout_refuses_restart_survives_power_loss_and_override_is_journalled():
-    hal, ctl, b, _ = _runaway(5000, 10, 1)
+def test_sr6_lockout_refuses_restart_survives_power_loss_and_no_role_lifts_it_early():
+    hal, ctl, b, _ = _runaway(5000, 10, 1, patient=True)
     assert ctl.state == codes.LOCKOUT
     until = ctl.lockout_until_s
     assert until == hal.rtc0 + b.alarms[0][0] // 1000 + 12 * 3600
-    p = program.basic(2, 5000, 240000)
+    assert ctl.snapshot()["lockout_remaining_s"] == until - hal.rtc_s()   # shown, to its end
+    p = clinical(2, 5000)
     assert ctl.request("program", CLINICIAN, p) == codes.LOCKOUT_ACTIVE
     assert ctl.request("start", CLINICIAN) == codes.INVALID_STATE
     assert ctl.request("resume", CLINICIAN) == codes.INVALID_STATE
@@ -263,12 +264,22 @@ def test_sr6_lockout_refuses_restart_survives_power_loss_and_override_is_journal
     assert ctl2.request("program", CLINICIAN, p) == codes.LOCKOUT_ACTIVE
     assert ctl2.request("override", PATIENT) == codes.NOT_AUTHORISED
     assert ctl2.state == codes.LOCKOUT
-    # an authenticated clinician's override works and is journalled
+    # no single role lifts it early (issue 11): the clinician's override is refused, the
+    # service role may not give it, nor enter service mode to get round it
+    assert ctl2.request("override", CLINICIAN) == codes.LOCKOUT_ACTIVE
+    assert ctl2.request("override", SERVICE_ROLE) == codes.NOT_AUTHORISED
+    assert ctl2.request("service", SERVICE_ROLE) == codes.INVALID_STATE
+    assert ctl2.state == codes.LOCKOUT
+    # at its end the clinician's override acknowledges it, journalled
+    hal.t = b.alarms[0][0] + 12 * _H
     assert ctl2.request("override", CLINICIAN) is None
     assert ctl2.state == codes.IDLE and ctl2.lockout_until_s == 0
     ov = codes.trigger_event(TRIGGERS, "override")
     assert _events(hal)[-1] == (ov, 0, 0)
     assert ctl2.request("program", CLINICIAN, p) is None
+    # 12 h off the drug: premedication first (SR-7)
+    assert ctl2.request("start", CLINICIAN) == codes.PREMEDICATION_REQUIRED
+    assert ctl2.premedicated(CLINICIAN) is None
     assert ctl2.request("start", CLINICIAN) is None
     # and after another power loss the lockout stays gone
     ctl3 = Controller(hal)
@@ -279,13 +290,14 @@ def test_sr6_lockout_refuses_restart_survives_power_loss_and_override_is_journal
 
 
 def test_sr6_lockout_expires_after_12_h():
-    hal, ctl, b, _ = _runaway(10000, 2, 1)
-    p = program.basic(3, 10000, 240000)
+    hal, ctl, b, _ = _runaway(10000, 2, 1, patient=True)
+    p = clinical(3, 10000)
     hal.t = b.alarms[0][0] + 12 * _H - 2000
     assert ctl.request("program", CLINICIAN, p) == codes.LOCKOUT_ACTIVE
     hal.t += 2000
     hal.cam_speed(1, 1)
     assert ctl.request("program", CLINICIAN, p) is None
+    assert ctl.premedicated(CLINICIAN) is None
     assert ctl.request("start", CLINICIAN) is None
     b2 = Books(ctl, hal, 10000)
     b2.run(_H)

@@ -6,7 +6,7 @@ measured include the monitor's compare wakes on the pulse edges, the drift check
 segment ends with their journal writes, and, paused, the uncommanded-motion watch.
 """
 
-from fakehal import FakeHal, advance, heap_growth, skip_unless_micropython, tmpdir
+from fakehal import FakeHal, advance, bench, heap_growth, skip_unless_micropython, tmpdir
 
 from pump import program
 from pump.codes import CLINICIAN, PATIENT, PAUSED, RUNNING
@@ -27,7 +27,7 @@ def _pump(tag, rate):
     hal.rotation.jitter = (2, -2, 1, -1)
     ctl = Controller(hal)
     ctl.boot()
-    assert ctl.request("program", CLINICIAN, program.basic(1, rate, 1000000)) is None
+    assert bench(ctl, program.basic(1, rate, 1000000)) is None
     assert ctl.request("start", CLINICIAN) is None
     return hal, ctl
 

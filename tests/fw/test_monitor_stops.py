@@ -10,7 +10,7 @@ monitor's public methods are also wrapped to catch re-entry: a trip is reported 
 monitor has returned, and nothing the controller does while latching it calls back into a
 monitor method still on the stack.
 """
-from fakehal import FakeHal, run_for, run_until_state, tmpdir
+from fakehal import FakeHal, bench, run_for, run_until_state, tmpdir
 
 from pump import codes, program
 from pump.codes import CLINICIAN, PATIENT
@@ -162,7 +162,7 @@ def _pump(tag, rate=10000, start=True):
     hal.compare = True
     ctl = _controller(hal, log)
     ctl.boot()
-    assert ctl.request("program", CLINICIAN, program.basic(1, rate, 240000)) is None
+    assert bench(ctl, program.basic(1, rate, 240000)) is None
     if start:
         assert ctl.request("start", CLINICIAN) is None
     return hal, ctl, log

@@ -66,6 +66,7 @@ def test_plan_bags_become_programs():
     for b in c["bags"]:
         rx = dict(b["rx"])
         rx["weight_g"] = 70000
+        rx["height_mm"] = 1750
         p = program.prescribe(rx)
         assert isinstance(p, dict) and p["daily_ng"] == b["daily_ng"]
 

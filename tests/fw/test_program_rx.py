@@ -126,13 +126,17 @@ def test_bsa_integer_mosteller():
         assert r * r <= n < (r + 1) * (r + 1)
 
 
-def test_sr2_bsa_dose_capped_for_large_child():
-    # 44 kg, 1.8 m²: 15 µg/m² x 1.8 = 27 µg (under the cap); 2.0 m² would be 30 -> capped 28.
-    rx = _rx(44000, 0, per_m2=15000, hours=24)
-    del rx["height_mm"]
-    rx["bsa_cm2"] = 20000
-    prog = _accept(_label(rx))
-    assert prog.dose_ng_per_day == 28000
+def test_sr2_bsa_dose_cap_is_beyond_any_plausible_child():
+    # 15 µg/m² reaches the 28 µg cap at 1.87 m²: no patient under 45 kg has that BSA. Even
+    # at the pump's tallest height, 2.6 m, a 44 kg patient has 1.78 m²: 26.7 µg/day.
+    prog = _accept(_label(_rx(44000, 2340, per_m2=15000, hours=24)))
+    assert abs(prog.dose_ng_per_day - 15000 * program.bsa_cm2(44000, 2340) / 10000) <= 1
+    assert prog.dose_ng_per_day < 28000
+    # a label claiming 2.0 m² for 44 kg: refused whatever height it gives
+    assert program.prescribe(_rx(44000, 1500, per_m2=15000, bsa_cm2=20000), OLDER) == \
+        codes.BSA_MISMATCH
+    assert program.prescribe(_rx(4400, 1750, per_m2=15000), OLDER) == \
+        codes.MEASURES_IMPLAUSIBLE                               # 44 kg keyed as 4.4 kg
 
 
 def test_sr3_two_steps_echo_must_match():
@@ -310,6 +314,20 @@ def test_reject_label_from_another_label_version():
     assert _keyed(lab, lib=OLDER) in (codes.RATE_VOLUME_MISMATCH,
                                       codes.CONCENTRATION_OUT_OF_RANGE)
 
+
+
+def test_sr1_older_72h_bag_keyed_with_its_labelled_240_ml_accepted():
+    """The older label's 72 h bag says 240 mL at 3.3 mL/h (3.3 x 72 = 237.6 mL, 1 % under):
+    keyed as labelled it is accepted; a rate keyed below the label's is more than 1 % short
+    of 240 mL and refused (SR-1)."""
+    lab = _label(_rx(hours=72), OLDER)
+    assert (lab["rate_ul_per_h"], lab["infusible_ul"]) == (3300, 240000)
+    for vtbi in (240000, 237600):
+        prop = program.propose(lab, _entry(3300, vtbi), 7, OLDER)
+        assert isinstance(prop, program.Proposal), (vtbi, prop)
+    prog = program.confirm(prop, list(prop.echo))
+    assert (prog.rate_ul_per_h, prog.vtbi_nl) == (3300, 237600000)
+    assert program.propose(lab, _entry(3290, 240000), 7, OLDER) == codes.RATE_VOLUME_MISMATCH
 
 # --- never raises ---------------------------------------------------------------------------
 

@@ -76,10 +76,17 @@ class Bench:
         assert kind == "ERR", (cmd, obj)
         return obj["code"]
 
+    def service(self):
+        """Into service mode (the service role), where basic programs are taken."""
+        if not self.ctl.service:
+            assert self.ok("SERVICE", "{}", "s")["state"] == "SERVICE"
+
     def program_basic(self, rate="10 mL/h", vtbi="240 mL"):
+        """A bench program, the way a bench gives one: service mode, the service role."""
+        self.service()
         args = '{"basic": {"rate": "%s", "vtbi": "%s"}}' % (rate, vtbi)
-        echo = self.ok("PROPOSE", args, "c")["echo"]
-        return self.ok("CONFIRM", '{"echo": %s}' % _dumps(echo), "c")
+        echo = self.ok("PROPOSE", args, "s")["echo"]
+        return self.ok("CONFIRM", '{"echo": %s}' % _dumps(echo), "s")
 
 
 def _dumps(v):
@@ -301,34 +308,36 @@ def test_key_provisioning_open_only_in_factory_state():
 
 def test_sr3_propose_then_confirm_in_separate_frames_and_no_start():
     b = Bench("sr3")
-    got = b.ok("PROPOSE", '{"basic": {"rate": "4.17 mL/h", "vtbi": "100 mL"}}', "c")
+    b.service()
+    got = b.ok("PROPOSE", '{"basic": {"rate": "4.17 mL/h", "vtbi": "100 mL"}}', "s")
     assert got["echo"] == ["-", 4170, 100000, 0, 0, 0]
-    assert b.ctl.state == codes.IDLE and b.ctl.program is None
+    assert b.ctl.state == codes.SERVICE and b.ctl.program is None
     assert b.ok("STATUS")["proposal"] == got["echo"]
     # a confirm that does not echo the same values is refused
-    assert b.err("CONFIRM", '{"echo": ["-", 41700, 100000, 0, 0, 0]}', "c") == codes.BAD_INPUT
-    assert b.err("CONFIRM", '{"echo": ["-", 4170.0, 100000, 0, 0, 0]}', "c") == codes.BAD_INPUT
+    assert b.err("CONFIRM", '{"echo": ["-", 41700, 100000, 0, 0, 0]}', "s") == codes.BAD_INPUT
+    assert b.err("CONFIRM", '{"echo": ["-", 4170.0, 100000, 0, 0, 0]}', "s") == codes.BAD_INPUT
     assert b.err("CONFIRM", '{"echo": ["-", 4170, 100000, 0, 0, 0]}') == codes.NOT_AUTHORISED
     assert b.ctl.program is None
-    b.ok("CONFIRM", '{"echo": ["-", 4170, 100000, 0, 0, 0]}', "c")
+    b.ok("CONFIRM", '{"echo": ["-", 4170, 100000, 0, 0, 0]}', "s")
     assert b.ctl.state == codes.PROGRAMMED            # programmed, not started
     assert b.ctl.program.rate_ul_per_h == 4170
     # confirmed once: a second confirm has no proposal to confirm
-    assert b.err("CONFIRM", '{"echo": ["-", 4170, 100000, 0, 0, 0]}', "c") == \
+    assert b.err("CONFIRM", '{"echo": ["-", 4170, 100000, 0, 0, 0]}', "s") == \
         commands.NO_PROPOSAL
 
 
 def test_sr3_rate_only_in_ml_per_h():
     b = Bench("units")
+    b.service()
     for rate in ("10 mL/min", "10", "240 mL/24h", "10 ml/hr", "10 mL/h/kg", "0.01 L/h"):
         args = '{"basic": {"rate": "%s", "vtbi": "240 mL"}}' % rate
-        assert b.err("PROPOSE", args, "c") == codes.UNIT_REJECTED, rate
-    assert b.err("PROPOSE", '{"basic": {"rate": 10, "vtbi": "240 mL"}}', "c") == codes.BAD_INPUT
-    assert b.err("PROPOSE", '{"basic": {"rate": "10 mL/h", "vtbi": "240 L"}}', "c") == \
+        assert b.err("PROPOSE", args, "s") == codes.UNIT_REJECTED, rate
+    assert b.err("PROPOSE", '{"basic": {"rate": 10, "vtbi": "240 mL"}}', "s") == codes.BAD_INPUT
+    assert b.err("PROPOSE", '{"basic": {"rate": "10 mL/h", "vtbi": "240 L"}}', "s") == \
         codes.UNIT_REJECTED
-    assert b.err("PROPOSE", '{"basic": {"rate": "1e3 mL/h", "vtbi": "240 mL"}}', "c") == \
+    assert b.err("PROPOSE", '{"basic": {"rate": "1e3 mL/h", "vtbi": "240 mL"}}', "s") == \
         codes.BAD_INPUT
-    assert b.err("PROPOSE", '{"basic": {"rate": "1000 mL/h", "vtbi": "240 mL"}}', "c") == \
+    assert b.err("PROPOSE", '{"basic": {"rate": "1000 mL/h", "vtbi": "240 mL"}}', "s") == \
         codes.RATE_VOLUME_MISMATCH
     assert b.ctl.program is None and b.proto.pending is None
 
@@ -336,7 +345,9 @@ def test_sr3_rate_only_in_ml_per_h():
 def test_sr3_label_proposal_confirmed_with_its_echo():
     if not hasattr(program, "make_label"):
         return
-    rx = {"drug": "blinatumomab", "weight_g": 70000, "dose_ng_per_day": 28000, "bag_hours": 24}
+    rx = {"drug": "blinatumomab", "weight_g": 70000, "height_mm": 1750,
+          "dose_ng_per_day": 28000, "bag_hours": 24, "regimen": "r/r", "cycle": 2,
+          "day_from": 1}
     label = program.make_label(rx, 270000)
     assert isinstance(label, dict), label
     b = Bench("label")
@@ -354,13 +365,14 @@ def test_sr3_label_proposal_confirmed_with_its_echo():
 
 def test_sr3_expired_proposal_says_so_and_programs_nothing():
     b = Bench("expire")
-    echo = b.ok("PROPOSE", '{"basic": {"rate": "10 mL/h", "vtbi": "240 mL"}}', "c")["echo"]
+    b.service()
+    echo = b.ok("PROPOSE", '{"basic": {"rate": "10 mL/h", "vtbi": "240 mL"}}', "s")["echo"]
     b.hal.t += 121000
     assert b.ok("STATUS")["proposal"] is None
-    assert b.err("CONFIRM", _dumps({"echo": echo}), "c") == commands.PROPOSAL_EXPIRED
+    assert b.err("CONFIRM", _dumps({"echo": echo}), "s") == commands.PROPOSAL_EXPIRED
     assert b.ctl.program is None
     # the expired proposal is gone: confirming again finds none
-    assert b.err("CONFIRM", _dumps({"echo": echo}), "c") == commands.NO_PROPOSAL
+    assert b.err("CONFIRM", _dumps({"echo": echo}), "s") == commands.NO_PROPOSAL
 
 
 def test_sr3_confirm_window_is_wall_clock_on_an_accelerated_board():
@@ -369,15 +381,16 @@ def test_sr3_confirm_window_is_wall_clock_on_an_accelerated_board():
     b = Bench("window")
     b.hal.time_scale = 100
     b.proto = protocol.Protocol(b.ctl, b.uart, b.hal.storage)
-    assert b.proto.keys.set("c", KEY_C)
-    got = b.ok("PROPOSE", '{"basic": {"rate": "10 mL/h", "vtbi": "240 mL"}}', "c")
+    assert b.proto.keys.set("c", KEY_C) and b.proto.keys.set("s", KEY_S)
+    b.service()
+    got = b.ok("PROPOSE", '{"basic": {"rate": "10 mL/h", "vtbi": "240 mL"}}', "s")
     assert got["expires_s"] == 120                  # what the person is told: wall seconds
     b.hal.t += 2000 * 100                           # 2 s of wall time at human speed
-    b.ok("CONFIRM", _dumps({"echo": got["echo"]}), "c")
+    b.ok("CONFIRM", _dumps({"echo": got["echo"]}), "s")
     assert b.ctl.state == codes.PROGRAMMED
-    got = b.ok("PROPOSE", '{"basic": {"rate": "5 mL/h", "vtbi": "240 mL"}}', "c")
+    got = b.ok("PROPOSE", '{"basic": {"rate": "5 mL/h", "vtbi": "240 mL"}}', "s")
     b.hal.t += 121000 * 100
-    assert b.err("CONFIRM", _dumps({"echo": got["echo"]}), "c") == commands.PROPOSAL_EXPIRED
+    assert b.err("CONFIRM", _dumps({"echo": got["echo"]}), "s") == commands.PROPOSAL_EXPIRED
 
 
 # --- telemetry and delivery going on ---------------------------------------------------------

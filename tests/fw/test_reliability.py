@@ -8,7 +8,7 @@
    a pump that knew what it had moved never counts more (SR-9, SR-4).
 (2, 3: tests/fw/test_latches.py; 6: tests/fw/test_protocol.py; 8: tests/hil.)
 """
-from fakehal import FakeHal, run_for, run_until_state, tmpdir
+from fakehal import FakeHal, bench, run_for, run_until_state, tmpdir
 from memstore import MemStore, PowerCut
 
 from pump import auth, calibration, codes, program
@@ -31,7 +31,7 @@ def _pump(tag, rate, vtbi_ul, stroke_nl=50000, storage=None):
         hal.storage = storage
     ctl = Controller(hal, jn.Journal(hal.storage, "journal.bin", 60), stroke_nl, 200)
     ctl.boot()
-    assert ctl.request("program", CLINICIAN, program.basic(1, rate, vtbi_ul)) is None
+    assert bench(ctl, program.basic(1, rate, vtbi_ul)) is None
     assert ctl.request("start", CLINICIAN) is None
     return hal, ctl
 

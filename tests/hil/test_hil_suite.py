@@ -235,6 +235,57 @@ def test_patient_role_frame_cannot_program(board: BoardHandle) -> None:
     assert s["state"] == "IDLE" and s["program_id"] is None and s["proposal"] is None
 
 
+def _patient_label(board: BoardHandle, dose: str = "28", cycle: int = 2, day: int = 1) -> dict:
+    """A patient's bag programmed from the pharmacy's label (70 kg, 175 cm, 24 h bag, r/r,
+    by default 28 ug/day on cycle 2 day 1) with the confirm step: the reply of CONFIRM."""
+    from host.pharmacy import preparation
+    lab = preparation("blinatumomab", "70", "175", dose_ug_per_day=dose, bag_hours=24,
+                      cycle=cycle, day=day)["label"]
+    echo = board.client.propose_label(lab, {"rate": "10", "unit": "mL/h",
+                                            "vtbi_ml": "240"})["echo"]
+    return board.client.confirm(echo)
+
+
+def test_issue11_a_clinicians_basic_program_is_refused_outside_service_mode(
+        board: BoardHandle) -> None:
+    """No clinical program without the drug library: the key-bounce 100 mL/h as a basic
+    program is refused with a code; the bench takes one only in service mode."""
+    with pytest.raises(PumpRefused) as e:
+        board.client.call("PROPOSE", {"basic": {"rate": "100 mL/h", "vtbi": "240 mL"}},
+                          role="clinician")
+    assert e.value.code == "SERVICE_MODE_REQUIRED"
+    s = board.status()
+    assert s["state"] == "IDLE" and s["mode"] == "CLINICAL" and s["proposal"] is None
+    board.program_basic("100 mL/h", "240 mL")                # at the bench: service mode
+    s = board.status()
+    assert s["state"] == "PROGRAMMED" and s["mode"] == "SERVICE"
+
+
+def test_sr6_overdose_found_outside_the_pump_locks_out_and_no_role_lifts_it_early(
+        board: BoardHandle) -> None:
+    """A clinician reports an overdose found outside the pump: the 12 h lockout starts,
+    journalled with its reason, shown with its end; neither the clinician nor the service
+    role ends it early (issue 11)."""
+    assert _patient_label(board)["state"] == "PROGRAMMED"
+    assert board.client.overdose("preparation_error")["state"] == "LOCKOUT"
+    s = board.status()
+    assert s["state"] == "LOCKOUT" and 43000 < s["lockout_remaining_s"] <= 43200
+    assert s["lockout_until_s"] == s["rtc_s"] + s["lockout_remaining_s"]
+    for call in (board.client.override, board.client.start):
+        with pytest.raises(PumpRefused) as e:
+            call()
+        assert e.value.code in ("LOCKOUT_ACTIVE", "INVALID_STATE")
+    with pytest.raises(PumpRefused) as e:
+        board.client.override()
+    assert e.value.code == "LOCKOUT_ACTIVE"
+    with pytest.raises(NotAuthorised):
+        board.client.override("service")
+    with pytest.raises(PumpRefused) as e:
+        board.client.service()                              # no way round it by the bench
+    assert e.value.code == "INVALID_STATE"
+    assert board.status()["state"] == "LOCKOUT"
+
+
 def test_replayed_clinician_frame_refused(board: BoardHandle) -> None:
     c = board.client
     board.program_basic("60 mL/h", "1 mL")

@@ -15,6 +15,7 @@ import time
 from pathlib import Path
 
 import pytest
+import serial
 
 from hil import rp2
 from hil.bridge import VirtualBoard
@@ -61,8 +62,7 @@ def test_journal_and_keys_survive_power_cuts_resets_and_a_reflash(
             PumpClient(vb.uart_path, timeout=2.0, retries=4) as c:
         rig = Rig(vb.rig_path, timeout=10.0)
         provision(c, ring)
-        echo = c.propose_basic("60 mL/h", "5 mL")["echo"]
-        pid = c.confirm(echo)["program_id"]
+        pid = c.bench_program("60 mL/h", "5 mL")["program_id"]     # service mode
         assert c.start()["state"] == "RUNNING"
         time.sleep(1.0)
         assert c.pause()["state"] == "PAUSED"
@@ -106,6 +106,8 @@ def test_watchdog_reset_tells_a_watchdog_timeout_from_machine_reset(
                       flash_image=rp2_image) as vb:
         mp = fl.Mpremote(vb.uart_path)
         rig = Rig(vb.rig_path, timeout=10.0)
+        with PumpClient(vb.uart_path, timeout=2.0, retries=4) as c:
+            c.ping()                                 # the pump runs: its boot window is over
 
         def cycle() -> None:
             time.sleep(1.0)
@@ -116,13 +118,20 @@ def test_watchdog_reset_tells_a_watchdog_timeout_from_machine_reset(
         t.start()
         fl.break_in(vb.uart_path, 30, say=lambda _m: None)
         t.join()
-        mp.run([*mp.base, "fs", "rm", ":/main.py"])       # stay at the REPL after resets
+        mp.run([*mp.base, "fs", "rm", ":/main.py"], timeout=120)   # stay at the REPL
         ask = [*mp.base, "exec", "import machine; from boards import rp2_ref; "
                "print('CAUSE', machine.reset_cause() == machine.WDT_RESET, "
                "rp2_ref.watchdog_reset())"]
-        assert "CAUSE False False" in mp.run(ask)             # after a power cycle
-        mp.reset()                                            # machine.reset()
-        assert "CAUSE True False" in mp.run(ask)
-        mp.run([*mp.base, "exec", "import machine; machine.WDT(timeout=200)"])
-        time.sleep(1.0)                                       # not fed: it bites
-        assert "CAUSE True True" in mp.run(ask)
+        assert "CAUSE False False" in mp.run(ask, timeout=120)    # after a power cycle
+        mp.run(mp.reset_command(), timeout=120)                   # machine.reset()
+        fl.break_in(vb.uart_path, 120, say=lambda _m: None)       # booted, at the REPL again
+        assert "CAUSE True False" in mp.run(ask, timeout=120)
+        with serial.serial_for_url(vb.uart_path, timeout=1) as port:  # at the REPL, then let go
+            port.write(b"\r\x03import machine; w = machine.WDT(timeout=1000)\r\n")
+            port.flush()
+            time.sleep(0.2)
+        t0 = vb.board_ms
+        while vb.board_ms - t0 < 5000:                        # not fed: it bites
+            time.sleep(0.05)
+        fl.break_in(vb.uart_path, 120, say=lambda _m: None)
+        assert "CAUSE True True" in mp.run(ask, timeout=120)

@@ -59,3 +59,22 @@ def test_pumpsim_run_field_error_names_the_file(tmp_path: Path,
     err = capsys.readouterr().err.strip()
     assert err == "pumpsim: %s: faults[0].factor: expected a number 0.01 ≤ x ≤ 1000, got -1.0" \
         % bad
+
+
+def test_pumpsim_run_summary_shows_the_fault_figures_against_their_limits_in_words(
+        capsys: pytest.CaptureFixture[str]) -> None:
+    """The terminal summary answers what the report's card does: the fault's own excess (the
+    cassette's drift told apart) and its detection time, each with its limit; expectations
+    in words with ≤/≥, never a Python list."""
+    assert cli.main(["run", str(RUNAWAY)]) == 0
+    out = capsys.readouterr().out
+    assert "detected by: OVER_INFUSION after 0.84 s  (limit ≤ 5.0 min: met)" in out
+    assert "excess the fault caused: 0.021 mL  (limit ≤ 0.1 mL: met)" in out
+    assert "(drift, not a fault)" in out
+    assert "[pass] max_fault_excess_ml: excess the fault caused 0.021 mL ≤ 0.1 mL" in out
+    assert "[pass] alarm: alarm OVER_INFUSION raised" in out
+    assert "['" not in out and "expected 0.1" not in out
+    refused = REPO / "scenarios" / "wrong-unit-ml-per-24h.toml"
+    assert cli.main(["run", str(refused)]) == 0
+    out = capsys.readouterr().out
+    assert "program refused: UNIT_REJECTED" in out and "mL/h only" in out

@@ -242,3 +242,13 @@ def test_index_html_lists_every_requirement() -> None:
     page, p = _page()
     for req in traceability.requirements():
         assert "req-%s" % req.id in p.ids
+
+
+def test_a_fault_is_described_in_words() -> None:
+    """'occlusion (for 60.0 min) at 2.0 h', not the scenario file's raw keys."""
+    r = result("occ", [True], faults=[
+        {"t_s": 7200.0, "kind": "occlusion", "params": {"duration_s": 3600.0}},
+        {"t_s": 9000.0, "kind": "free_flow", "params": {"clamp_open": True, "duration_s": 0}}])
+    rows_ = dict((what, val) for what, val, *_ in report.qa_rows(r))
+    assert rows_["fault injected"] == ("occlusion (for 60.0 min) at 2.0 h; free_flow (clamp open "
+                                       "yes) at 2.5 h")

@@ -109,6 +109,9 @@ def test_report_in_a_browser_no_horizontal_overflow_images_load_links_resolve(
             "a click must open the plot at full size: %s" % im
     fault = [im for im in r["images"] if im["src"].endswith("fault.png")]
     assert fault and fault[0]["shown"] >= 0.4 * width, fault   # the fault up close, large
+    # the whole run beside it is a three-panel figure: as wide as the column, not a thumbnail
+    whole = [im for im in r["images"] if im["src"] == "runaway-motor-10x-24h-bag/plot.png"]
+    assert whole and whole[0]["shown"] >= 0.4 * width, whole
     for href in r["links"]:
         if href.startswith("#"):
             assert href[1:] in r["ids"], "anchor %s goes nowhere" % href

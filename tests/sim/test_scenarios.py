@@ -1,5 +1,6 @@
 """The bundled scenario library (scenarios/): every file parses, is named after its file, says
-what it shows and what it expects, and the regimens are laid out as the label says (SPEC §2).
+what it shows and what it expects, and the regimens are laid out as the label says
+(docs/drug-library.md).
 Parsing only: running the library is `make suite`."""
 
 from __future__ import annotations
@@ -51,6 +52,8 @@ def test_adult_cycle1_steps_up_on_day_8_at_the_same_rate() -> None:
     ("adult-48h-bag", 1, 5.0, 240.0),
     ("adult-7day-bag", 1, 0.6, 100.8),
     ("adult-24h-bag", 1, 10.0, 240.0),
+    ("adult-72h-bag", 1, 3.3, 240.0),
+    ("adult-96h-bag", 1, 2.5, 240.0),
 ])
 def test_bag_regimens_use_the_label_rates(name: str, bags: int, rate: float,
                                           vtbi: float) -> None:
@@ -73,6 +76,7 @@ def test_child_is_dosed_by_bsa_with_the_caps() -> None:
     ("concentration-error-label-10x", "CONCENTRATION_OUT_OF_RANGE"),
     ("concentration-error-step-up-bag-mixup", "DOSE_RATE_MISMATCH"),
     ("child-7day-bag-below-weight-limit", "PRESERVATIVE_WEIGHT_LIMIT"),
+    ("child-72h-bag-below-weight-limit", "PRESERVATIVE_WEIGHT_LIMIT"),
     ("wrong-unit-ml-per-24h", "UNIT_REJECTED"),
 ])
 def test_programming_errors_must_be_rejected_with_nothing_delivered(name: str,

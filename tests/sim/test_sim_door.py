@@ -19,6 +19,7 @@ from sim import runner, scenario
 from sim.programming import proposal_args
 
 KEY_C = bytes(range(32))
+KEY_S = bytes(range(32, 64))
 
 LABELLED = """
 name = "door-label"
@@ -50,20 +51,24 @@ seed = 3
 
 def _over_the_wire(args: dict[str, Any], counter: int) -> tuple[list[int], list[Any]]:
     """PROPOSE (authenticated with `counter`) and CONFIRM (the echo) as frames through the
-    protocol of a fresh pump: (its journalled PROGRAM payload, the echo)."""
+    protocol of a fresh pump (a basic program: the service role, in service mode): (its
+    journalled PROGRAM payload, the echo)."""
     hal = FakeHal(tmpdir("wire"))
     ctl = Controller(hal)
     ctl.boot()
     uart = MemUart()
     proto = Protocol(ctl, uart, hal.storage)
-    assert proto.keys.set("c", KEY_C.hex())
+    assert proto.keys.set("c", KEY_C.hex()) and proto.keys.set("s", KEY_S.hex())
+    slot, key = ("s", KEY_S) if "basic" in args else ("c", KEY_C)
+    if slot == "s":
+        assert ctl.request("service", codes.SERVICE_ROLE) is None      # at the bench
     replies = []
     for seq, (cmd, a) in enumerate((("PROPOSE", args), ("CONFIRM", None)), start=1):
         if a is None:
             a = {"echo": replies[-1]["echo"]}
         text = json.dumps(a)
-        tag = auth.tag_hex(KEY_C, "c", counter + seq - 1, cmd, text)
-        uart.feed(frames.frame_text(seq, cmd, text, f"c:{counter + seq - 1}:{tag}"))
+        tag = auth.tag_hex(key, slot, counter + seq - 1, cmd, text)
+        uart.feed(frames.frame_text(seq, cmd, text, f"{slot}:{counter + seq - 1}:{tag}"))
         proto.poll(hal.ticks_ms())
         got = [frames.parse(ln) for ln in uart.take().split(b"\n") if ln]
         mine = [g for g in got if not isinstance(g, str) and g[0] == str(seq)]
@@ -94,4 +99,5 @@ def test_sr3_simulated_operator_keying_another_unit_is_refused_by_the_pump() -> 
     sc = scenario.loads(BASIC % "mL/24h")
     res = runner.run_scenario(sc, storage="memory")
     assert not res["accepted"] and res["reject_code"] == codes.UNIT_REJECTED
-    assert res["requests"] == [] and res["final_state"] == codes.IDLE
+    # the bench program was refused in service mode, where the simulated bench put the pump
+    assert res["requests"] == [] and res["final_state"] == codes.SERVICE

@@ -8,11 +8,12 @@ firmware (controller_rate_error) or rebuild it (power_loss) keep the firmware in
 from __future__ import annotations
 
 import re
+from typing import Any
 
 import pytest
 
 from pump.hal import EV_AIR, EV_BATTERY, EV_DOOR, EV_MOTOR_FAULT, EV_PRESSURE, EV_ROTATION
-from sim import scenario
+from sim import runner, scenario
 from sim.faults import FAULTS
 from sim.runner import Sim
 
@@ -237,6 +238,53 @@ def test_rotation_arm_signals_the_controller_in_the_loop() -> None:
     rot.arm(target)
     sim.advance(H + 60000)
     assert EV_ROTATION in signals and rot.count() >= target
+
+
+PATIENT = """
+name = "operator"
+[patient]
+weight_kg = 70.0
+height_cm = 175.0
+[prescription]
+dose_ug_per_day = 28.0
+bag_hours = 24
+cycle = 2
+[run]
+hours = 30.0
+seed = 4
+"""
+
+
+def _operator(faults: str) -> dict[str, Any]:
+    return runner.run_scenario(scenario.loads(PATIENT + faults), storage="memory")
+
+
+def test_overdose_reported_stops_and_locks_out_for_12_h() -> None:
+    _covers("overdose_reported")
+    res = _operator('[[faults]]\nat_h = 1.0\nkind = "overdose_reported"\nreason = "wrong_bag"\n')
+    assert res["final_state"] == "LOCKOUT"
+    assert 9.9 <= res["delivered_ml"] <= 10.1             # stopped at 1 h of 10 mL/h
+
+
+def test_restart_programs_the_bag_again_and_is_refused_in_the_lockout() -> None:
+    _covers("restart")
+    res = _operator('[[faults]]\nat_h = 1.0\nkind = "overdose_reported"\n'
+                    '[[faults]]\nat_h = 13.0\nkind = "restart"\npremedicated = true\n')
+    assert res["reject_code"] is None and res["final_state"] == "RUNNING"   # 12 h are over
+    res = _operator('[[faults]]\nat_h = 1.0\nkind = "overdose_reported"\n'
+                    '[[faults]]\nat_h = 13.0\nkind = "restart"\n')
+    assert res["reject_code"] == "PREMEDICATION_REQUIRED"   # 12 h off the drug: premedicate
+    res = _operator('[[faults]]\nat_h = 1.0\nkind = "overdose_reported"\n'
+                    '[[faults]]\nat_h = 12.9\nkind = "restart"\n')
+    assert res["reject_code"] == "LOCKOUT_ACTIVE" and res["final_state"] == "LOCKOUT"
+
+
+def test_pause_resumes_after_its_duration_unless_refused() -> None:
+    _covers("pause")
+    res = _operator('[[faults]]\nat_h = 1.0\nkind = "pause"\nduration_s = 3600.0\n')
+    assert res["reject_code"] is None and res["final_state"] == "COMPLETE"
+    res = _operator('[[faults]]\nat_h = 1.0\nkind = "pause"\nduration_s = 14400.0\n')
+    assert res["reject_code"] == "PREMEDICATION_REQUIRED" and res["final_state"] == "PAUSED"
 
 
 def test_every_fault_kind_has_a_physical_test() -> None:

@@ -1,4 +1,4 @@
-"""Nominal runs with the firmware in the loop: the SPEC §2 bags deliver their volume (plant
+"""Nominal runs with the firmware in the loop: the label's bags deliver their volume (plant
 truth) and end COMPLETE with no other alarm; runs are deterministic; ticks wrap (SR-12)."""
 
 from __future__ import annotations

@@ -211,6 +211,27 @@ def test_resume_refuses_another_campaigns_checkpoint(tmp_path: Path,
     assert "another campaign" in err and "seeds_per_cell=1" in err
 
 
+def test_resume_refuses_a_checkpoint_made_on_other_firmware(
+        tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    """A campaign's table comes from one firmware: a firmware change between invocations
+    (the checkpoint's hash differs) stops --resume with the reason, and the checkpoint stays
+    as it was."""
+    base = ["study", "--cells", "runaway-x100", "--rates", "0.6", "--days", "0", "--seeds", "1",
+            "--scheduler", "none", "--no-plots", "--out", str(tmp_path)]
+    assert cli.main(base) == 0
+    ck = tmp_path / "checkpoint.jsonl"
+    lines = ck.read_text().split("\n")
+    head = json.loads(lines[0])
+    assert len(head["campaign"]["firmware_sha256"]) == 64
+    head["campaign"]["firmware_sha256"] = "0" * 64
+    ck.write_text("\n".join([json.dumps(head)] + lines[1:]))
+    before = ck.read_bytes()
+    assert cli.main(base + ["--resume"]) == 2
+    err = capsys.readouterr().err
+    assert "the firmware changed" in err and "0000000000000000" in err
+    assert ck.read_bytes() == before
+
+
 def test_progress_line_shows_pump_days_and_eta() -> None:
     stream = io.StringIO()
     study.run_study([], [0.6], 1, 1.0, scheduler=INPROC, plots=False, stream=stream)
