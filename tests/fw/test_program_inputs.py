@@ -146,10 +146,10 @@ def test_sr13_a_label_or_prescription_missing_a_field_or_out_of_range_is_refused
 
 
 def test_sr2_a_child_dose_without_a_body_size_is_refused():
-    # under the adult weight the dose is per m²: no height nor BSA, nothing to dose by
+    # under the adult weight the dose is per m²: no height, nothing to dose by
     rx = {"drug": "blinatumomab", "weight_g": 20000, "bag_hours": 24,
           "dose_ng_per_m2_per_day": 5000}
-    assert program.prescribe(rx, OLDER) == codes.BAD_INPUT
+    assert program.prescribe(rx, OLDER) == codes.HEIGHT_REQUIRED
     rx["height_mm"] = 1100
     assert isinstance(program.prescribe(rx, OLDER), dict)
 
@@ -185,15 +185,13 @@ def test_sr2_bsa_is_mosteller_rounded_to_the_nearest_cm2():
         assert r * r <= n < (r + 1) * (r + 1), n
 
 
-def test_sr2_what_the_pharmacy_is_told_for_an_adult_without_a_height():
-    rx = _rx()
-    del rx["height_mm"]
-    got = program.prescribe(rx, OLDER)
-    assert got["height_mm"] == 0 and got["bsa_cm2"] == 0 and got["daily_ng"] == 28000
-    assert got["flags"] == OLDER.drug("blinatumomab").flags
-    lab = program.make_label(rx, 270000, OLDER)
-    assert "height_mm" not in lab and "bsa_cm2" not in lab
-    assert "dose_ng_per_m2_per_day" not in lab and lab["dose_ng_per_day"] == 28000
+def test_sr2_what_the_pharmacy_is_told_for_an_adult():
+    got = program.prescribe(_rx(), OLDER)
+    assert got["height_mm"] == 1750 and got["bsa_cm2"] == program.bsa_cm2(70000, 1750)
+    assert got["daily_ng"] == 28000 and got["flags"] == OLDER.drug("blinatumomab").flags
+    lab = program.make_label(_rx(), 270000, OLDER)
+    assert "bsa_cm2" not in lab and "dose_ng_per_m2_per_day" not in lab
+    assert lab["dose_ng_per_day"] == 28000
 
 
 def test_sr13_dose_and_duration_must_be_at_least_1():
@@ -250,9 +248,7 @@ def test_sr13_label_values_never_raise_and_take_0_to_2_30_exclusive():
     neg["bsa_cm2"] = -1                       # an optional field, negative: not absent
     assert program.label_values(neg, OLDER) is None
     # an absent optional field counts as 0 in the check code the pharmacy printed
-    rx = _rx()
-    del rx["height_mm"]
-    assert program.make_label(rx, 270000, OLDER)["check"] == "SD352M"
+    assert program.make_label(_rx(), 270000, OLDER)["check"] == "1AZXCH"
     child = {"drug": "blinatumomab", "weight_g": 20000, "height_mm": 1100, "bag_hours": 24,
              "dose_ng_per_m2_per_day": 15000}
     lab = program.make_label(child, 270000, OLDER)

@@ -26,7 +26,7 @@ The deadlines and the comparisons that meet them:
 - the confirm window of a proposal: Commands (test_sr12_confirm_window_across_the_wrap).
 Runs on CPython and MicroPython.
 """
-from fakehal import FakeHal, tmpdir
+from fakehal import FakeHal, clinical, tmpdir
 
 from pump import codes, commands, program
 from pump.codes import CLINICIAN, PATIENT
@@ -49,14 +49,14 @@ def _frame(seq, cmd, args="{}"):
 class Board:
     """The firmware on the fake board, run by its own main loop from tick `start`."""
 
-    def __init__(self, tag, start, rate=10000, vtbi_ul=240000):
+    def __init__(self, tag, start, rate=10000):
         hal = FakeHal(tmpdir(tag), start)
         hal.compare = True
         ctl = Controller(hal)
         rt = Runtime(hal, ctl)
         hal.signal = ctl.signal              # interrupts go to the controller, as on a board
         rt.boot()
-        assert ctl.request("program", CLINICIAN, program.basic(1, rate, vtbi_ul)) is None
+        assert ctl.request("program", CLINICIAN, clinical(1, rate)) is None
         self.hal = hal
         self.ctl = ctl
         self.rt = rt
@@ -229,8 +229,13 @@ def _confirm_after(tag, start, wait_ms):
     ctl = Controller(hal)
     ctl.boot()
     door = commands.Commands(ctl)
-    got = door.execute("PROPOSE", {"basic": {"rate": "10 mL/h", "vtbi": "240 mL"}},
-                       CLINICIAN, 1)
+    rx = {"drug": "blinatumomab", "weight_g": 70000, "height_mm": 1750,
+          "dose_ng_per_day": 28000, "bag_hours": 24, "regimen": "r/r", "cycle": 2,
+          "day_from": 1}
+    label = program.make_label(rx, 270000)
+    entry = {"rate": "10", "unit": "mL/h", "vtbi_ml": "240"}
+    got = door.execute("PROPOSE", {"label": label, "entry": entry}, CLINICIAN, 1)
+    assert isinstance(got, dict), got
     hal.t += wait_ms
     status = door.execute("STATUS", {}, CLINICIAN, 0)
     return door.execute("CONFIRM", {"echo": got["echo"]}, CLINICIAN, 2), status["proposal"]
@@ -255,7 +260,7 @@ def _part_served_at_a_pulse(tag, start):
     ctl = Controller(hal)
     rt = Runtime(hal, ctl)
     rt.boot()
-    assert ctl.request("program", CLINICIAN, program.basic(1, 10000, 240000)) is None
+    assert ctl.request("program", CLINICIAN, clinical(1, 10000)) is None
     assert ctl.request("start", CLINICIAN) is None
     t0 = hal.t
     d = ctl.delivery
