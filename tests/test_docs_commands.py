@@ -73,6 +73,9 @@ NOT_HERE: dict[str, str] = {
     r"pumpsim study( --full\b.*)?$": "a campaign of minutes to hours on every core; "
                                      "tests/sim/test_study.py runs samples of it, and the "
                                      "quick lines of docs/study.md run here",
+    r"^make mutation\b|bench/bench_mutation\.py": "the mutation run (tens of minutes on one "
+                                                 "core); tests/test_mutation.py runs the "
+                                                 "issue's named bugs through its driver",
 }
 # Documented exit statuses other than 0 (regex on the command -> status).
 EXPECT_EXIT: dict[str, int] = {

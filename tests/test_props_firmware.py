@@ -29,7 +29,7 @@ def test_sr4_commanded_never_exceeds_vtbi_and_reaches_it(rate, vtbi_ul, start, w
     volume never exceeds the VTBI, and delivery ends with it reached."""
     hal = FakeHal(tempfile.mkdtemp(), start)
     hal.motor.enable(True)
-    d = Delivery(hal.motor, ticks_add, ticks_diff)
+    d = Delivery(hal.motor, ticks_add, ticks_diff, 50000, 200)
     d.load(rate, vtbi_ul * 1000, 0)
     d.start(hal.ticks_ms())
     for gap in wakes:                       # arbitrary (early, late, repeated) wakes

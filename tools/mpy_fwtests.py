@@ -14,8 +14,10 @@ For each module named on argv: import it, run every top-level callable named ``t
 
 A module whose import fails gives one line {"kind": "import", "ok": false, ...}. A module-level
 ``MPY_SKIP = {"test_name": "reason"}`` marks tests as CPython-only: they are reported as
-skipped and not run. The last line is {"kind": "summary", ...}. The exit code is always 0:
-the pytest side judges. Anything a test prints goes to stdout before its result line.
+skipped and not run. With `-x` first, the run stops at the first failing test (as pytest's
+-x; bench/bench_mutation.py uses it). The last line is {"kind": "summary", ...}. The exit
+code is always 0: the pytest side judges. Anything a test prints goes to stdout before its
+result line.
 
 Runs on MicroPython and on CPython alike (no typing, dataclasses or inspect).
 """
@@ -96,12 +98,19 @@ def run_module(name, totals):
         emit({"kind": "test", "module": name, "test": test, "ok": ok, "skipped": None,
               "error": error, "ms": ticks_diff(ticks_ms(), t0)})
         totals["passed" if ok else "failed"] += 1
+        if not ok and totals["first_failure"]:
+            return
 
 
 def main(modules):
-    totals = {"passed": 0, "failed": 0, "skipped": 0}
+    totals = {"passed": 0, "failed": 0, "skipped": 0, "first_failure": False}
+    if modules and modules[0] == "-x":
+        totals["first_failure"] = True
+        modules = modules[1:]
     for name in modules:
         run_module(name, totals)
+        if totals["failed"] and totals["first_failure"]:
+            break
     impl = sys.implementation
     emit({"kind": "summary", "implementation": impl.name,
           "version": ".".join(str(v) for v in impl.version[:3]), "passed": totals["passed"],

@@ -82,23 +82,17 @@ class Keys:
 
     def __init__(self, storage):
         self.storage = storage
-        self.pads = {}
-        self.hexes = {}
-        self.seq = 0
-        self.fault = False            # a key file was found corrupt (or a write torn)
-        self.locked = False           # key files exist but none can be read: fail closed
-        self.empty = True             # no key store at all: factory state
         self.load()
 
     def load(self):
         """Read the keys: the valid copy with the higher sequence, written back over the
         other when that one is missing, older or corrupt."""
-        self.pads = {}
-        self.hexes = {}
-        self.seq = 0
-        self.fault = False
-        self.locked = False
-        self.empty = True
+        self.pads = {}                # slot -> HMAC pads of its key
+        self.hexes = {}               # slot -> key in hex, as stored
+        self.seq = 0                  # sequence of the copy in force
+        self.fault = False            # a key file was found corrupt (or a write torn)
+        self.locked = False           # key files exist but none can be read: fail closed
+        self.empty = True             # no key store at all: factory state
         st = self.storage
         if st is None:
             return

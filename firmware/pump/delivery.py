@@ -45,7 +45,7 @@ _RELIEVED_MMHG = const(20)     # no (further) back-off at or below this rise
 
 
 class Delivery:
-    def __init__(self, motor, ticks_add, ticks_diff, stroke_nl=50000, steps_per_stroke=200,
+    def __init__(self, motor, ticks_add, ticks_diff, stroke_nl, steps_per_stroke,
                  seg_units=SEG_UNITS, compliance_nl_per_mmhg=500):
         if not (1000 <= stroke_nl <= 200000) or not (1 <= steps_per_stroke <= 5000):
             raise ValueError("bad pump calibration: %d nL, %d steps" % (stroke_nl,
@@ -85,9 +85,6 @@ class Delivery:
 
     def remaining_nl(self):
         return self.vtbi_nl - self.commanded_nl
-
-    def done(self):
-        return self.commanded_nl >= self.vtbi_nl and not self.running
 
     def start(self, now, ledger=None):
         """Begin (or resume) delivery at now. Returns False when nothing is left.

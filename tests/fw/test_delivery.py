@@ -117,3 +117,192 @@ def test_sr12_schedule_exact_across_tick_wrap():
     at_zero = _segment_starts(0, 2)
     assert len(near_wrap) == len(at_zero) == 200
     assert near_wrap == at_zero
+
+
+# --- what the motor is told, rule by rule (SR-4, SR-9, PR-3) ----------------------------------
+
+def test_sr4_the_motor_stays_within_a_step_of_the_count_at_any_calibration():
+    """A calibration whose step is not a whole nL (46.008 µL a stroke) at a rate whose
+    segment is not a whole number of steps: at every segment end the motor has moved
+    exactly the steps the counted volume comes to, rounded down (the remainder is carried,
+    never lost nor doubled): over hours, never a step ahead or behind."""
+    for rate, stroke in ((610, 46008), (2500, 53992), (10000, 46008)):
+        hal, d = _delivery(stroke_nl=stroke, sps=200)
+        d.load(rate, 50000000, 0)
+        d.start(hal.ticks_ms())
+        for _ in range(120):
+            hal.t += ticks_diff(d.seg_end, hal.ticks_ms())
+            d.service(hal.ticks_ms())
+            if d.seg_part == 1:                   # a segment was counted and the next begun
+                want = d.commanded_nl * 200 // stroke
+                assert hal.motor.position() == want, (rate, stroke, d.commanded_nl)
+
+
+def test_sr4_sr9_a_stop_counts_the_steps_moved_in_this_segment_rounded_up():
+    """A pause in a later segment, after more than a stroke of it: the count grows by the
+    volume of the steps moved since the segment began, rounded up to the nL (in doubt,
+    delivered), and a second stop counts nothing more."""
+    for stroke, at_ms in ((50000, 9000), (46008, 9000), (46008, 17999), (53992, 2000)):
+        hal, d = _delivery(stroke_nl=stroke, sps=200)
+        d.load(10000, 240000000, 0)
+        d.start(hal.ticks_ms())
+        while d.commanded_nl < 200000:            # two whole segments
+            hal.t += ticks_diff(d.seg_end, hal.ticks_ms())
+            d.service(hal.ticks_ms())
+        before = d.commanded_nl
+        pos0 = hal.motor.position()
+        assert before == 200000 and pos0 == 200000 * 200 // stroke
+        hal.t += ticks_diff(d.seg_end, hal.ticks_ms())        # the first part moved
+        d.service(hal.ticks_ms())                              # the second begins
+        hal.t += at_ms
+        d.stop(hal.ticks_ms())
+        moved = hal.motor.position() - pos0
+        assert moved > 200, (stroke, moved)       # more than one stroke into the segment
+        assert d.commanded_nl - before == (moved * stroke + 199) // 200, (stroke, at_ms)
+        assert not d.running and not d.due(hal.ticks_ms())
+        hal.t += 60000
+        d.stop(hal.ticks_ms())
+        assert d.commanded_nl - before == (moved * stroke + 199) // 200
+
+
+def _ends(late_ms, n=8):
+    """Part ends (ms from the start) at 10 mL/h when every wake comes `late_ms` late."""
+    hal, d = _delivery()
+    d.load(10000, 240000000, 0)
+    t0 = hal.t
+    d.start(hal.ticks_ms())
+    ends = []
+    for _ in range(n):
+        end = hal.t + ticks_diff(d.seg_end, hal.ticks_ms()) - t0
+        ends.append(end)
+        hal.t = t0 + end + late_ms
+        d.service(hal.ticks_ms())
+    return ends
+
+
+def test_sr4_wakes_up_to_a_second_late_keep_the_schedule_later_ones_shift_it():
+    """Wakes up to 1 s late (a busy board) keep every part on its schedule: no drift of the
+    rate. Wakes more than 1 s late move what is left later by as much: the motor is never
+    asked to catch up (no bolus). At 10 mL/h a part is one stroke, 18 s."""
+    on_time = [18000 * (i + 1) for i in range(8)]
+    for late in (0, 400, 999, 1000):
+        assert _ends(late) == on_time, late
+    for late in (1001, 1500, 5000):
+        assert _ends(late) == [18000 * (i + 1) + i * late for i in range(8)], late
+
+
+def test_pr3_back_off_volume_rounded_up_at_most_five_strokes_two_passes():
+    """The back-off takes back what the line's compliance (500 nL/mmHg) holds above the
+    baseline, rounded up to a step; none at 20 mmHg or less; at most 5 strokes; at most two
+    passes until delivery starts again."""
+    hal, d = _delivery()
+    for rise, steps in ((20, 0), (21, 42), (25, 50), (26, 52), (500, 1000), (501, 1000),
+                        (3000, 1000), (0, 0), (-40, 0)):
+        assert d.backoff_steps(rise) == steps, (rise, d.backoff_steps(rise))
+    hal2, d2 = _delivery(stroke_nl=46008)
+    assert d2.backoff_steps(21) == 46             # 45.6 steps, rounded up
+    d.back_off(hal.ticks_ms(), 10)
+    assert d.backoff_steps(100) == 200
+    d.back_off(hal.ticks_ms(), 10)
+    assert d.backoff_steps(100) == 0 and d.backoff_steps(3000) == 0
+    d.load(10000, 240000000, 0)
+    d.start(hal.ticks_ms())
+    assert d.backoff_steps(100) == 200            # a new run, two passes again
+    d.stop(hal.ticks_ms())
+    d.back_off(hal.ticks_ms(), 10)
+    assert d.backoff_steps(100) == 200
+    d.back_off(hal.ticks_ms(), 10)
+    assert d.backoff_steps(100) == 0
+
+
+def test_pr3_a_back_off_pass_runs_at_4_ms_a_step_and_ends_after_its_last_step():
+    hal, d = _delivery()
+    t0 = hal.t
+    d.back_off(hal.ticks_ms(), 100)
+    assert d.backing_off
+    end = ticks_diff(d.backoff_end, hal.ticks_ms())
+    assert end == 401
+    hal.advance_to(t0 + 200)
+    assert hal.motor.position() == -50            # half-way at half time: 4 ms a step
+    hal.advance_to(t0 + end)
+    d.end_back_off()
+    assert hal.motor.position() == -100 and not d.backing_off and not hal.motor.busy()
+
+
+def test_sr4_a_stopped_or_unstarted_delivery_never_moves_the_motor():
+    """Whatever wakes it: a program loaded but not started, one stopped, one with nothing
+    left, or at no rate: not due, nothing handed to the motor, and start says so."""
+    hal, d = _delivery()
+    d.load(10000, 240000000, 0)
+    for t in (0, 18000, 36000, 100000):
+        hal.t = t
+        assert not d.running and not d.due(hal.ticks_ms())
+        d.service(hal.ticks_ms())
+        assert hal.motor.position() == 0 and not hal.motor.busy()
+    assert d.start(hal.ticks_ms()) is True and d.running
+    hal.t += 5000
+    d.stop(hal.ticks_ms())
+    pos = hal.motor.position()
+    for t in (18000, 36000, 72000):
+        hal.t += t
+        assert not d.due(hal.ticks_ms())
+        d.service(hal.ticks_ms())
+        assert hal.motor.position() == pos and not d.running
+    full = _delivery()[1]
+    full.load(10000, 240000000, 240000000)         # all of it counted already
+    assert full.start(0) is False and not full.running
+    none = _delivery()[1]
+    none.load(0, 240000000, 0)                     # no rate
+    assert none.start(0) is False and not none.running
+
+
+def test_calibration_outside_the_delivery_bounds_is_refused_and_named():
+    for stroke, sps in ((1000, 1), (200000, 5000), (50000, 200)):
+        Delivery(None, ticks_add, ticks_diff, stroke, sps)
+    for stroke, sps in ((999, 200), (200001, 200), (50000, 0), (50000, 5001), (999, 0)):
+        try:
+            Delivery(None, ticks_add, ticks_diff, stroke, sps)
+        except ValueError as exc:
+            assert ("%d nL, %d steps" % (stroke, sps)) in str(exc), str(exc)
+        else:
+            raise AssertionError("accepted %d nL, %d steps" % (stroke, sps))
+
+
+def test_sr4_a_delivery_with_no_program_has_nothing_to_deliver():
+    hal, d = _delivery()
+    assert d.remaining_nl() == 0 and d.commanded_nl == 0
+    assert d.start(hal.ticks_ms()) is False and not d.running
+    assert hal.motor.position() == 0 and not hal.motor.busy()
+
+
+def test_sr4_after_a_pause_the_motor_again_follows_the_count_to_a_step():
+    """Paused part-way (the count rounds the moved steps up), resumed: from the resume on,
+    at every segment end the motor has moved exactly the steps the volume counted since
+    comes to, rounded down."""
+    for stroke in (50000, 46008):
+        hal, d = _delivery(stroke_nl=stroke, sps=200)
+        d.load(10000, 240000000, 0)
+        d.start(hal.ticks_ms())
+        hal.t += 25000
+        d.stop(hal.ticks_ms())
+        hal.t += 60000
+        c0 = d.commanded_nl
+        p0 = hal.motor.position()
+        d.start(hal.ticks_ms())
+        for _ in range(12):
+            hal.t += ticks_diff(d.seg_end, hal.ticks_ms())
+            d.service(hal.ticks_ms())
+            if d.seg_part == 1:
+                want = (d.commanded_nl - c0) * 200 // stroke
+                assert hal.motor.position() - p0 == want, (stroke, d.commanded_nl)
+
+
+def test_sr4_the_last_segment_ends_on_the_programmed_time_to_the_ms():
+    """Whatever the VTBI, delivery completes at VTBI / rate, rounded down to the ms."""
+    for rate, vtbi_ul in ((3300, 1001), (10000, 1003), (600, 1007), (7777, 2000),
+                          (100000, 1999)):
+        hal, d = _delivery()
+        d.load(rate, vtbi_ul * 1000, 0)
+        _run(hal, d, ())
+        assert d.commanded_nl == vtbi_ul * 1000
+        assert hal.t == vtbi_ul * 3600000 // rate, (rate, vtbi_ul, hal.t)
