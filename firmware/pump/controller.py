@@ -401,6 +401,13 @@ class Controller:
             if watchdog_reset and state == RUNNING and trigger == "restore_paused":
                 self.alarm = WATCHDOG_RESET
                 trigger = "restore_alarm"
+            if self._lockout_active() and trigger != "restore_lockout":
+                # A lockout end still ahead holds whatever state the record names: a cut
+                # between the record that set it and the lockout transition's (an OVERDOSE
+                # report) wakes the pump in LOCKOUT, not where delivery may go on (SR-9).
+                if self.alarm is None:
+                    self.alarm = OVER_INFUSION
+                trigger = "restore_lockout"
         done = trigger == "restore_paused" and self.delivery.remaining_nl() <= 0
         if done:
             trigger = "restore_complete"      # the whole VTBI was counted before the cut
@@ -416,7 +423,7 @@ class Controller:
 
     # --- state-table callbacks (names are in states.TABLE) --------------------------------
     def guard_program(self):
-        if self.machine.state == LOCKOUT and self._lockout_active():
+        if self._lockout_active():            # whatever state the pump woke in (SR-6, SR-9)
             return LOCKOUT_ACTIVE
         # A bench program (no drug) only in service mode, a patient's never (docs/states.md).
         if self.service:
