@@ -57,6 +57,7 @@ P_BAG_START_S = const(11)         # rtc when the program's bag first ran (0: not
 P_CYCLE_RUN_S = const(12)         # running time in the plan's current cycle, s
 G_WEIGHT_G = const(9)             # the patient's weight on the program's label
 G_PLAN = const(10)                # the plan position (program.plan_word)
+G_LABEL = const(11)               # the bag's label (Program.label), 0: none
 # An authentication counter may move at most this far above the highest one accepted for
 # either role, so that one frame cannot exhaust the 2**30 counter space (SR-11).
 AUTH_WINDOW = const(1000)
@@ -115,6 +116,7 @@ class Controller:
         self.cycle_run_s = 0          # running time in the plan's current cycle (s)
         self.run_since_s = 0          # rtc when a clinical program last started running
         self.bag_start_s = 0          # rtc when the program's bag first ran (0: not yet)
+        self.bag_label = 0            # that bag's label (Program.label), 0: none
         self.pause_deadline = 0
         self.pause_reminded = False
         self.now = hal.ticks_ms()
@@ -383,6 +385,7 @@ class Controller:
             if g is not None and not self.flags & FLAG_NO_PATIENT and g[jn.G_DRUG]:
                 self.weight_g = g[G_WEIGHT_G]
                 self.plan = g[G_PLAN]
+                self.bag_label = g[G_LABEL]
             a = p[jn.P_ALARM]
             self.alarm = codes.ALARMS[a] if a < len(codes.ALARMS) else codes.SENSOR_FAULT
             prog = self.program
@@ -498,7 +501,9 @@ class Controller:
         self.delivery.load(prog.rate_ul_per_h, prog.vtbi_nl, 0)
         self.monitor.load(prog, 0)                # monitor's own CRC-checked copy (SR-5)
         self._library_values(prog)
-        self.bag_start_s = 0
+        if not prog.label or prog.label != self.bag_label:
+            self.bag_start_s = 0                  # a new bag; the same label is the same bag
+        self.bag_label = prog.label
         pt = prog.patient
         if pt is not None:                        # a clinical program: the patient's plan
             self.weight_g = pt[0]
@@ -509,7 +514,7 @@ class Controller:
         p = j.payload
         p[G_WEIGHT_G] = self.weight_g if pt is not None else 0
         p[G_PLAN] = self.plan if pt is not None else 0
-        p[11] = 0
+        p[G_LABEL] = prog.label
         p[12] = 0
         to_record(prog, p)
         j.append(jn.PROGRAM, codes.index_of(codes.STATES, self.machine.state))
@@ -531,6 +536,7 @@ class Controller:
         self.plan = 0
         self.cycle_run_s = 0
         self.bag_start_s = 0
+        self.bag_label = 0
         self.interrupted_at_s = 0
         self.flags = FLAG_NO_PATIENT | (FLAG_SERVICE if self.service else 0)
 
@@ -564,6 +570,12 @@ class Controller:
         self.pause_deadline = self.hal.ticks_add(self.now, self.pause_reminder_ms)
         self.pause_reminded = False
         self._mark_interrupted()
+
+    def after_stop(self):
+        """A stop is an interruption like a pause (SR-7): its clock starts now, once the
+        bag has run (priming a bag that never ran interrupts nothing)."""
+        if self.bag_start_s:
+            self._mark_interrupted()
 
     def after_complete(self):
         self.hal.motor.enable(False)
