@@ -737,8 +737,9 @@ def _plan_check(rx, r, patient, lib):
     s), or a code. A pump with no plan starts one from the label's position; with a plan,
     the pump's own count of infusion days rules: after a finished cycle and its
     treatment-free interval the next cycle begins (that interval is no interruption), after
-    an interruption longer than the plan allows within a cycle the cycle restarts at day 1; the label's cycle and days must cover today, and its dose
-    must be the step due today (a lower step only with the label's clinician override)."""
+    an interruption longer than the plan allows within a cycle the cycle restarts at day 1;
+    the label's cycle and days must cover today, and its dose must be the step due today (a
+    lower step only with the label's clinician override)."""
     drug = r.drug
     if "cycle" not in rx:
         return PLAN_REQUIRED
