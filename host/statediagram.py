@@ -173,8 +173,14 @@ NOTES = [
     "(`complete`); the interruption's start is journalled and ends when delivery next runs "
     "(`after_run`). A start or resume at or beyond the library's premedication threshold "
     "(4 h) is refused `PREMEDICATION_REQUIRED` until a clinician confirms premedication "
-    "(`PREMEDICATED`); within a cycle, a new bag after more than the library's 7 days "
-    "restarts the cycle at its first step (docs/program-rejections.md).",
+    "(`PREMEDICATED`). The confirmation is journalled with its time (to the minute, rounded "
+    "down) and covers one restart within 2 h of it (`PREMED_VALID_S`: the label gives "
+    "dexamethasone 1 h before a restart after an interruption of 4 h or more; the pump "
+    "allows twice that lead, a device policy); an older one, or one the next restart has "
+    "used, is asked again, across power cuts too. Within a cycle, a new bag after more than "
+    "the library's 7 days restarts the cycle at its first step; the time off after a "
+    "finished cycle is its treatment-free interval, not an interruption "
+    "(docs/program-rejections.md).",
 ]
 
 

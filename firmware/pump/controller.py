@@ -50,6 +50,16 @@ FLAG_PREMED = const(2)            # journal flag: restarted after the premedicat
 FLAG_SERVICE = const(4)           # journal flag: service mode (no patient, bench programs)
 FLAG_NO_PATIENT = const(8)        # journal flag: patient and plan cleared (service mode)
 FLAG_PREMED_GIVEN = const(16)     # journal flag: a clinician confirmed premedication (SR-7)
+# The flags' bits 8..28 hold when it was confirmed: whole minutes after the interruption
+# began (rounded down, capped: read back never later than it was, so never fresher).
+_PREMED_SHIFT = const(8)
+_PREMED_MAX_MIN = const(0x1FFFFF)
+_FLAG_BITS = const(0xFF)
+# How long a premedication confirmation covers a restart (SR-7): the label gives
+# dexamethasone 20 mg IV 1 h before restarting after an interruption of 4 h or more
+# (BLINCYTO prescribing information 2.1, premedication); the pump allows twice that lead
+# (device policy) and asks again for an older confirmation (docs/states.md).
+PREMED_VALID_S = const(7200)
 # Checkpoint fields this module adds to the journal's spare ones (pump/journal.py: 10..12)
 # and PROGRAM record fields after the program's own (0..8).
 P_INTERRUPTED_S = const(10)       # rtc when the open interruption began (0: none)
@@ -460,7 +470,7 @@ class Controller:
                 prog.bag_hours * 3600 + drug.bag_hang_tolerance_s:
             return BAG_EXPIRED
         if self.interrupted_at_s and now - self.interrupted_at_s >= drug.interruption_premed_s \
-                and not self.flags & FLAG_PREMED_GIVEN:
+                and not self._premedicated(now):
             return PREMEDICATION_REQUIRED
         return None
 
@@ -556,7 +566,7 @@ class Controller:
             if drug is not None and now - self.interrupted_at_s >= drug.interruption_premed_s:
                 self.flags |= FLAG_PREMED
             self.interrupted_at_s = 0
-        self.flags &= ~FLAG_PREMED_GIVEN
+        self.flags &= _FLAG_BITS & ~FLAG_PREMED_GIVEN      # a confirmation covers one restart
         if not self.bag_start_s:
             self.bag_start_s = now
         self.run_since_s = now if self.program.drug else 0
@@ -697,14 +707,28 @@ class Controller:
 
     def premedicated(self, role):
         """A clinician confirms premedication was given for the restart after a long
-        interruption (SR-7): journalled; delivery may then resume."""
+        interruption (SR-7): journalled with its time; delivery may then resume, within
+        PREMED_VALID_S of it (an older confirmation is asked again), once."""
         if not roles.allows("premedicated", self.machine.state, role, self.service):
             return NOT_AUTHORISED
         if not self.interrupted_at_s:
             return INVALID_STATE
-        self.flags |= FLAG_PREMED_GIVEN
+        m = (self.hal.rtc_s() - self.interrupted_at_s) // 60
+        if m < 0:
+            m = 0
+        elif m > _PREMED_MAX_MIN:
+            m = _PREMED_MAX_MIN
+        self.flags = (self.flags & _FLAG_BITS) | FLAG_PREMED_GIVEN | m << _PREMED_SHIFT
         self._journal(jn.EVENT, codes.EV_PREMEDICATED, 0)
         return None
+
+    def _premedicated(self, now):
+        """True when a clinician confirmed premedication for the open interruption less than
+        PREMED_VALID_S ago (SR-7)."""
+        if not self.flags & FLAG_PREMED_GIVEN or not self.interrupted_at_s:
+            return False
+        age = now - self.interrupted_at_s - (self.flags >> _PREMED_SHIFT) * 60
+        return 0 <= age < PREMED_VALID_S
 
     def _lockout_active(self):
         return self.lockout_until_s != 0 and self.hal.rtc_s() < self.lockout_until_s
@@ -756,7 +780,7 @@ class Controller:
             "mode": SERVICE if self.service else "CLINICAL",
             "interrupted_s": hal.rtc_s() - self.interrupted_at_s if self.interrupted_at_s
             else 0,
-            "premedicated": (self.flags & FLAG_PREMED_GIVEN) != 0,
+            "premedicated": self._premedicated(hal.rtc_s()),
             "plan": program.plan_status(self.plan, self.cycle_s(), self.weight_g),
             "auth_counter": self.auth_counter if self.auth_counter > self.auth_service
             else self.auth_service,

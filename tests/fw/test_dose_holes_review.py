@@ -193,3 +193,35 @@ def test_sr7_the_same_bag_reprogrammed_within_its_hang_time_runs_on_its_first_cl
     assert _program(door, _bag(), 4) is None
     assert door.execute("START", {}, CLINICIAN, 5) == {"state": codes.RUNNING}
     assert ctl.bag_start_s == first
+
+
+# --- a premedication confirmation goes stale (SR-7) -------------------------------------------
+
+def test_sr7_a_premedication_confirmation_20h_old_is_asked_again_even_after_a_reboot():
+    hal, ctl, door = _running("premold")
+    assert door.execute("PAUSE", {}, PATIENT, 0) == {"state": codes.PAUSED}
+    hal.t += 5 * _H
+    assert door.execute("PREMEDICATED", {}, CLINICIAN, 3) == {"state": codes.PAUSED}
+    assert door.execute("STATUS", {}, PATIENT, 0)["premedicated"] is True
+    hal.t += 20 * _H
+    ctl, door, st = _reboot(hal)
+    assert st == codes.PAUSED
+    assert door.execute("STATUS", {}, PATIENT, 0)["premedicated"] is False
+    assert door.execute("RESUME", {}, CLINICIAN, 4) == codes.PREMEDICATION_REQUIRED
+    assert door.execute("PREMEDICATED", {}, CLINICIAN, 5) == {"state": codes.PAUSED}
+    assert door.execute("RESUME", {}, CLINICIAN, 6) == {"state": codes.RUNNING}
+
+
+def test_sr7_a_premedication_confirmation_covers_two_hours_and_one_restart():
+    hal, ctl, door = _running("premwin")
+    assert door.execute("PAUSE", {}, PATIENT, 0) == {"state": codes.PAUSED}
+    hal.t += 5 * _H
+    assert door.execute("PREMEDICATED", {}, CLINICIAN, 3) == {"state": codes.PAUSED}
+    hal.t += 2 * _H - 60000                               # 1 h 59 min later: still covered
+    assert door.execute("RESUME", {}, CLINICIAN, 4) == {"state": codes.RUNNING}
+    assert door.execute("PAUSE", {}, PATIENT, 0) == {"state": codes.PAUSED}
+    hal.t += 5 * _H                                       # the next long pause: asked again
+    assert door.execute("RESUME", {}, CLINICIAN, 5) == codes.PREMEDICATION_REQUIRED
+    assert door.execute("PREMEDICATED", {}, CLINICIAN, 6) == {"state": codes.PAUSED}
+    hal.t += 2 * _H                                       # 2 h later: stale
+    assert door.execute("RESUME", {}, CLINICIAN, 7) == codes.PREMEDICATION_REQUIRED
