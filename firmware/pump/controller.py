@@ -75,7 +75,7 @@ _AUTH_LIMIT = const(1 << 30)
 
 # Where the pump wakes after power loss or reset, by the state last journalled (SR-9).
 _RESTORE = {
-    "IDLE": "restore_idle", "BOOT": "restore_idle", "SERVICE": "restore_idle",
+    "IDLE": "restore_idle", "BOOT": "restore_idle", "SERVICE": "restore_service",
     "PROGRAMMED": "restore_programmed", "PRIMING": "restore_programmed",
     "RUNNING": "restore_paused", "PAUSED": "restore_paused", "ALARM": "restore_alarm",
     "LOCKOUT": "restore_lockout", "COMPLETE": "restore_complete",
@@ -399,7 +399,12 @@ class Controller:
             a = p[jn.P_ALARM]
             self.alarm = codes.ALARMS[a] if a < len(codes.ALARMS) else codes.SENSOR_FAULT
             prog = self.program
-            if prog is not None and prog.pid == p[jn.P_PROGRAM_ID]:
+            if prog is not None and (prog.pid != p[jn.P_PROGRAM_ID]
+                                     or (self.service and prog.drug)):
+                # only the program the checkpoint names is held; in service mode never a
+                # patient's (docs/states.md)
+                prog = self.program = None
+            if prog is not None:
                 self.reserved_nl = p[jn.P_DELIVERED_NL]
                 self.delivery.load(prog.rate_ul_per_h, prog.vtbi_nl, self.reserved_nl)
                 self.monitor.load(prog, self.reserved_nl)     # monitor's own copy (SR-5)
@@ -414,6 +419,10 @@ class Controller:
             if watchdog_reset and state == RUNNING and trigger == "restore_paused":
                 self.alarm = WATCHDOG_RESET
                 trigger = "restore_alarm"
+            if self.service and trigger == "restore_idle":
+                trigger = "restore_service"           # the mode and its state go together
+            elif not self.service and trigger == "restore_service":
+                trigger = "restore_idle"
             if self._lockout_active() and trigger != "restore_lockout":
                 # A lockout end still ahead holds whatever state the record names: a cut
                 # between the record that set it and the lockout transition's (an OVERDOSE

@@ -225,3 +225,23 @@ def test_sr7_a_premedication_confirmation_covers_two_hours_and_one_restart():
     assert door.execute("PREMEDICATED", {}, CLINICIAN, 6) == {"state": codes.PAUSED}
     hal.t += 2 * _H                                       # 2 h later: stale
     assert door.execute("RESUME", {}, CLINICIAN, 7) == codes.PREMEDICATION_REQUIRED
+
+
+# --- service mode and its state restore together, with no patient program (SR-9, SR-11) -------
+
+def test_sr11_two_reboots_in_service_mode_wake_in_service_with_no_patient_program():
+    hal, ctl, door = _door("svc2")
+    assert _program(door, _bag(), 1) is None
+    assert door.execute("CLEAR", {}, CLINICIAN, 2) == {"state": codes.IDLE}
+    assert ctl.request("service", SERVICE_ROLE) is None
+    for _ in range(2):
+        ctl, door, st = _reboot(hal)
+        s = door.execute("STATUS", {}, PATIENT, 0)
+        assert (st, s["mode"], s["program_id"], s["plan"]) == \
+            (codes.SERVICE, codes.SERVICE, None, None)
+        ctl._journal(jn.CHECKPOINT, 0, 0)                 # any checkpoint (an auth counter)
+    assert _program(door, _bag(day=2), 3) == codes.NOT_AUTHORISED
+    assert door.execute("OVERDOSE", {"reason": "wrong_bag"}, CLINICIAN, 4) == \
+        codes.NOT_AUTHORISED
+    assert ctl.request("exit_service", SERVICE_ROLE) is None
+    assert door.execute("STATUS", {}, PATIENT, 0)["mode"] == "CLINICAL"
