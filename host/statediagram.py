@@ -159,8 +159,28 @@ NOTES = [
     "restart *no earlier than 12 hours* after the interruption, and a second role adds no "
     "clinical knowledge of the patient's exposure, so the pump follows the label: nobody "
     "ends it early. The lockout and its end time survive power loss (journal) and STATUS "
-    "shows them (`lockout_until_s`, `lockout_remaining_s`). A lockout in service mode (a "
-    "bench run, no patient) the service role ends.",
+    "shows them (`lockout_until_s`, `lockout_remaining_s`). The end time, not the state, is "
+    "what holds: every journal record carries it, `guard_program` and `guard_start` refuse "
+    "`LOCKOUT_ACTIVE` while it is ahead whatever the state, and a pump that boots with it "
+    "ahead wakes in LOCKOUT whatever state its last record names (a cut between an "
+    "`OVERDOSE` report's record and the lockout transition's leaves the lockout in force, "
+    "SR-9). A lockout in service mode (a bench run, no patient) the service role ends.",
+    "",
+    "## Interruptions (SR-7)",
+    "",
+    "Delivery is interrupted from the moment it stops for any reason: `pause`, `stop` "
+    "(`after_stop`, once the bag has run), an alarm, the lockout, or the end of a bag "
+    "(`complete`); the interruption's start is journalled and ends when delivery next runs "
+    "(`after_run`). A start or resume at or beyond the library's premedication threshold "
+    "(4 h) is refused `PREMEDICATION_REQUIRED` until a clinician confirms premedication "
+    "(`PREMEDICATED`). The confirmation is journalled with its time (to the minute, rounded "
+    "down) and covers one restart within 2 h of it (`PREMED_VALID_S`: the label gives "
+    "dexamethasone 1 h before a restart after an interruption of 4 h or more; the pump "
+    "allows twice that lead, a device policy); an older one, or one the next restart has "
+    "used, is asked again, across power cuts too. Within a cycle, a new bag after more than "
+    "the library's 7 days restarts the cycle at its first step; the time off after a "
+    "finished cycle is its treatment-free interval, not an interruption "
+    "(docs/program-rejections.md).",
 ]
 
 

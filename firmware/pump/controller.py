@@ -50,6 +50,16 @@ FLAG_PREMED = const(2)            # journal flag: restarted after the premedicat
 FLAG_SERVICE = const(4)           # journal flag: service mode (no patient, bench programs)
 FLAG_NO_PATIENT = const(8)        # journal flag: patient and plan cleared (service mode)
 FLAG_PREMED_GIVEN = const(16)     # journal flag: a clinician confirmed premedication (SR-7)
+# The flags' bits 8..28 hold when it was confirmed: whole minutes after the interruption
+# began (rounded down, capped: read back never later than it was, so never fresher).
+_PREMED_SHIFT = const(8)
+_PREMED_MAX_MIN = const(0x1FFFFF)
+_FLAG_BITS = const(0xFF)
+# How long a premedication confirmation covers a restart (SR-7): the label gives
+# dexamethasone 20 mg IV 1 h before restarting after an interruption of 4 h or more
+# (BLINCYTO prescribing information 2.1, premedication); the pump allows twice that lead
+# (device policy) and asks again for an older confirmation (docs/states.md).
+PREMED_VALID_S = const(7200)
 # Checkpoint fields this module adds to the journal's spare ones (pump/journal.py: 10..12)
 # and PROGRAM record fields after the program's own (0..8).
 P_INTERRUPTED_S = const(10)       # rtc when the open interruption began (0: none)
@@ -57,6 +67,7 @@ P_BAG_START_S = const(11)         # rtc when the program's bag first ran (0: not
 P_CYCLE_RUN_S = const(12)         # running time in the plan's current cycle, s
 G_WEIGHT_G = const(9)             # the patient's weight on the program's label
 G_PLAN = const(10)                # the plan position (program.plan_word)
+G_LABEL = const(11)               # the bag's label (Program.label), 0: none
 # An authentication counter may move at most this far above the highest one accepted for
 # either role, so that one frame cannot exhaust the 2**30 counter space (SR-11).
 AUTH_WINDOW = const(1000)
@@ -64,7 +75,7 @@ _AUTH_LIMIT = const(1 << 30)
 
 # Where the pump wakes after power loss or reset, by the state last journalled (SR-9).
 _RESTORE = {
-    "IDLE": "restore_idle", "BOOT": "restore_idle", "SERVICE": "restore_idle",
+    "IDLE": "restore_idle", "BOOT": "restore_idle", "SERVICE": "restore_service",
     "PROGRAMMED": "restore_programmed", "PRIMING": "restore_programmed",
     "RUNNING": "restore_paused", "PAUSED": "restore_paused", "ALARM": "restore_alarm",
     "LOCKOUT": "restore_lockout", "COMPLETE": "restore_complete",
@@ -115,6 +126,7 @@ class Controller:
         self.cycle_run_s = 0          # running time in the plan's current cycle (s)
         self.run_since_s = 0          # rtc when a clinical program last started running
         self.bag_start_s = 0          # rtc when the program's bag first ran (0: not yet)
+        self.bag_label = 0            # that bag's label (Program.label), 0: none
         self.pause_deadline = 0
         self.pause_reminded = False
         self.now = hal.ticks_ms()
@@ -383,10 +395,16 @@ class Controller:
             if g is not None and not self.flags & FLAG_NO_PATIENT and g[jn.G_DRUG]:
                 self.weight_g = g[G_WEIGHT_G]
                 self.plan = g[G_PLAN]
+                self.bag_label = g[G_LABEL]
             a = p[jn.P_ALARM]
             self.alarm = codes.ALARMS[a] if a < len(codes.ALARMS) else codes.SENSOR_FAULT
             prog = self.program
-            if prog is not None and prog.pid == p[jn.P_PROGRAM_ID]:
+            if prog is not None and (prog.pid != p[jn.P_PROGRAM_ID]
+                                     or (self.service and prog.drug)):
+                # only the program the checkpoint names is held; in service mode never a
+                # patient's (docs/states.md)
+                prog = self.program = None
+            if prog is not None:
                 self.reserved_nl = p[jn.P_DELIVERED_NL]
                 self.delivery.load(prog.rate_ul_per_h, prog.vtbi_nl, self.reserved_nl)
                 self.monitor.load(prog, self.reserved_nl)     # monitor's own copy (SR-5)
@@ -401,6 +419,17 @@ class Controller:
             if watchdog_reset and state == RUNNING and trigger == "restore_paused":
                 self.alarm = WATCHDOG_RESET
                 trigger = "restore_alarm"
+            if self.service and trigger == "restore_idle":
+                trigger = "restore_service"           # the mode and its state go together
+            elif not self.service and trigger == "restore_service":
+                trigger = "restore_idle"
+            if self._lockout_active() and trigger != "restore_lockout":
+                # A lockout end still ahead holds whatever state the record names: a cut
+                # between the record that set it and the lockout transition's (an OVERDOSE
+                # report) wakes the pump in LOCKOUT, not where delivery may go on (SR-9).
+                if self.alarm is None:
+                    self.alarm = OVER_INFUSION
+                trigger = "restore_lockout"
         done = trigger == "restore_paused" and self.delivery.remaining_nl() <= 0
         if done:
             trigger = "restore_complete"      # the whole VTBI was counted before the cut
@@ -416,7 +445,7 @@ class Controller:
 
     # --- state-table callbacks (names are in states.TABLE) --------------------------------
     def guard_program(self):
-        if self.machine.state == LOCKOUT and self._lockout_active():
+        if self._lockout_active():            # whatever state the pump woke in (SR-6, SR-9)
             return LOCKOUT_ACTIVE
         # A bench program (no drug) only in service mode, a patient's never (docs/states.md).
         if self.service:
@@ -450,7 +479,7 @@ class Controller:
                 prog.bag_hours * 3600 + drug.bag_hang_tolerance_s:
             return BAG_EXPIRED
         if self.interrupted_at_s and now - self.interrupted_at_s >= drug.interruption_premed_s \
-                and not self.flags & FLAG_PREMED_GIVEN:
+                and not self._premedicated(now):
             return PREMEDICATION_REQUIRED
         return None
 
@@ -491,7 +520,9 @@ class Controller:
         self.delivery.load(prog.rate_ul_per_h, prog.vtbi_nl, 0)
         self.monitor.load(prog, 0)                # monitor's own CRC-checked copy (SR-5)
         self._library_values(prog)
-        self.bag_start_s = 0
+        if not prog.label or prog.label != self.bag_label:
+            self.bag_start_s = 0                  # a new bag; the same label is the same bag
+        self.bag_label = prog.label
         pt = prog.patient
         if pt is not None:                        # a clinical program: the patient's plan
             self.weight_g = pt[0]
@@ -502,7 +533,7 @@ class Controller:
         p = j.payload
         p[G_WEIGHT_G] = self.weight_g if pt is not None else 0
         p[G_PLAN] = self.plan if pt is not None else 0
-        p[11] = 0
+        p[G_LABEL] = prog.label
         p[12] = 0
         to_record(prog, p)
         j.append(jn.PROGRAM, codes.index_of(codes.STATES, self.machine.state))
@@ -524,6 +555,7 @@ class Controller:
         self.plan = 0
         self.cycle_run_s = 0
         self.bag_start_s = 0
+        self.bag_label = 0
         self.interrupted_at_s = 0
         self.flags = FLAG_NO_PATIENT | (FLAG_SERVICE if self.service else 0)
 
@@ -543,7 +575,7 @@ class Controller:
             if drug is not None and now - self.interrupted_at_s >= drug.interruption_premed_s:
                 self.flags |= FLAG_PREMED
             self.interrupted_at_s = 0
-        self.flags &= ~FLAG_PREMED_GIVEN
+        self.flags &= _FLAG_BITS & ~FLAG_PREMED_GIVEN      # a confirmation covers one restart
         if not self.bag_start_s:
             self.bag_start_s = now
         self.run_since_s = now if self.program.drug else 0
@@ -557,6 +589,12 @@ class Controller:
         self.pause_deadline = self.hal.ticks_add(self.now, self.pause_reminder_ms)
         self.pause_reminded = False
         self._mark_interrupted()
+
+    def after_stop(self):
+        """A stop is an interruption like a pause (SR-7): its clock starts now, once the
+        bag has run (priming a bag that never ran interrupts nothing)."""
+        if self.bag_start_s:
+            self._mark_interrupted()
 
     def after_complete(self):
         self.hal.motor.enable(False)
@@ -678,14 +716,28 @@ class Controller:
 
     def premedicated(self, role):
         """A clinician confirms premedication was given for the restart after a long
-        interruption (SR-7): journalled; delivery may then resume."""
+        interruption (SR-7): journalled with its time; delivery may then resume, within
+        PREMED_VALID_S of it (an older confirmation is asked again), once."""
         if not roles.allows("premedicated", self.machine.state, role, self.service):
             return NOT_AUTHORISED
         if not self.interrupted_at_s:
             return INVALID_STATE
-        self.flags |= FLAG_PREMED_GIVEN
+        m = (self.hal.rtc_s() - self.interrupted_at_s) // 60
+        if m < 0:
+            m = 0
+        elif m > _PREMED_MAX_MIN:
+            m = _PREMED_MAX_MIN
+        self.flags = (self.flags & _FLAG_BITS) | FLAG_PREMED_GIVEN | m << _PREMED_SHIFT
         self._journal(jn.EVENT, codes.EV_PREMEDICATED, 0)
         return None
+
+    def _premedicated(self, now):
+        """True when a clinician confirmed premedication for the open interruption less than
+        PREMED_VALID_S ago (SR-7)."""
+        if not self.flags & FLAG_PREMED_GIVEN or not self.interrupted_at_s:
+            return False
+        age = now - self.interrupted_at_s - (self.flags >> _PREMED_SHIFT) * 60
+        return 0 <= age < PREMED_VALID_S
 
     def _lockout_active(self):
         return self.lockout_until_s != 0 and self.hal.rtc_s() < self.lockout_until_s
@@ -737,7 +789,7 @@ class Controller:
             "mode": SERVICE if self.service else "CLINICAL",
             "interrupted_s": hal.rtc_s() - self.interrupted_at_s if self.interrupted_at_s
             else 0,
-            "premedicated": (self.flags & FLAG_PREMED_GIVEN) != 0,
+            "premedicated": self._premedicated(hal.rtc_s()),
             "plan": program.plan_status(self.plan, self.cycle_s(), self.weight_g),
             "auth_counter": self.auth_counter if self.auth_counter > self.auth_service
             else self.auth_service,

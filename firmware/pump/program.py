@@ -84,6 +84,9 @@ class Program:
         # A clinical program's patient and plan position, for the controller's record:
         # (weight g, plan_word, cycle running time s); None for a bench program.
         self.patient = None
+        # The bag's label (its check code as an int, 0: none, a bench program): the same
+        # label is the same bag, whose hang time runs from its first run (SR-7).
+        self.label = 0
 
     def fields(self):
         return (self.pid, self.rate_ul_per_h, self.vtbi_nl, self.drug, self.conc_pg_per_ml,
@@ -474,10 +477,11 @@ class Proposal:
     shows: (drug name, rate µL/h, VTBI µL, dose ng/day, concentration pg/mL, bag hours).
     It holds no Program: only confirm() makes one."""
 
-    def __init__(self, fields, echo, patient=None):
+    def __init__(self, fields, echo, patient=None, label=0):
         self._fields = fields
         self.echo = echo
         self.patient = patient        # handed to the Program (see Program.patient)
+        self.label = label            # handed to the Program (see Program.label)
         self._check = self._compute()
 
     def _compute(self):
@@ -514,6 +518,7 @@ def _propose(rx, entry, pid, lib, patient):
         return BAD_INPUT
     if _norm_code(rx.get("check")) != label_code(vals):
         return LABEL_CHECK_MISMATCH
+    bag_label = (_crc_ints(vals) & 0x3FFFFFFF) or 1          # never 0 (0: no label)
     r = _prescription(rx, lib)
     if isinstance(r, str):
         return r
@@ -566,7 +571,7 @@ def _propose(rx, entry, pid, lib, patient):
         return DOSE_RATE_MISMATCH
     fields = (pid, rate, vtbi_ul * 1000, r.drug.index, conc, r.daily_ng, bag.hours, r.flags)
     echo = (r.drug.name, rate, vtbi_ul, r.daily_ng, conc, bag.hours)
-    return Proposal(fields, echo, pt)
+    return Proposal(fields, echo, pt, bag_label)
 
 
 def keyed_rate(value, unit):
@@ -642,6 +647,7 @@ def confirm(proposal, echo):
         f = proposal._fields
         p = Program(f[0], f[1], f[2], f[3], f[4], f[5], f[6], f[7])
         p.patient = proposal.patient
+        p.label = proposal.label
         return p
     except Exception:   # noqa: BLE001 - never raise on user input
         return BAD_INPUT
@@ -729,10 +735,11 @@ def _plan_check(rx, r, patient, lib):
     """Issue 11: the bag against the treatment plan the pump holds (Controller.patient()).
     Returns the patient tuple the program records (weight g, plan word, cycle running time
     s), or a code. A pump with no plan starts one from the label's position; with a plan,
-    the pump's own count of infusion days rules: after an interruption longer than the plan
-    allows the cycle restarts at day 1, after a finished cycle and its treatment-free
-    interval the next cycle begins; the label's cycle and days must cover today, and its dose
-    must be the step due today (a lower step only with the label's clinician override)."""
+    the pump's own count of infusion days rules: after a finished cycle and its
+    treatment-free interval the next cycle begins (that interval is no interruption), after
+    an interruption longer than the plan allows within a cycle the cycle restarts at day 1;
+    the label's cycle and days must cover today, and its dose must be the step due today (a
+    lower step only with the label's clinician override)."""
     drug = r.drug
     if "cycle" not in rx:
         return PLAN_REQUIRED
@@ -748,14 +755,16 @@ def _plan_check(rx, r, patient, lib):
         run_s = patient[2]
         gap = patient[3]
         slack = drug.plan_day_slack_s
-        if gap > drug.interruption_continue_max_s:
-            run_s = 0                                # the cycle restarts at its first step
-        elif run_s + slack >= drug.infusion_days * DAY_S:
+        if run_s + slack >= drug.infusion_days * DAY_S:
+            # a finished cycle: the time off since is its treatment-free interval, not an
+            # interruption (so first, before the restart rule below)
             spec = _cycle_spec(drug, reg, cur)
             if spec is None or gap + slack < spec["off_days"] * DAY_S:
                 return DOSE_STEP_MISMATCH           # the treatment-free interval is not over
             cur += 1
             run_s = 0
+        elif gap > drug.interruption_continue_max_s:
+            run_s = 0                                # the cycle restarts at its first step
         if cycle != cur:
             return DOSE_STEP_MISMATCH
         today = (run_s + slack) // DAY_S + 1

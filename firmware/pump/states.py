@@ -59,7 +59,7 @@ TABLE = (
     ("start", (PROGRAMMED,), RUNNING, "guard_start", None, "after_run"),
     ("pause", (RUNNING,), PAUSED, None, "before_stop_motor", "after_pause"),
     ("resume", (PAUSED, ALARM), RUNNING, "guard_start", None, "after_run"),
-    ("stop", (RUNNING, PAUSED, PRIMING), PROGRAMMED, None, "before_stop_motor", None),
+    ("stop", (RUNNING, PAUSED, PRIMING), PROGRAMMED, None, "before_stop_motor", "after_stop"),
     ("complete", (RUNNING,), COMPLETE, None, "before_stop_motor", "after_complete"),
     # Alarms that stop delivery (SR-10), and the over-infusion lockout (SR-5, SR-6).
     ("alarm", _ACTIVE, ALARM, None, "before_stop_motor", "after_alarm"),
