@@ -223,3 +223,74 @@ def test_sr7_status_shows_the_plan_day_step_and_dose():
     st = program.plan_status(program.plan_word(1, 0, 1), 0, 70000)
     assert st["regimen"] is None and st["step"] is None
     assert program.plan_status(0, 0, 70000) is None
+
+
+def _crafted(dose, day, day_to=None, **extra):
+    """A label with a correct check code for any plan position (a pharmacy slip the
+    pharmacy's own check did not stop): the pump's plan check is all that is left."""
+    rx = {"drug": BLIN, "weight_g": 70000, "height_mm": 1750, "dose_ng_per_day": dose,
+          "bag_hours": 24, "regimen": "r/r", "cycle": 1, "day_from": day,
+          "day_to": day if day_to is None else day_to}
+    rx.update(extra)
+    p = program.prescribe(rx)
+    for k in ("rate_ul_per_h", "conc_pg_per_ml", "infusible_ul", "label_version"):
+        rx[k] = p[k]
+    rx["bag_volume_ul"] = p["infusible_ul"]
+    rx["check"] = program.label_code(program.label_values(rx))
+    return rx
+
+
+def test_sr2_a_step_up_ahead_of_its_day_is_refused_even_with_override():
+    """28 ug/day on day 3 is an overdose: no override makes it the step due."""
+    for extra in ({}, {"override": 1}):
+        assert _label(28000, 3, **extra) == codes.DOSE_STEP_MISMATCH
+        rx = _crafted(28000, 3, **extra)
+        assert program.propose(rx, _entry(rx), 1, None, (70000, _WORD1, 2 * _DAY, 0)) == \
+            codes.DOSE_STEP_MISMATCH
+        assert program.propose(rx, _entry(rx), 1, None, (0, 0, 0, 0)) == \
+            codes.DOSE_STEP_MISMATCH
+
+
+def test_sr2_a_mrd_plan_is_its_own_regimen():
+    w = program.plan_word(1, 1, 1)
+    assert _label(28000, 1, regimen="mrd")["day_to"] == 1
+    assert _offer((0, 0, 0, 0), 28000, 1, regimen="mrd") == (70000, w, 0)
+    assert _offer((70000, w, 10 * _DAY, 0), 28000, 11, regimen="mrd") == (70000, w, 10 * _DAY)
+    assert _offer((70000, w, 10 * _DAY, 0), 28000, 11) == codes.DOSE_STEP_MISMATCH
+    assert _offer((70000, _WORD1, 10 * _DAY, 0), 28000, 11, regimen="mrd") == \
+        codes.DOSE_STEP_MISMATCH
+
+
+def test_sr2_a_label_with_a_bad_plan_position_is_bad_input():
+    assert _label(9000, 1, regimen="weekly") == codes.BAD_INPUT
+    assert _label(9000, 1, cycle="1") == codes.BAD_INPUT
+    assert _label(9000, "1") == codes.BAD_INPUT
+    assert _label(9000, 1, cycle=0) == codes.DOSE_STEP_MISMATCH
+    rx = _crafted(9000, 1)
+    assert program.label_values(rx)[-4:] == [2, 1, 1, 1]     # r/r, cycle 1, days 1-1
+    for k, v in (("cycle", 0), ("cycle", 367), ("day_to", 0), ("day_from", 367)):
+        bad = dict(rx)
+        bad[k] = v
+        assert program.label_values(bad) is None, (k, v)
+    for k, v, want in (("cycle", 366, [2, 366, 1, 1]), ("day_to", 366, [2, 1, 1, 366])):
+        ok = dict(rx)
+        ok[k] = v
+        assert program.label_values(ok)[-4:] == want, (k, v)
+    for k in ("regimen", "day_to"):
+        bad = dict(rx)
+        del bad[k]
+        assert program.label_values(bad) is None, k
+        assert program.propose(bad, _entry(rx), 1, None, None) == codes.BAD_INPUT
+
+
+def test_sr9_each_bag_label_is_its_own_bag():
+    """The pump knows a re-hung bag by its label: the same label gives the same nonzero bag
+    label, another bag's label another."""
+    seen = []
+    for day in (1, 2, 3):
+        label = _label(9000, day)
+        a = program.propose(label, _entry(label), 1, None, None).label
+        b = program.propose(label, _entry(label), 2, None, None).label
+        assert a == b and a != 0
+        assert a not in seen
+        seen.append(a)
