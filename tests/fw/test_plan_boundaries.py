@@ -3,7 +3,7 @@ SR-7): the day a step changes, a bag that would run past its step's last day, th
 slack, the treatment-free interval and the longest interruption that continues a cycle, a
 weight change exactly at the library's bound. Each test is a bag a clinician hands the pump
 and what the pump answers. Runs on CPython and MicroPython."""
-from pump import codes, program
+from pump import codes, druglib, program
 
 BLIN = "blinatumomab"
 _DAY = 86400
@@ -294,3 +294,33 @@ def test_sr9_each_bag_label_is_its_own_bag():
         assert a == b and a != 0
         assert a not in seen
         seen.append(a)
+
+
+def test_sr2_a_bag_of_a_day_and_an_hour_covers_two_days():
+    """A library with a 25 h bag: it covers two plan days, so on day 7 it would run into the
+    day-8 step-up (refused) and on day 6 it ends on day 7 (taken)."""
+    doc = druglib.read()
+    bag = doc["drugs"][0]["bags"][0]
+    bag["hours"] = 25
+    bag["infused_ul"]["value"] = 250000
+    lib = druglib.Library(doc, None)
+    rx = {"drug": BLIN, "weight_g": 70000, "height_mm": 1750, "dose_ng_per_day": 9000,
+          "bag_hours": 25, "regimen": "r/r", "cycle": 1}
+    rx["day_from"] = 6
+    label = program.make_label(rx, 260000, lib)
+    assert (label["day_from"], label["day_to"]) == (6, 7)
+    got = program.propose(label, _entry(label), 1, lib, (0, 0, 0, 0))
+    assert got.patient == (70000, _WORD1, 5 * _DAY)
+    rx["day_from"] = 7
+    label = program.make_label(rx, 260000, lib)
+    assert (label["day_from"], label["day_to"]) == (7, 7)   # the label stops at the step
+    assert program.propose(label, _entry(label), 1, lib, (0, 0, 0, 0)) == \
+        codes.DOSE_STEP_MISMATCH
+
+
+def test_sr2_a_dose_between_or_below_the_steps_is_no_step_even_with_override():
+    for dose, day in ((10000, 8), (10000, 1), (5000, 8)):
+        assert _label(dose, day, override=1) == codes.DOSE_STEP_MISMATCH, (dose, day)
+        rx = _crafted(dose, day, override=1)
+        assert program.propose(rx, _entry(rx), 1, None, (0, 0, 0, 0)) == \
+            codes.DOSE_STEP_MISMATCH, (dose, day)
