@@ -287,7 +287,7 @@ def test_sr9_each_bag_label_is_its_own_bag():
     """The pump knows a re-hung bag by its label: the same label gives the same nonzero bag
     label, another bag's label another."""
     seen = []
-    for day in (1, 2, 3):
+    for day in (1, 2, 3, 4, 5, 6, 7):
         label = _label(9000, day)
         a = program.propose(label, _entry(label), 1, None, None).label
         b = program.propose(label, _entry(label), 2, None, None).label
@@ -324,3 +324,12 @@ def test_sr2_a_dose_between_or_below_the_steps_is_no_step_even_with_override():
         rx = _crafted(dose, day, override=1)
         assert program.propose(rx, _entry(rx), 1, None, (0, 0, 0, 0)) == \
             codes.DOSE_STEP_MISMATCH, (dose, day)
+
+
+def test_sr9_a_program_without_a_label_is_never_a_re_hung_bag():
+    """Basic programs (service, bench) carry no bag label (0), so the pump never takes one
+    for the bag it already knows."""
+    assert program.basic(1, 10000, 240000).label == 0
+    prop = program.propose_basic({"rate": "10 mL/h", "vtbi": "240 mL"}, 1)
+    assert prop.label == 0
+    assert program.confirm(prop, prop.echo).label == 0
