@@ -333,3 +333,27 @@ def test_sr9_a_program_without_a_label_is_never_a_re_hung_bag():
     prop = program.propose_basic({"rate": "10 mL/h", "vtbi": "240 mL"}, 1)
     assert prop.label == 0
     assert program.confirm(prop, prop.echo).label == 0
+
+
+def test_sr2_a_restart_may_be_any_lower_step_of_a_three_step_plan():
+    """A library with a middle step (days 8-14): on day 15 a clinician's override restarts
+    at either lower step; the step due needs none; a step above is refused."""
+    doc = druglib.read()
+    d = doc["drugs"][0]
+    d["fixed_steps_ng_per_day"]["value"] = [9000, 18000, 28000]
+    d["bsa_steps_ng_per_m2_per_day"]["value"] = [5000, 10000, 15000]
+    d["bsa_caps_ng_per_day"]["value"] = [9000, 18000, 28000]
+    d["regimens"]["r/r"]["cycles"][0]["steps"] = [[1, 7, 0], [8, 14, 1], [15, 28, 2]]
+    lib = druglib.Library(doc, None)
+    rx = {"drug": BLIN, "weight_g": 70000, "height_mm": 1750, "bag_hours": 24,
+          "regimen": "r/r", "cycle": 1, "day_from": 15}
+    for dose, override, want in ((18000, 1, 15), (9000, 1, 15), (28000, 0, 15),
+                                 (18000, 0, codes.DOSE_STEP_MISMATCH)):
+        rx["dose_ng_per_day"] = dose
+        rx["override"] = override
+        p = program.prescribe(rx, lib)
+        label = program.make_label(rx, p["infusible_ul"], lib)
+        assert (label if isinstance(label, str) else label["day_to"]) == want, (dose, override)
+        if isinstance(label, dict):
+            got = program.propose(label, _entry(label), 1, lib, (70000, _WORD1, 14 * _DAY, 0))
+            assert got.patient == (70000, _WORD1, 14 * _DAY), (dose, override)
