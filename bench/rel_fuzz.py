@@ -27,13 +27,12 @@ from binascii import hexlify, unhexlify
 from fakehal import FakeHal, clinical, tmpdir
 from memstore import MemStore
 
-from boards.memuart import MemUart
 from pump import auth, codes
 from pump.codes import CLINICIAN, PAUSED, RUNNING
 from pump.commands import COMMANDS
 from pump.controller import AUTH_WINDOW, Controller
 from pump.crc import crc32
-from pump.protocol import Protocol
+from pump.runtime import Runtime
 
 KEY_C = "c1" * 32
 KEY_S = "5e" * 32
@@ -86,9 +85,10 @@ class Fuzz:
         hal = FakeHal(tmpdir("fuzz"))
         hal.storage = MemStore()
         ctl = Controller(hal)
-        ctl.boot()
-        self.uart = MemUart()
-        self.proto = Protocol(ctl, self.uart, hal.storage)
+        self.rt = Runtime(hal, ctl)     # the board's own wake: protocol poll, then the step
+        self.rt.boot()
+        self.uart = hal.uart
+        self.proto = self.rt.proto
         assert self.proto.keys.set("c", KEY_C) and self.proto.keys.set("s", KEY_S)
         assert ctl.request("program", CLINICIAN, clinical(1, 10000)) is None  # a patient's
         assert ctl.request("start", CLINICIAN) is None
@@ -237,7 +237,7 @@ class Fuzz:
             if self.ctl.state == codes.PROGRAMMED:
                 self.ctl.request("start", CLINICIAN)
         self.hal.t += 50
-        self.ctl.step(self.hal.ticks_ms())
+        self.rt.service(self.hal.ticks_ms())
 
     def cached(self, out):
         return any(k == "OK" for seq, k, obj in out if seq != "*")
