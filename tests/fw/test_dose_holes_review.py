@@ -1,23 +1,15 @@
 """Issue 11, the holes a review found in the plan, lockout and interruption rules (SR-6,
 SR-7, SR-9, SR-11): each test is what a patient or clinician would have met. Runs on CPython
 and MicroPython."""
-from fakehal import FakeHal, run_for, tmpdir
+from fakehal import run_for
+from test_dose_holes import _DAY_S, _H, _door, _program
+from test_dose_holes import _bag as _plan_bag
 
-from pump import auth, codes, program
+from pump import auth, codes
 from pump import journal as jn
 from pump.codes import CLINICIAN, PATIENT, SERVICE_ROLE
 from pump.commands import Commands
 from pump.controller import Controller
-
-_H = 3600000
-_DAY_S = 86400
-
-
-def _door(tag):
-    hal = FakeHal(tmpdir(tag))
-    ctl = Controller(hal)
-    ctl.boot()
-    return hal, ctl, Commands(ctl, auth.Keys(None))
 
 
 def _reboot(hal):
@@ -27,25 +19,8 @@ def _reboot(hal):
 
 
 def _bag(dose=28000, day=1, cycle=2, hours=24):
-    """A pharmacy label for a 70 kg patient's bag at its plan position, and its entry."""
-    rx = {"drug": "blinatumomab", "weight_g": 70000, "height_mm": 1750,
-          "dose_ng_per_day": dose, "bag_hours": hours, "regimen": "r/r", "cycle": cycle,
-          "day_from": day}
-    label = program.make_label(rx, 270000)
-    assert isinstance(label, dict), label
-    rate = label["rate_ul_per_h"]
-    vtbi = label["infusible_ul"]
-    entry = {"rate": "%d.%03d" % (rate // 1000, rate % 1000), "unit": "mL/h",
-             "vtbi_ml": "%d.%03d" % (vtbi // 1000, vtbi % 1000)}
-    return {"label": label, "entry": entry}
-
-
-def _program(door, args, pid):
-    got = door.execute("PROPOSE", args, CLINICIAN, pid)
-    if isinstance(got, str):
-        return got
-    got = door.execute("CONFIRM", {"echo": got["echo"]}, CLINICIAN, pid)
-    return got if isinstance(got, str) else None
+    """A 70 kg patient's bag (cycle 2's step by default) at its plan position."""
+    return _plan_bag(dose, day, cycle, hours)
 
 
 def _running(tag):
