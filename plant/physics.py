@@ -31,6 +31,15 @@ _MS_PER_H = 3600000.0
 _NEVER_MS = 1e15             # a crossing further off than this (~31,000 years) never comes
 
 
+def due_ms(t, best):
+    """The whole ms (after t) of a crossing expected at `best` ms; None for none: no
+    crossing, or one infinite or absurdly far off (a drain of 1e-300 mV/h)."""
+    if best is None or not best < _NEVER_MS:
+        return None
+    at_ms = math.ceil(best)
+    return at_ms if at_ms > t else t + 1
+
+
 class Config:
     """Physical parameters of the reference pump. An instance may override any of them."""
 
@@ -539,16 +548,7 @@ class Plant:
         self._schedule(t, best)
 
     def _schedule(self, t, best):
-        if best is not None and not best < _NEVER_MS:
-            best = None                 # infinite or absurdly far (a drain of 1e-300 mV/h)
-        if best is None:
-            if self.due is not None:
-                self.due = None
-                self.on_schedule(None)
-            return
-        at_ms = math.ceil(best)
-        if at_ms <= t:
-            at_ms = t + 1
+        at_ms = due_ms(t, best)
         if at_ms != self.due:
             self.due = at_ms
             self.on_schedule(at_ms)

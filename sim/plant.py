@@ -10,7 +10,6 @@ event (PRIO_PLANT), recomputed whenever the motion changes.
 
 from __future__ import annotations
 
-import math
 import random
 from collections.abc import Callable
 from dataclasses import dataclass, fields
@@ -98,16 +97,12 @@ class Plant(physics.Plant):
         if not self.shortcuts:
             physics.Plant._schedule(self, t, best)
             return
-        if best is not None and not best < physics._NEVER_MS:
-            best = None                 # infinite or absurdly far: no crossing (as physics)
-        if best is None:
+        at_ms = physics.due_ms(t, best)
+        if at_ms is None:
             if self.due is not None:
                 self.due = None
                 self._schedule_at(None)
             return
-        at_ms = math.ceil(best)
-        if at_ms <= t:
-            at_ms = t + 1
         if at_ms != self.due:
             self.due = at_ms
             e = self._entry
