@@ -141,7 +141,7 @@ MODULES: dict[str, Selection] = {
 _SLOW_SCENARIOS = ("adult-cycle1-24h-bags", "adult-cycle2-48h-bags", "child-cycle1-bsa-24h-bags")
 
 # What the private copy holds (plus node_modules, linked).
-_COPY = ("firmware", "plant", "sim", "hil", "host", "tests", "tools", "scenarios",
+_COPY = ("firmware", "plant", "sim", "hil", "host", "tests", "tools", "scenarios", "docs",
          "pyproject.toml", "package.json")
 _IGNORE = shutil.ignore_patterns("__pycache__", "*.pyc", ".hypothesis", "out")
 
