@@ -130,8 +130,10 @@ MODULES: dict[str, Selection] = {
                              "test_delivery", "test_commands", "test_reliability"),
                             ("test_alloc",),
                             _SIM + ("tests/test_refusals.py", "tests/test_one_runtime.py")),
-    "states": Selection(("test_controller", "test_commands", "test_monitor_stops"),
-                        ("test_controller",), ("tests/test_roles.py", "tests/test_refusals.py")),
+    "states": Selection(("test_controller", "test_commands", "test_monitor_stops", "test_codes",
+                         "test_protocol"),
+                        ("test_controller",), ("tests/test_roles.py", "tests/test_refusals.py",
+                                               "tests/test_states_transitions.py")),
     "druglib": Selection(("test_druglib", "test_library_limits", "test_program_rx", "test_plan"),
                          ("test_druglib",), ("tests/test_pharmacy.py",), False),
 }
