@@ -121,8 +121,8 @@ MODULES: dict[str, Selection] = {
     "auth": Selection(("test_auth", "test_reliability", "test_protocol", "test_commands"),
                       ("test_auth",), ("tests/test_host_client.py", "tests/test_roles.py"),
                       False),
-    "protocol": Selection(("test_protocol", "test_auth", "test_commands", "test_tick_wrap",
-                           "test_reliability"),
+    "protocol": Selection(("test_protocol", "test_protocol_edges", "test_auth", "test_commands",
+                           "test_tick_wrap", "test_reliability"),
                           ("test_protocol",),
                           ("tests/test_host_client.py", "tests/test_one_runtime.py"), False),
     "controller": Selection(("test_controller", "test_tick_wrap", "test_power_cut",
@@ -130,8 +130,10 @@ MODULES: dict[str, Selection] = {
                              "test_delivery", "test_commands", "test_reliability"),
                             ("test_alloc",),
                             _SIM + ("tests/test_refusals.py", "tests/test_one_runtime.py")),
-    "states": Selection(("test_controller", "test_commands", "test_monitor_stops"),
-                        ("test_controller",), ("tests/test_roles.py", "tests/test_refusals.py")),
+    "states": Selection(("test_controller", "test_commands", "test_monitor_stops", "test_codes",
+                         "test_protocol"),
+                        ("test_controller",), ("tests/test_roles.py", "tests/test_refusals.py",
+                                               "tests/test_states_transitions.py")),
     "druglib": Selection(("test_druglib", "test_library_limits", "test_program_rx", "test_plan"),
                          ("test_druglib",), ("tests/test_pharmacy.py",), False),
 }
@@ -141,7 +143,7 @@ MODULES: dict[str, Selection] = {
 _SLOW_SCENARIOS = ("adult-cycle1-24h-bags", "adult-cycle2-48h-bags", "child-cycle1-bsa-24h-bags")
 
 # What the private copy holds (plus node_modules, linked).
-_COPY = ("firmware", "plant", "sim", "hil", "host", "tests", "tools", "scenarios",
+_COPY = ("firmware", "plant", "sim", "hil", "host", "tests", "tools", "scenarios", "docs",
          "pyproject.toml", "package.json")
 _IGNORE = shutil.ignore_patterns("__pycache__", "*.pyc", ".hypothesis", "out")
 

@@ -63,8 +63,6 @@ class Protocol(Commands):
         self.ci = 0
         self.events = []
         self.dropped = 0
-        self.frames = 0
-        self.errors = 0
         ctl.listeners.append(self._on_event)
 
     # --- input ----------------------------------------------------------------------------
@@ -150,7 +148,6 @@ class Protocol(Commands):
             line = line[:-1]
         if not line:
             return
-        self.frames += 1
         got = parse(line)
         if isinstance(got, str):
             return self._err("?", BAD_FRAME, got)
@@ -188,7 +185,6 @@ class Protocol(Commands):
         if isinstance(out, str):
             reply = frame(seq, "ERR", {"code": out, "why": self.why} if self.why
                           else {"code": out})
-            self.errors += 1
         else:
             reply = frame(seq, "OK", out)
             if len(reply) > MAX_REPLY:
@@ -222,7 +218,6 @@ class Protocol(Commands):
         self.uart.write(frame(seq, kind, obj))
 
     def _err(self, seq, code, why):
-        self.errors += 1
         self.uart.write(frame(seq, "ERR", {"code": code, "why": why}))
 
     def _on_event(self, kind, code, value):

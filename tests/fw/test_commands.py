@@ -150,6 +150,27 @@ def test_sr3_door_programs_in_two_steps_then_starts():
     assert s["mode"] == codes.SERVICE and s["plan"] is None
 
 
+def test_sr3_a_proposal_in_a_state_no_program_may_come_is_refused_and_nothing_waits():
+    """PROPOSE asks the state table first: while running, paused or in an alarm a new
+    program cannot be taken, so the proposal is refused at once (INVALID_STATE: stop
+    first) and nothing waits for a CONFIRM; where the table takes a program it waits."""
+    hal, ctl, door = _door("proposestate")
+    assert door.execute("SERVICE", {}, SERVICE_ROLE, 0) == {"state": codes.SERVICE}
+    for st in codes.STATES:
+        ctl.machine.state = st
+        door.pending = None
+        got = door.execute("PROPOSE", BASIC, SERVICE_ROLE, 7)
+        if ctl.machine.allowed("program"):
+            assert st in (codes.IDLE, codes.PROGRAMMED, codes.COMPLETE, codes.LOCKOUT,
+                          codes.SERVICE), st
+            assert isinstance(got, dict) and door.pending is not None, (st, got)
+        else:
+            assert got == codes.INVALID_STATE and door.pending is None, (st, got)
+    for st in (codes.RUNNING, codes.PAUSED, codes.ALARM, codes.PRIMING):
+        ctl.machine.state = st
+        assert not ctl.machine.allowed("program"), st
+
+
 # --- bench programs only in service mode (issue 11 item 1) ------------------------------------
 
 def test_sr2_a_clinicians_basic_100_ml_h_is_refused_outside_service_mode():
