@@ -68,7 +68,6 @@ _CHECKPOINT_MS = const(300000)  # a drift check at an edge at least every 5 min 
 _MAX_UNITS = const(10000)     # 3.6 s units in one envelope update (10 h) before capping
 P_OCCLUSION_MMHG = const(300)  # absolute downstream limit (the board's comparator too)
 P_RISE_MMHG = const(100)      # rise over the running baseline, while still rising
-_NO_BASE = const(1 << 29)     # pressure baseline not yet known
 _DISARMED = const(-1)         # the rotation compare is not armed (it disarms when it fires)
 
 
@@ -174,7 +173,7 @@ class Monitor:
         self.e_ref = self.env_nl
         self.since_pulse_nl = 0
         p = io.pressure_mmhg()
-        if p < self.p_base:
+        if self.p_base is None or p < self.p_base:
             self.p_base = p
         self.p_prev = p
         prog = self.prog
@@ -314,7 +313,7 @@ class Monitor:
     def pressure_rise(self):
         """Downstream pressure now above the lowest seen while running (mmHg): what an
         occlusion has stored in the line's compliance, for the controller's back-off."""
-        base = self.p_base if self.p_base != _NO_BASE else 0
+        base = self.p_base if self.p_base is not None else 0
         return self.io.pressure_mmhg() - base
 
     # --- detectors --------------------------------------------------------------------------
@@ -460,4 +459,4 @@ class Monitor:
         self.under_nl = 0
         self.geo_over_nl = 0          # geometry check CUSUMs (nL at the nominal pulse)
         self.geo_under_nl = 0
-        self.p_base = _NO_BASE        # the lowest pressure seen while running
+        self.p_base = None            # the lowest pressure seen while running (None: none yet)

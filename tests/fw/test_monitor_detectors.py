@@ -20,10 +20,11 @@ class Rig:
     """The monitor alone on the fake board, its program loaded and delivery started."""
 
     def __init__(self, tag, rate=_RATE, vtbi_ul=240000, delivered_nl=0, start=True,
-                 stroke_nl=50000):
+                 stroke_nl=None):
         hal = FakeHal(tmpdir("det-" + tag))
         self.hal = hal
-        self.m = Monitor(hal, stroke_nl)
+        # the nominal calibration (50 µL) unless a stroke is given
+        self.m = Monitor(hal) if stroke_nl is None else Monitor(hal, stroke_nl)
         self.m.load(program.basic(1, rate, vtbi_ul), delivered_nl)
         self.t0 = hal.t
         if start:
@@ -539,6 +540,9 @@ def test_sr10_under_infusion_with_a_calibration_forced_low_trips_on_its_own_puls
     r = Rig("forced-low-past", stroke_nl=40000)
     assert r.check(39998, 3) is None
     assert r.check(199999, 9) == codes.UNDER_INFUSION
+    # from the start: 6 pulses in 160 µL, U = 60 µL exactly; 1 nL more trips
+    assert Rig("forced-low-0-at", stroke_nl=40000).check(160000, 6) is None
+    assert Rig("forced-low-0-past", stroke_nl=40000).check(160001, 6) == codes.UNDER_INFUSION
 
 
 def test_sr5_geometry_check_with_a_calibration_forced_to_a_quarter():
@@ -568,3 +572,16 @@ def test_sr5_a_calibration_forced_to_a_tiny_stroke_still_checks_the_drift():
     r = Rig("tiny-1ms", rate=program.RATE_MAX_UL_PER_H, stroke_nl=112)
     assert r.check(2, 2, edge=True) is None
     assert r.armed() == 6
+
+
+def test_sr5_the_first_edge_after_a_start_is_the_drift_reference_not_a_judgement():
+    # resumed with the camshaft just short of a slot: the first pulse comes at once, the
+    # second a pulse of travel later. 2 pulses at the first edge in 11.904 µL of envelope
+    # would be S = 25 - 12.5 = 12.501 µL from the start, but the count is exact only from
+    # an edge on: no drift is judged until the next edge
+    r = Rig("first-edge")
+    assert r.check(11904, 2, edge=True) is None
+    assert r.armed() == 5                 # F = 13.096 µL: 3 pulses to go
+    # from that edge on, S counts: 3 pulses in 24.943 µL is S = 37.5 - 24.943 - 1.247 =
+    # 11.31 µL, tolerated; the delivery goes on
+    assert r.check(36847, 5, edge=True) is None
