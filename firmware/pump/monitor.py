@@ -168,8 +168,8 @@ class Monitor:
         self.latched = None
         self.c_last = c
         self.t_last = now
-        self.edge_ok = False              # no drift reference until the first edge
-        self.c_ref = c
+        self.edge_ok = False              # the drift reference is taken at the first edge
+        self.c_ref = c                    # (set here too: the compare path creates nothing)
         self.e_ref = self.env_nl
         self.since_pulse_nl = 0
         p = io.pressure_mmhg()
