@@ -48,7 +48,7 @@ allocated on MicroPython (tests/fw/test_monitor_alloc.py). Every value stays bel
 from pump.codes import OCCLUSION, OVER_INFUSION, SENSOR_FAULT, UNDER_INFUSION
 from pump.compat import const
 from pump.hal import EV_ROTATION
-from pump.program import Program
+from pump.program import RATE_MAX_UL_PER_H, RATE_MIN_UL_PER_H, Program
 
 PULSES_PER_STROKE = const(4)
 # Thresholds in half pulses (6250 nL at the nominal 50 µL stroke): see docs/monitor.md.
@@ -68,7 +68,7 @@ _CHECKPOINT_MS = const(300000)  # a drift check at an edge at least every 5 min 
 _MAX_UNITS = const(10000)     # 3.6 s units in one envelope update (10 h) before capping
 P_OCCLUSION_MMHG = const(300)  # absolute downstream limit (the board's comparator too)
 P_RISE_MMHG = const(100)      # rise over the running baseline, while still rising
-_NO_BASE = const(1 << 29)     # pressure baseline not yet known
+_DISARMED = const(-1)         # the rotation compare is not armed (it disarms when it fires)
 
 
 class StopOnly:
@@ -116,9 +116,10 @@ class Monitor:
         self.under_h_nl = _UNDER_H * half
         self.sensor_nl = _SENSOR_H * half
         self.prog = None              # the monitor's own copy (pump.program.Program)
-        self.rate = 0                 # µL/h, from the copy
-        self.cap_nl = 0               # envelope cap: the VTBI still to go at load
-        self.n_check = 1              # pulses between drift checkpoints
+        # set by `load` with the copy it accepts, read only while running (which needs one):
+        # rate (µL/h, from the copy), cap_nl (envelope cap: the VTBI still to go at load),
+        # n_check (pulses between drift checkpoints); set by `on_start`, read only while
+        # running: t_last, edge_ok, since_pulse_nl, c_ref, e_ref, p_prev
         self.running = False
         self.clamp_open = False       # the controller may have opened it (on_start/on_move)
         self.latched = None           # the monitor's latest trip (None after a start)
@@ -126,32 +127,31 @@ class Monitor:
         self.free_flow = False        # the clamp had to close with the door open
         self.trips = 0
         self.t_now = 0
-        self.t_last = 0
-        self.armed = -1
-        self.c_stop = 0               # count when the motor was last released/stopped
         self.allow = 0                # pulses allowed beyond c_stop (prime, back-off)
         self._reset_books()
         io.clamp_close()              # closed until delivery starts (SR-5)
         c = io.count()
         self.c_last = c
-        self.c_stop = c
-        self._arm(c + STOP_SLACK + 1)
+        self.c_stop = c               # count when the motor was last released/stopped
+        self.armed = c + STOP_SLACK + 1   # the compare, armed while stopped
+        io.arm(self.armed)
 
     # --- what the controller tells it ---------------------------------------------------
-    def load(self, prog, delivered_nl=0):
-        """A program was accepted (or restored at boot): keep a CRC-checked copy of it."""
+    def load(self, prog, delivered_nl):
+        """A program was accepted (or restored at boot, `delivered_nl` of it delivered):
+        keep a CRC-checked copy of it. A copy whose check fails, or whose rate is outside
+        the pump's range, is not taken: the monitor then refuses to start."""
         self.prog = None
-        self.rate = 0
-        self.cap_nl = 0
         if prog is not None:
             copy = Program(prog.pid, prog.rate_ul_per_h, prog.vtbi_nl, prog.drug,
                            prog.conc_pg_per_ml, prog.dose_ng_per_day, prog.bag_hours,
                            prog.flags)
-            if copy.check == prog.check and copy.rate_ul_per_h > 0:
+            if (copy.check == prog.check
+                    and RATE_MIN_UL_PER_H <= copy.rate_ul_per_h <= RATE_MAX_UL_PER_H):
                 self.prog = copy
                 self.rate = copy.rate_ul_per_h
-                left = copy.vtbi_nl - delivered_nl
-                self.cap_nl = left if left > 0 else 0
+                # nothing (or less) left: the envelope cannot grow (_advance_env)
+                self.cap_nl = copy.vtbi_nl - delivered_nl
                 period_ms = self.pulse_nl * 3600 // self.rate
                 n = _CHECKPOINT_MS // period_ms if period_ms > 0 else 1
                 self.n_check = n if n > 0 else 1
@@ -168,10 +168,12 @@ class Monitor:
         self.latched = None
         self.c_last = c
         self.t_last = now
-        self.edge_ok = False
+        self.edge_ok = False              # the drift reference is taken at the first edge
+        self.c_ref = c                    # (set here too: the compare path creates nothing)
+        self.e_ref = self.env_nl
         self.since_pulse_nl = 0
         p = io.pressure_mmhg()
-        if p < self.p_base:
+        if self.p_base is None or p < self.p_base:
             self.p_base = p
         self.p_prev = p
         prog = self.prog
@@ -223,7 +225,6 @@ class Monitor:
         elif self.latched is None and c - self.c_stop > self.allow + STOP_SLACK:
             self._safe_stop()
             self.pending = OVER_INFUSION
-        self.edge_ok = False
         self.c_stop = c
         self.c_last = c
         self.allow = 0
@@ -251,7 +252,7 @@ class Monitor:
         edge = False
         if flags & EV_ROTATION:
             edge = c == self.armed        # woken by the compare, on the very pulse
-            self.armed = -1               # the counter disarms when it fires
+            self.armed = _DISARMED        # the counter disarms when it fires
         if self.running:
             code = self._account(now, c, edge)
             if code is None:
@@ -285,7 +286,7 @@ class Monitor:
         self.t_now = now
         c = io.count()
         edge = c == self.armed            # woken by the compare, on the very pulse
-        self.armed = -1                   # the counter disarms when it fires
+        self.armed = _DISARMED            # the counter disarms when it fires
         code = self._account(now, c, edge)
         if code is None:
             code = self._pressure()
@@ -312,7 +313,7 @@ class Monitor:
     def pressure_rise(self):
         """Downstream pressure now above the lowest seen while running (mmHg): what an
         occlusion has stored in the line's compliance, for the controller's back-off."""
-        base = self.p_base if self.p_base != _NO_BASE else 0
+        base = self.p_base if self.p_base is not None else 0
         return self.io.pressure_mmhg() - base
 
     # --- detectors --------------------------------------------------------------------------
@@ -419,7 +420,6 @@ class Monitor:
         self.c_stop = c
         self.c_last = c
         self.allow = 0
-        self.edge_ok = False
         self._arm(c + STOP_SLACK + 1)
         return code
 
@@ -427,7 +427,7 @@ class Monitor:
         """`steps` of motor travel outside delivery are allowed from the count now."""
         c = self.io.count()
         self.c_stop = c
-        self.allow = (steps if steps >= 0 else -steps) // self.steps_per_pulse + 1
+        self.allow = abs(steps) // self.steps_per_pulse + 1
         self._arm(c + self.allow + STOP_SLACK + 1)
 
     def _arm_running(self, c):
@@ -459,9 +459,4 @@ class Monitor:
         self.under_nl = 0
         self.geo_over_nl = 0          # geometry check CUSUMs (nL at the nominal pulse)
         self.geo_under_nl = 0
-        self.since_pulse_nl = 0
-        self.edge_ok = False
-        self.c_ref = 0
-        self.e_ref = 0
-        self.p_base = _NO_BASE
-        self.p_prev = 0
+        self.p_base = None            # the lowest pressure seen while running (None: none yet)

@@ -19,10 +19,12 @@ _RATE = 3600                      # µL/h: 1 nL of envelope per ms
 class Rig:
     """The monitor alone on the fake board, its program loaded and delivery started."""
 
-    def __init__(self, tag, rate=_RATE, vtbi_ul=240000, delivered_nl=0, start=True):
+    def __init__(self, tag, rate=_RATE, vtbi_ul=240000, delivered_nl=0, start=True,
+                 stroke_nl=None):
         hal = FakeHal(tmpdir("det-" + tag))
         self.hal = hal
-        self.m = Monitor(hal)
+        # the nominal calibration (50 µL) unless a stroke is given
+        self.m = Monitor(hal) if stroke_nl is None else Monitor(hal, stroke_nl)
         self.m.load(program.basic(1, rate, vtbi_ul), delivered_nl)
         self.t0 = hal.t
         if start:
@@ -133,7 +135,7 @@ def test_sr10_dead_sensor_after_four_pulses_of_envelope_without_one():
 
 def test_sr5_no_program_copy_no_delivery():
     r = Rig("nocopy", start=False)
-    r.m.load(None)
+    r.m.load(None, 0)
     assert r.m.on_start(r.hal.ticks_ms()) is False
     assert r.check(1000, 0) == codes.SENSOR_FAULT
 
@@ -333,7 +335,7 @@ def test_sr5_after_a_trip_the_pump_is_kept_stopped_without_a_second_alarm():
 
 def test_sr5_a_refused_start_keeps_the_motor_off_and_reports_at_once():
     r = Rig("refused", start=False)
-    r.m.load(None)
+    r.m.load(None, 0)
     r.hal.motor.enable(True)
     assert r.m.on_start(r.hal.ticks_ms()) is False
     assert not r.hal.motor.enabled() and not r.m.running
@@ -456,6 +458,130 @@ def test_sr5_a_program_changed_after_its_check_is_not_taken_as_the_monitors_copy
     r = Rig("bad-copy", start=False)
     prog = program.basic(1, _RATE, 240000)
     prog.rate_ul_per_h = 36000                # ten times the rate, the check not updated
-    r.m.load(prog)
+    r.m.load(prog, 0)
     assert r.m.on_start(r.hal.ticks_ms()) is False
     assert r.check(1000, 0) == codes.SENSOR_FAULT
+
+
+# --- the books kept to the nL, the detectors under calibrations forced past the bounds ------
+
+def test_sr10_a_sensor_silent_for_a_whole_pulse_of_envelope_is_a_sensor_fault():
+    # 6 pulses by 159 s (G- = 64.125 µL); then no pulse. 12.499 µL of envelope later G- is
+    # past 75 µL and the last pulse was within a pulse: UNDER_INFUSION
+    r = Rig("silent-under")
+    assert r.check(159000, 6) is None
+    assert r.check(171499, 6) == codes.UNDER_INFUSION
+    # 1 nL later the last pulse is a whole pulse back: the sensor, not the delivery, is
+    # suspect, and it is named SENSOR_FAULT once 4 pulses of envelope pass without one
+    r = Rig("silent-sensor")
+    assert r.check(159000, 6) is None
+    assert r.check(171500, 6) is None
+    assert r.check(209000, 6) is None
+    assert r.check(209001, 6) == codes.SENSOR_FAULT
+
+
+def test_sr10_under_infusion_keeps_the_last_nl_it_is_behind():
+    # 1 pulse in 14.286 µL: G- = 14.286 - 1.785 - 12.5 = 1 nL, kept; then 5 pulses in
+    # 157.141 µL more: G- = 75 µL exactly, tolerated; 1 nL more envelope trips
+    r = Rig("un-1nl-at")
+    assert r.check(14286, 1) is None
+    assert r.check(171427, 6) is None
+    r = Rig("un-1nl-past")
+    assert r.check(14286, 1) is None
+    assert r.check(171428, 6) == codes.UNDER_INFUSION
+
+
+def test_sr5_drift_cusum_floored_from_1_nl_below_0():
+    # 4 pulses (50 µL) in 47.62 µL of envelope: S = 50 - 47.62 - 2.381 = -1 nL, floored at
+    # 0; then 4 pulses in 35.714 µL: S = 12.501 µL, over (1 nL more envelope: tolerated)
+    for at, want in ((108334, codes.OVER_INFUSION), (108335, None)):
+        r = _edge_rig("cu-1nl-%d" % at)
+        assert r.check(72620, 6, edge=True) is None
+        assert r.armed() == 10            # F = 2.38 µL: 4 pulses to go
+        assert r.check(at, 10, edge=True) == want, at
+
+
+def test_sr4_sr5_envelope_ends_at_the_vtbi_left_to_the_nl():
+    # 1006.25 µL left: 81 pulses by 1006.249 s (F = 6.251 µL), then the envelope's last nL
+    # and 3 pulses more: F = 43.75 µL exactly, tolerated; 1 nL less left: over
+    left = 1006250
+    for extra, want in ((0, None), (1, codes.OVER_INFUSION)):
+        r = Rig("cap-nl-%d" % extra, delivered_nl=240000000 - left + extra)
+        assert r.check(1006249, 81) is None
+        assert r.check(1010000, 84) == want, extra
+    # more delivered than the VTBI (nothing left): the envelope never grows, 3.5 pulses
+    # are tolerated and the fourth is over
+    r = Rig("cap-past", delivered_nl=240000000 + 12500)
+    assert r.check(100000, 3) is None
+    assert r.check(100000, 4) == codes.OVER_INFUSION
+
+
+def test_sr5_the_monitor_takes_a_copy_only_within_the_pumps_rate_range():
+    for rate, taken in ((program.RATE_MIN_UL_PER_H, True), (program.RATE_MAX_UL_PER_H, True),
+                        (program.RATE_MIN_UL_PER_H - 1, False),
+                        (program.RATE_MAX_UL_PER_H + 1, False)):
+        r = Rig("range-%d" % rate, start=False)
+        r.m.load(program.Program(1, rate, 240000000), 0)
+        assert r.m.on_start(r.hal.ticks_ms()) is taken, rate
+        if not taken:                     # refused: the motor stays off, the fault named
+            assert not r.hal.motor.enabled()
+            assert r.check(0, 0) == codes.SENSOR_FAULT, rate
+
+
+def test_sr10_under_infusion_with_a_calibration_forced_low_trips_on_its_own_pulses():
+    # Defence in depth: a monitor told a 40 µL stroke (10 µL pulses, 20 % under the
+    # mechanism) judges the delivery against its own pulses too (U, 6 of them = 60 µL),
+    # before the geometry check G- would. 3 pulses in 39.998 µL: U = -1 nL, floored at 0;
+    # then 6 pulses in 160 µL: U = 160 - 40 - 60 = 60 µL exactly (G- 65 µL), tolerated;
+    # 1 nL more envelope trips
+    r = Rig("forced-low-at", stroke_nl=40000)
+    assert r.check(39998, 3) is None
+    assert r.check(199998, 9) is None
+    r = Rig("forced-low-past", stroke_nl=40000)
+    assert r.check(39998, 3) is None
+    assert r.check(199999, 9) == codes.UNDER_INFUSION
+    # from the start: 6 pulses in 160 µL, U = 60 µL exactly; 1 nL more trips
+    assert Rig("forced-low-0-at", stroke_nl=40000).check(160000, 6) is None
+    assert Rig("forced-low-0-past", stroke_nl=40000).check(160001, 6) == codes.UNDER_INFUSION
+
+
+def test_sr5_geometry_check_with_a_calibration_forced_to_a_quarter():
+    # Told a quarter of the true stroke (12.496 µL), the fast envelope counts 3.124 µL a
+    # pulse; the geometry check counts the mechanism's 12.5 µL: 6 pulses in 22.222 µL is
+    # G+ = 75 - 22.222 - 2.777 = 50.001 µL, over; 1 nL more envelope: 50 µL, tolerated
+    assert Rig("quarter-past", stroke_nl=12496).check(22222, 6) == codes.OVER_INFUSION
+    assert Rig("quarter-at", stroke_nl=12496).check(22223, 6) is None
+    # G+ keeps its last nL: 1 pulse in 11.111 µL leaves it at 1 nL; then 6 pulses in
+    # 22.223 µL: 1 + 75 - 22.223 - 2.777 = 50.001 µL, over
+    r = Rig("quarter-1nl-past", stroke_nl=12496)
+    assert r.check(11111, 1) is None
+    assert r.check(33334, 7) == codes.OVER_INFUSION
+    r = Rig("quarter-1nl-at", stroke_nl=12496)
+    assert r.check(11111, 1) is None
+    assert r.check(33335, 7) is None
+
+
+def test_sr5_a_calibration_forced_to_a_tiny_stroke_still_checks_the_drift():
+    # 0.104 µL strokes at 100 mL/h: a pulse every 0.9 ms, under a millisecond: the drift
+    # is checked at every pulse (the compare armed at the next one)
+    r = Rig("tiny", rate=program.RATE_MAX_UL_PER_H, stroke_nl=104)
+    assert r.armed() == 1
+    # 0.112 µL: a pulse every 1 ms, 300 000 of them between checkpoints: after the first
+    # edge (2 pulses in 2 ms, F = 1 nL) the compare is armed where F would pass its 3.5
+    # pulses, 4 pulses on
+    r = Rig("tiny-1ms", rate=program.RATE_MAX_UL_PER_H, stroke_nl=112)
+    assert r.check(2, 2, edge=True) is None
+    assert r.armed() == 6
+
+
+def test_sr5_the_first_edge_after_a_start_is_the_drift_reference_not_a_judgement():
+    # resumed with the camshaft just short of a slot: the first pulse comes at once, the
+    # second a pulse of travel later. 2 pulses at the first edge in 11.904 µL of envelope
+    # would be S = 25 - 12.5 = 12.501 µL from the start, but the count is exact only from
+    # an edge on: no drift is judged until the next edge
+    r = Rig("first-edge")
+    assert r.check(11904, 2, edge=True) is None
+    assert r.armed() == 5                 # F = 13.096 µL: 3 pulses to go
+    # from that edge on, S counts: 3 pulses in 24.943 µL is S = 37.5 - 24.943 - 1.247 =
+    # 11.31 µL, tolerated; the delivery goes on
+    assert r.check(36847, 5, edge=True) is None
