@@ -217,7 +217,11 @@ class Delivery:
         self.seg_end = end
         steps = upto_steps - (self.motor.position() - self.seg_pos0)
         if steps < 0:
-            steps = 0
+            # The motor counts more steps than it was handed: a miscount (a bug, a corrupted
+            # counter), after which the count says nothing of the volume. Going on could only
+            # run the camshaft backwards. Out of the control step this stops the pump: main()
+            # drops the motor enable and closes the clamp, the watchdog resets the board.
+            raise RuntimeError("motor %d steps past its part" % -steps)
         run_ms = self.ticks_diff(end, now)
         if run_ms < 1:
             run_ms = 1

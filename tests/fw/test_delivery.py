@@ -1,5 +1,5 @@
 """Delivery schedule: exact volume per segment, VTBI enforced (SR-4), tick wrap (SR-12)."""
-from fakehal import FakeHal, tmpdir
+from fakehal import FakeHal, pump, run_for, tmpdir
 
 from pump.delivery import Delivery
 from pump.ticks import TICKS_PERIOD, ticks_add, ticks_diff
@@ -494,3 +494,45 @@ def test_pr3_back_off_rounded_up_to_a_step_at_a_calibration_off_the_8_nl_grid():
     hal, d = _delivery(stroke_nl=47191, sps=200)
     assert d.backoff_steps(42) == 90
     assert (42 * 500 * 200) % 47191 == 1
+
+
+def test_sr9_a_stop_one_step_into_a_segment_counts_that_step():
+    """At 10 mL/h a step is made every 90 ms: a stop at the first step counts its 250 nL
+    (a stop before it counts nothing), in the first segment and in a later one."""
+    for later in (False, True):
+        hal, d = _delivery()
+        d.load(10000, 240000000, 0)
+        d.start(hal.ticks_ms())
+        if later:
+            while d.commanded_nl < 100000:
+                hal.t += ticks_diff(d.seg_end, hal.ticks_ms())
+                d.service(hal.ticks_ms())
+        c0 = d.commanded_nl
+        p0 = hal.motor.position()
+        hal.t += 89
+        assert hal.motor.position() == p0
+        hal.t += 1
+        assert hal.motor.position() == p0 + 1
+        d.stop(hal.ticks_ms())
+        assert d.commanded_nl == c0 + 250, (later, d.commanded_nl)
+
+
+def test_sr4_a_motor_past_the_steps_it_was_handed_stops_the_pump():
+    """The motor's step counter jumps 250 steps ahead during the first half of a 10 mL/h
+    segment (a miscount: a stroke and a quarter more than the 200 steps it was handed). At
+    the half's end the next part cannot be reached forwards: the control step raises (out of
+    the main loop, main() drops the motor enable and closes the clamp: tests/
+    test_main_failsafe.py) instead of handing the motor a move backwards, and nothing more
+    is counted as delivered."""
+    hal, ctl = pump("dlmiscount")
+    run_for(ctl, hal, 9000)
+    counted = ctl.delivery.commanded_nl
+    hal.motor.base += 250
+    try:
+        run_for(ctl, hal, 18000)
+    except RuntimeError as exc:
+        assert "50 steps past its part" in str(exc), str(exc)
+    else:
+        raise AssertionError("the pump went on with a motor past its part")
+    assert hal.motor.steps >= 0                   # never a move backwards
+    assert ctl.delivery.commanded_nl == counted
