@@ -20,7 +20,8 @@ reserved in the journal (`ledger.reserve`) before the motor is told to move it. 
 is never commanded beyond what the journal counts as delivered, and the journal never
 counts more than one stroke beyond what the motor has moved: a power cut at any instant
 costs at most one stroke. A part that begins more than _MAX_SLIP_MS late moves the rest of
-its segment later by as much (no catching up).
+its segment later by as much (no catching up). A motor found past the steps it was handed
+(a miscount: the count no longer says what was given) stops the pump: the step raises.
 
 The occlusion back-off (PR-3) is a reverse schedule: once the monitor has stopped the pump
 for an occlusion and the controller has latched the alarm, the camshaft runs backwards by
@@ -129,8 +130,7 @@ class Delivery:
             return
         self.running = False
         moved = self.motor.position() - self.seg_pos0
-        if moved > 0:             # (-1 on a board whose back-off timer stepped once more
-                                  # between `_begin` reading seg_pos0 and the new move)
+        if moved > 0:             # (nothing moved, nothing to count)
             sps = self.steps_per_stroke
             nl = ((moved // sps) * self.stroke_nl
                   + ((moved % sps) * self.stroke_nl + sps - 1) // sps)

@@ -518,21 +518,21 @@ def test_sr9_a_stop_one_step_into_a_segment_counts_that_step():
 
 
 def test_sr4_a_motor_past_the_steps_it_was_handed_stops_the_pump():
-    """The motor's step counter jumps 250 steps ahead during the first half of a 10 mL/h
-    segment (a miscount: a stroke and a quarter more than the 200 steps it was handed). At
-    the half's end the next part cannot be reached forwards: the control step raises (out of
-    the main loop, main() drops the motor enable and closes the clamp: tests/
-    test_main_failsafe.py) instead of handing the motor a move backwards, and nothing more
-    is counted as delivered."""
-    hal, ctl = pump("dlmiscount")
-    run_for(ctl, hal, 9000)
-    counted = ctl.delivery.commanded_nl
-    hal.motor.base += 250
-    try:
-        run_for(ctl, hal, 18000)
-    except RuntimeError as exc:
-        assert "50 steps past its part" in str(exc), str(exc)
-    else:
-        raise AssertionError("the pump went on with a motor past its part")
-    assert hal.motor.steps >= 0                   # never a move backwards
-    assert ctl.delivery.commanded_nl == counted
+    """The motor's step counter jumps ahead during the first half of a 10 mL/h segment (a
+    miscount: 201 or 250 steps more than the 200 it was handed). At the half's end the next
+    part cannot be reached forwards: the control step raises (out of the main loop, main()
+    drops the motor enable and closes the clamp: tests/test_main_failsafe.py) instead of
+    handing the motor a move backwards, and nothing more is counted as delivered."""
+    for extra in (201, 250):
+        hal, ctl = pump("dlmiscount")
+        run_for(ctl, hal, 9000)
+        counted = ctl.delivery.commanded_nl
+        hal.motor.base += extra
+        try:
+            run_for(ctl, hal, 18000)
+        except RuntimeError as exc:
+            assert str(exc) == "motor %d steps past its part" % (extra - 200), str(exc)
+        else:
+            raise AssertionError("the pump went on with a motor %d steps past" % extra)
+        assert hal.motor.steps >= 0               # never a move backwards
+        assert ctl.delivery.commanded_nl == counted
