@@ -376,14 +376,14 @@ def test_sr4_a_last_segment_under_a_ms_still_moves_its_step_before_completion():
     hal, d = _delivery()
     d.load(99999, 1000000, 0)
     d.start(hal.ticks_ms())
-    while True:
+    going = True
+    while going and hal.t <= 36001:
         now = hal.ticks_ms()
         if d.due(now):
-            if not d.service(now):
-                break
+            going = d.service(now)
         else:
             hal.t += ticks_diff(d.seg_end, now)
-    assert d.commanded_nl == 1000000
+    assert not going and d.commanded_nl == 1000000
     assert hal.motor.position() == 4000           # 1 mL at 250 nL a step, all of it moved
     assert hal.t == 36000 + 1
 
@@ -479,7 +479,7 @@ def test_sr9_a_stop_counts_a_part_step_as_delivered_at_a_calibration_off_the_8_n
         d.load(49974, 240000000, 0)
         d.start(hal.ticks_ms())
         target = strokes * 200 + 199
-        while hal.motor.position() < target:
+        while hal.motor.position() < target and hal.t < 36000:
             hal.t += 1
             if d.due(hal.ticks_ms()):
                 d.service(hal.ticks_ms())
@@ -536,3 +536,26 @@ def test_sr4_a_motor_past_the_steps_it_was_handed_stops_the_pump():
             raise AssertionError("the pump went on with a motor %d steps past" % extra)
         assert hal.motor.steps >= 0               # never a move backwards
         assert ctl.delivery.commanded_nl == counted
+
+
+def test_sr4_at_the_vtbi_delivery_reports_complete_once_and_stays_stopped():
+    """1 mL at 10 mL/h: ten 36 s segments of two parts, twenty wakes. The twentieth reports
+    the VTBI reached, at 360 s, with every step moved; later wakes find nothing due, move
+    nothing and keep reporting complete (no further segment, not even one of no volume)."""
+    hal, d = _delivery()
+    d.load(10000, 1000000, 0)
+    d.start(hal.ticks_ms())
+    wakes = 0
+    going = True
+    while going and wakes < 25:
+        hal.t += ticks_diff(d.seg_end, hal.ticks_ms())
+        going = d.service(hal.ticks_ms())
+        wakes += 1
+    assert (going, wakes, hal.t) == (False, 20, 360000)
+    assert d.commanded_nl == 1000000 and not d.running and d.remaining_nl() == 0
+    assert hal.motor.position() == 4000
+    for _ in range(3):
+        hal.t += 36000
+        assert not d.due(hal.ticks_ms())
+        assert d.service(hal.ticks_ms()) is False
+        assert d.commanded_nl == 1000000 and hal.motor.position() == 4000
