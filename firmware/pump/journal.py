@@ -30,13 +30,16 @@ Every CHECKPOINT/EVENT record is a full checkpoint of what must survive power lo
 program id, volume counted as delivered, alarm latch, lockout deadline, the authentication
 counters), so replay needs only the newest of those and the newest PROGRAM. The PROGRAM
 record is copied forward whenever half the ring has been written since its last copy, so
-two intact copies always exist outside the slot being written.
+two intact copies always exist outside the slot being written; the journal keeps the newest
+PROGRAM in memory for that (`program`, from replay, then from each PROGRAM appended), and
+`last` is the newest CHECKPOINT/EVENT that replay found (what a boot restores).
 
 The 48-byte single-file journal of earlier firmware is not read (docs/reliability.md): its
 slots fail the CRC at this size, so such a file reads as corruption with nothing valid, and
 the pump fails closed (Controller.boot: LOCKOUT with STORAGE_FAULT, a clinician's override).
 """
 import struct
+from array import array
 
 from pump.compat import const
 from pump.crc import crc32_halves, crc32_of
@@ -82,45 +85,44 @@ _A_BAD = const(1)             # the primary's copy is present but invalid
 _B_BAD = const(2)             # the mirror's copy is present but invalid
 _A_NONE = const(4)            # no primary copy (beyond the end of the file)
 _B_NONE = const(8)            # no mirror copy
+_TWINS = const(16)            # both copies valid, with different sequences
 
 
 def _lap_bits_ok(capacity):
     """The entry written to a slot has its sequence `capacity` above the one it replaces, so
-    their first bytes (the sequence's low byte) differ by capacity mod 256: never 0 and never
-    a single bit's worth (+-2**j), so that a write torn after its first byte is never taken
-    for one flipped bit of the old entry, nor for the old entry intact."""
+    their first bytes (the sequence's low byte) differ by d = capacity mod 256: never 0 and
+    never a single bit's worth (+-2**j), so that a write torn after its first byte is never
+    taken for one flipped bit of the old entry, nor for the old entry intact. (Adding d to a
+    byte changes one bit of it for some byte exactly when d or 256 - d is a power of two,
+    i.e. has one bit set: x & (x - 1) == 0; d = 0 changes none.)"""
     d = capacity % 256
-    if d == 0:
-        return False
-    j = 1
-    while j < 256:
-        if d == j or d == 256 - j:
-            return False
-        j <<= 1
-    return True
+    return (d & (d - 1)) != 0 and ((256 - d) & (255 - d)) != 0
 
 
 class Journal:
     """Append and replay. `storage` is the HAL storage (open/size by name)."""
 
     def __init__(self, storage, name="journal.bin", capacity=CAPACITY):
-        if capacity < 4 or not _lap_bits_ok(capacity):
-            raise ValueError("journal capacity %d: at least 4, and adding it to a byte must "
+        if capacity < 5 or not _lap_bits_ok(capacity):
+            raise ValueError("journal capacity %d: at least 5, and adding it to a byte must "
                              "change two bits of it at least" % capacity)
         self.storage = storage
         self.name = name
         self.mirror = name + ".2"
         self.capacity = capacity
         self.buf = bytearray(REC_SIZE)
-        self.crc = [0, 0]
+        self.crc = array("H", bytes(4))   # the record's CRC-32 halves (crc32_halves)
         self.payload = [0] * FIELDS   # fill, then append(kind, state)
+        self.file = None              # both rings, open for appending (open()), and
+        self.file2 = None             # `at`: the slot both file positions are at
+        self._forget()
+
+    def _forget(self):
+        """What replay finds in a journal with no entry (replay starts from it)."""
         self.seq = 0
         self.slot = 0                 # where the next record goes
-        self.at = -1                  # slot both file positions are at (-1: unknown)
-        self.file = None
-        self.file2 = None
         # Latest valid records (None when there is none): [kind, state, seq, payload list]
-        self.last = None              # newest CHECKPOINT/EVENT
+        self.last = None              # newest CHECKPOINT/EVENT (replay's)
         self.program = None           # newest PROGRAM
         self.skipped = 0              # copies that failed magic or CRC on replay
         self.records = 0              # entries with at least one valid copy on replay
@@ -134,26 +136,13 @@ class Journal:
         corrupt copies and write each corrupt copy back from its intact twin. Returns the
         number of entries found."""
         self.close()
-        self.last = None
-        self.program = None
-        self.skipped = 0
-        self.records = 0
-        self.seq = 0
-        self.slot = 0
-        self.torn = False
-        self.corrupt = 0
-        self.repaired = 0
-        st = self.storage
-        if st.size(self.name) <= 0 and st.size(self.mirror) <= 0:
-            return 0
+        self._forget()
         cap = self.capacity
-        flags = bytearray(cap)
-        seqs = [-1] * cap             # seq of the slot's valid entry (-1: none)
-        twins = bytearray(cap)        # 1: both copies valid with different sequences
+        flags = bytearray(cap)        # each slot's status bits (_A_BAD ... _TWINS)
         fa = self._open_read(self.name)
         fb = self._open_read(self.mirror)
-        best = -1
-        bslot = 0
+        best = -1                     # the newest entry's sequence
+        bslot = -1                    # and its slot (-1: no entry)
         try:
             i = 0
             while i < cap:
@@ -165,10 +154,9 @@ class Journal:
                 if pa is None or (pb is not None and pb[2] > pa[2]):
                     p = pb
                 if pa is not None and pb is not None and pa[2] != pb[2]:
-                    twins[i] = 1
+                    flags[i] |= _TWINS
                 if p is not None:
                     self.records += 1
-                    seqs[i] = p[2]
                     if p[2] > best:
                         best = p[2]
                         bslot = i
@@ -178,8 +166,8 @@ class Journal:
             for f in (fa, fb):
                 if f is not None:
                     f.close()
-        self._classify(flags, seqs, twins, best, bslot)
-        if best >= 0:
+        self._classify(flags, bslot)
+        if self.records:
             self.seq = best + 1
             self.slot = (bslot + 1) % cap
         return self.records
@@ -207,11 +195,12 @@ class Journal:
         elif self.last is None or p[2] > self.last[2]:
             self.last = slot
 
-    def _classify(self, flags, seqs, twins, best, bslot):
+    def _classify(self, flags, bslot):
         """Sort every slot whose two copies disagree into the torn write (a power cut inside
-        the newest entry's write) or corruption, and repair what can be repaired."""
+        the newest entry's write, in the slot after the newest entry's: the first slot when
+        there is none) or corruption, and repair what can be repaired."""
         cap = self.capacity
-        nxt = (bslot + 1) % cap if best >= 0 else 0
+        nxt = (bslot + 1) % cap
         fix = []
         i = 0
         while i < cap:
@@ -220,20 +209,19 @@ class Journal:
             b_ok = not f & (_B_BAD | _B_NONE)
             if f & _A_NONE and f & _B_NONE:
                 pass                                   # beyond both files: never written
-            elif i == nxt and f & _A_BAD and (best < 0 or seqs[i] < best) \
-                    and not self._one_bit(i):
+            elif i == nxt and f & _A_BAD and not self._one_bit(i):
                 self.torn = True                       # the primary tore: the entry is lost
                 if f & _B_BAD:
                     self.corrupt += 1                  # and the mirror's older copy is bad
-            elif i == bslot and a_ok and (twins[i] or not b_ok) and not self._one_bit(i):
+            elif i == bslot and a_ok and (f & _TWINS or not b_ok) and not self._one_bit(i):
                 fix.append(i)                          # the mirror tore or was not yet
                                                        # written: nothing was lost
-            elif twins[i]:
+            elif f & _TWINS:
                 self.corrupt += 1                      # an older copy next to a newer one
                 fix.append(i)
             elif not (a_ok and b_ok):
                 self.corrupt += 1
-                if seqs[i] >= 0:
+                if a_ok or b_ok:
                     fix.append(i)
             i += 1
         if fix:
@@ -248,21 +236,17 @@ class Journal:
         if len(a) != REC_SIZE or len(b) != REC_SIZE:
             return False
         n = 0
-        j = 0
-        while j < REC_SIZE:
+        for j in range(REC_SIZE):
             x = a[j] ^ b[j]
             while x:
                 n += x & 1
                 x >>= 1
-            if n > 1:
-                return False
-            j += 1
         return n == 1
 
     def _slot_bytes(self, name, i):
-        if self.storage.size(name) <= i * REC_SIZE:
+        f = self._open_read(name)
+        if f is None:
             return b""
-        f = self.storage.open(name, "rb")
         try:
             f.seek(i * REC_SIZE)
             return f.read(REC_SIZE)
@@ -271,12 +255,7 @@ class Journal:
 
     def _repair(self, slots):
         """Write each listed slot's newest valid copy over the other file's copy."""
-        st = self.storage
-        for name in (self.name, self.mirror):
-            if st.size(name) < 0:
-                st.open(name, "wb").close()
-        fa = st.open(self.name, "r+b")
-        fb = st.open(self.mirror, "r+b")
+        fa, fb = self._open_both()
         try:
             for i in slots:
                 fa.seek(i * REC_SIZE)
@@ -289,27 +268,23 @@ class Journal:
                     good, dst = ra, fb
                 else:
                     good, dst = rb, fa
-                if self._pad(dst, i):
-                    dst.seek(i * REC_SIZE)
-                    dst.write(good)
-                    dst.flush()
-                    self.repaired += 1
+                self._pad(dst, i)
+                dst.seek(i * REC_SIZE)
+                dst.write(good)
+                dst.flush()
+                self.repaired += 1
         finally:
             fa.close()
             fb.close()
 
     def _pad(self, f, i):
-        """Make file f long enough to hold slot i's start (zero slots read as corrupt until
-        written). False when a hole of more than the ring would be needed."""
+        """Make file f long enough to hold slot i's start (i < capacity): zero slots, which
+        read as corrupt until written."""
         f.seek(0, 2)
         end = f.tell()
         want = i * REC_SIZE
-        if end >= want:
-            return True
-        if want > self.capacity * REC_SIZE:
-            return False
-        f.write(bytes(want - end))
-        return True
+        if end < want:
+            f.write(bytes(want - end))
 
     def parse(self, rec):
         """(kind, state, seq, payload) of a 64-byte record, or None when it is not valid."""
@@ -329,9 +304,9 @@ class Journal:
         ring or of the file; the mirror's copy where the primary's is not valid. For a host
         to parse (the LOG command)."""
         out = []
-        if self.storage.size(self.name) <= 0:
+        f = self._open_read(self.name)
+        if f is None:
             return out
-        f = self.storage.open(self.name, "rb")
         g = self._open_read(self.mirror)
         try:
             f.seek(slot * REC_SIZE)
@@ -355,36 +330,31 @@ class Journal:
     def open(self):
         """Open both rings for writing (creating them); called once, after replay."""
         if self.file is None:
-            st = self.storage
-            for name in (self.name, self.mirror):
-                if st.size(name) < 0:
-                    st.open(name, "wb").close()
-            self.file = st.open(self.name, "r+b")
-            self.file2 = st.open(self.mirror, "r+b")
-            self.at = -1
-            if self.last is None:
-                self.last = [0, 0, -1, [0] * FIELDS]
-            if self.program is None:
-                self.program = [0, 0, -1, [0] * FIELDS]
+            self.file, self.file2 = self._open_both()
+            self.at = 0               # a file opened is at its start
+
+    def _open_both(self):
+        """Both rings, opened for update at their start (each created when missing)."""
+        st = self.storage
+        for name in (self.name, self.mirror):
+            if st.size(name) < 0:
+                st.open(name, "wb").close()
+        return st.open(self.name, "r+b"), st.open(self.mirror, "r+b")
 
     def append(self, kind, state):
-        """Write one entry from self.payload into the next slot of both files."""
+        """Write one entry from self.payload into the next slot of both files. A PROGRAM
+        entry is also kept in memory (a new list: programming is not the control step's
+        path); a CHECKPOINT/EVENT allocates nothing."""
         if self.file is None:
             self.open()
+        if kind == PROGRAM:
+            self._write(PROGRAM, state, self.payload)
+            self.program = [PROGRAM, state, self.seq - 1, list(self.payload)]
+            return
         prog = self.program
-        if kind != PROGRAM and prog[0] == PROGRAM and self.seq - prog[2] >= self.capacity >> 1:
+        if prog is not None and self.seq - prog[2] >= self.capacity >> 1:
             self._copy_forward(prog)
         self._write(kind, state, self.payload)
-        slot = prog if kind == PROGRAM else self.last
-        slot[0] = kind
-        slot[1] = state
-        slot[2] = self.seq - 1
-        src = self.payload
-        dst = slot[3]
-        i = 0
-        while i < FIELDS:
-            dst[i] = src[i]
-            i += 1
 
     def _copy_forward(self, prog):
         self._write(PROGRAM, prog[1], prog[3])

@@ -531,3 +531,166 @@ def test_log_never_returns_part_of_a_record():
     j.storage.remove("j.2")
     recs = j.read_records(0, 5)
     assert [len(r) for r in recs] == [jn.REC_SIZE, jn.REC_SIZE]
+
+
+class _CountingStorage:
+    """A storage that counts the files left open (each one holds a buffer of the board's
+    little heap, for as long as it stays open)."""
+
+    def __init__(self, inner):
+        self.inner = inner
+        self.open_files = 0
+
+    def size(self, name):
+        return self.inner.size(name)
+
+    def path(self, name):
+        return self.inner.path(name)
+
+    def remove(self, name):
+        self.inner.remove(name)
+
+    def open(self, name, mode):
+        f = self.inner.open(name, mode)
+        self.open_files += 1
+        return _CountedFile(self, f)
+
+
+class _CountedFile:
+    def __init__(self, store, f):
+        self.store = store
+        self.f = f
+
+    def read(self, n=-1):
+        return self.f.read(n)
+
+    def write(self, b):
+        return self.f.write(b)
+
+    def seek(self, off, whence=0):
+        return self.f.seek(off, whence)
+
+    def tell(self):
+        return self.f.tell()
+
+    def flush(self):
+        self.f.flush()
+
+    def close(self):
+        self.store.open_files -= 1
+        self.f.close()
+
+
+def test_sr9_a_boot_leaves_only_the_two_append_files_open():
+    """Replay (every boot) closes what it read, a repair what it wrote back, and close()
+    the two files appending holds: a pump booted again and again leaks no file buffer."""
+    st = _CountingStorage(Storage(tmpdir("open-files")))
+    j = jn.Journal(st, "j", 10)
+    j.replay()
+    assert st.open_files == 0
+    for v in range(12):
+        _write(j, jn.CHECKPOINT, 4, v + 1)
+    assert st.open_files == 2                         # the primary and the mirror
+    j.replay()                                        # a boot in the same process
+    assert st.open_files == 0 and j.last[3][jn.P_DELIVERED_NL] == 12
+    _write(j, jn.CHECKPOINT, 4, 13)
+    j.close()
+    assert st.open_files == 0
+    st.remove("j.2")                                  # a boot that writes the mirror back
+    k = jn.Journal(st, "j", 10)
+    k.replay()
+    assert k.repaired == 10 and st.open_files == 0
+    assert k.last[3][jn.P_DELIVERED_NL] == 13
+
+
+def test_log_reads_no_slot_past_the_end_of_the_ring():
+    """A file longer than the ring (left by a build with a bigger one): LOG returns the
+    ring's slots only, to its last, never what lies past it."""
+    j = _journal("log-ring", capacity=14)
+    j.replay()
+    for v in range(14):
+        _write(j, jn.CHECKPOINT, 4, v + 1)
+    j.close()
+    k = jn.Journal(j.storage, "j", 10)
+    got = [k.parse(r)[3][jn.P_DELIVERED_NL] for r in k.read_records(7, 5)]
+    assert got == [8, 9, 10]
+    assert k.read_records(9, 4) == k.read_records(9, 1) and k.read_records(10, 2) == []
+
+
+def _record(seq, kind, state, delivered):
+    import struct
+
+    from pump.crc import crc32
+    rec = bytearray(jn.REC_SIZE)
+    struct.pack_into("<IHBB", rec, 0, seq, 0x4A50, kind, state)
+    struct.pack_into("<I", rec, 8 + 4 * jn.P_DELIVERED_NL, delivered)
+    c = crc32(bytes(rec[:60]))
+    struct.pack_into("<HH", rec, 60, c & 0xFFFF, c >> 16)
+    return bytes(rec)
+
+
+def test_sr9_the_ring_is_the_documented_2000_slots():
+    """docs/firmware.md: entry `seq` goes to slot `seq % 2000`, two files of 2 x 125 KiB. A
+    journal whose newest entry is in the last slot (as a pump left it) is found whole after
+    an update, and the next entry goes to the first slot: the files never grow past the
+    ring."""
+    st = Storage(tmpdir("ring-2000"))
+    rec = _record(1999, jn.CHECKPOINT, 4, 4321)
+    for name in ("journal.bin", "journal.bin.2"):
+        with open(st.path(name), "wb") as f:
+            f.write(bytes(1999 * jn.REC_SIZE) + rec)
+    j = jn.Journal(st)
+    assert j.replay() == 1 and j.last[3][jn.P_DELIVERED_NL] == 4321
+    assert j.seq == 2000 and j.slot == 0
+    _write(j, jn.CHECKPOINT, 4, 4322)
+    j.close()
+    assert st.size("journal.bin") == st.size("journal.bin.2") == 2000 * jn.REC_SIZE == 128000
+    k = jn.Journal(st)
+    k.replay()
+    assert k.last[2] == 2000 and k.last[3][jn.P_DELIVERED_NL] == 4322
+
+
+def test_sr9_a_newer_mirror_copy_is_believed_over_an_older_primary_copy():
+    """Replay keeps the valid entry with the highest sequence from either file: where the
+    primary's copy of the newest entry is a lap older than the mirror's (the primary's slot
+    gone back to its earlier content), the pump wakes with the newest (the volume counted
+    as delivered: never less), writes it back over the older copy, and keeps it at every
+    later boot."""
+    j = _journal("mirror-newer", capacity=10)
+    j.replay()
+    for v in range(24):
+        _write(j, jn.CHECKPOINT, 4, v + 1)
+    old = _bytes(j, "j")
+    _write(j, jn.CHECKPOINT, 4, 25)                   # seq 24, slot 4 (over seq 14)
+    j.close()
+    a = _bytes(j, "j")
+    a[4 * jn.REC_SIZE:5 * jn.REC_SIZE] = old[4 * jn.REC_SIZE:5 * jn.REC_SIZE]
+    _put(j, "j", a)
+    k = _reread(j)
+    assert k.last[3][jn.P_DELIVERED_NL] == 25 and k.seq == 25 and k.slot == 5
+    assert not k.torn and k.repaired == 1
+    assert _bytes(j, "j") == _bytes(j, "j.2")
+    again = _reread(j)
+    assert again.last[3][jn.P_DELIVERED_NL] == 25 and again.repaired == 0
+
+
+def test_sr9_the_log_shows_the_program_copied_every_half_ring_to_the_entry():
+    """The copy comes when half the ring has been written since the program's last copy,
+    not an entry sooner or later: a 60-slot ring holds the program at entries 0, 30, 60,
+    90 and a checkpoint at every other entry."""
+    j = _journal("fwd-where", capacity=60)
+    j.replay()
+    p = j.payload
+    for i in range(jn.FIELDS):
+        p[i] = 100 + i
+    j.append(jn.PROGRAM, 3)
+    for v in range(100):
+        _write(j, jn.CHECKPOINT, 4, v)
+    j.close()
+    kinds = {}
+    for r in j.read_records(0, 60):
+        kind, _, seq, _ = j.parse(r)
+        kinds[seq] = kind
+    assert sorted(kinds) == list(range(j.seq - 60, j.seq))
+    assert [s for s in sorted(kinds) if kinds[s] == jn.PROGRAM] == [60, 90]
+    assert j.seq == 104
