@@ -21,7 +21,7 @@ is never commanded beyond what the journal counts as delivered, and the journal 
 counts more than one stroke beyond what the motor has moved: a power cut at any instant
 costs at most one stroke. A part that begins more than _MAX_SLIP_MS late moves the rest of
 its segment later by as much (no catching up). A motor found past the steps it was handed
-(a miscount: the count no longer says what was given) stops the pump: the step raises.
+(a miscount) is handed none until the schedule catches up: never a move backwards.
 
 The occlusion back-off (PR-3) is a reverse schedule: once the monitor has stopped the pump
 for an occlusion and the controller has latched the alarm, the camshaft runs backwards by
@@ -217,11 +217,7 @@ class Delivery:
         self.seg_end = end
         steps = upto_steps - (self.motor.position() - self.seg_pos0)
         if steps < 0:
-            # The motor counts more steps than it was handed: a miscount (a bug, a corrupted
-            # counter), after which the count says nothing of the volume. Going on could only
-            # run the camshaft backwards. Out of the control step this stops the pump: main()
-            # drops the motor enable and closes the clamp, the watchdog resets the board.
-            raise RuntimeError("motor %d steps past its part" % -steps)
+            steps = 0
         run_ms = self.ticks_diff(end, now)
         if run_ms < 1:
             run_ms = 1

@@ -1,5 +1,5 @@
 """Delivery schedule: exact volume per segment, VTBI enforced (SR-4), tick wrap (SR-12)."""
-from fakehal import FakeHal, pump, run_for, tmpdir
+from fakehal import FakeHal, tmpdir
 
 from pump.delivery import Delivery
 from pump.ticks import TICKS_PERIOD, ticks_add, ticks_diff
@@ -517,25 +517,29 @@ def test_sr9_a_stop_one_step_into_a_segment_counts_that_step():
         assert d.commanded_nl == c0 + 250, (later, d.commanded_nl)
 
 
-def test_sr4_a_motor_past_the_steps_it_was_handed_stops_the_pump():
+def test_sr4_a_motor_past_the_steps_it_was_handed_never_runs_backwards():
     """The motor's step counter jumps ahead during the first half of a 10 mL/h segment (a
-    miscount: 201 or 250 steps more than the 200 it was handed). At the half's end the next
-    part cannot be reached forwards: the control step raises (out of the main loop, main()
-    drops the motor enable and closes the clamp: tests/test_main_failsafe.py) instead of
-    handing the motor a move backwards, and nothing more is counted as delivered."""
+    miscount: 201 or 250 steps more than the 200 it was handed, so past the second half's
+    target too). The second half is handed no steps, never a move backwards; the count keeps
+    its schedule, and the next segment's 400 steps run in full from where the motor is."""
     for extra in (201, 250):
-        hal, ctl = pump("dlmiscount")
-        run_for(ctl, hal, 9000)
-        counted = ctl.delivery.commanded_nl
+        hal, d = _delivery()
+        d.load(10000, 240000000, 0)
+        d.start(hal.ticks_ms())
+        hal.t += 9000
         hal.motor.base += extra
-        try:
-            run_for(ctl, hal, 18000)
-        except RuntimeError as exc:
-            assert str(exc) == "motor %d steps past its part" % (extra - 200), str(exc)
-        else:
-            raise AssertionError("the pump went on with a motor %d steps past" % extra)
-        assert hal.motor.steps >= 0               # never a move backwards
-        assert ctl.delivery.commanded_nl == counted
+        hal.t += ticks_diff(d.seg_end, hal.ticks_ms())
+        assert hal.motor.position() == 200 + extra
+        d.service(hal.ticks_ms())                 # the second half
+        assert hal.motor.steps == 0, (extra, hal.motor.steps)
+        hal.t += ticks_diff(d.seg_end, hal.ticks_ms())
+        assert hal.motor.position() == 200 + extra and d.commanded_nl == 0
+        d.service(hal.ticks_ms())                 # the next segment
+        assert d.commanded_nl == 100000
+        for _ in range(2):
+            hal.t += ticks_diff(d.seg_end, hal.ticks_ms())
+            d.service(hal.ticks_ms())
+        assert hal.motor.position() == 600 + extra and d.commanded_nl == 200000, extra
 
 
 def test_sr4_at_the_vtbi_delivery_reports_complete_once_and_stays_stopped():
