@@ -20,7 +20,8 @@ reserved in the journal (`ledger.reserve`) before the motor is told to move it. 
 is never commanded beyond what the journal counts as delivered, and the journal never
 counts more than one stroke beyond what the motor has moved: a power cut at any instant
 costs at most one stroke. A part that begins more than _MAX_SLIP_MS late moves the rest of
-its segment later by as much (no catching up).
+its segment later by as much (no catching up). A motor found past the steps it was handed
+(a miscount) is handed none until the schedule catches up: never a move backwards.
 
 The occlusion back-off (PR-3) is a reverse schedule: once the monitor has stopped the pump
 for an occlusion and the controller has latched the alarm, the camshaft runs backwards by
@@ -59,8 +60,7 @@ class Delivery:
         self.seg_ms = seg_units * _MS_PER_UNIT
         self.compliance_nl_per_mmhg = compliance_nl_per_mmhg   # the cassette's line
         self.backing_off = False      # a back-off pass is running the camshaft backwards
-        self.backoff_end = 0          # ticks when it ends
-        self.backoff_passes = 0
+        self.backoff_passes = 0       # (`back_off` sets backoff_end, read only while it runs)
         # Test hook (simulator fault `controller_rate_error`): the scheduler computes
         # rate * num / den. Never set on a board; the monitor's own copy is unaffected.
         self.fault_num = 1
@@ -73,15 +73,10 @@ class Delivery:
         self.vtbi_nl = vtbi_nl
         self.commanded_nl = commanded_nl if commanded_nl < vtbi_nl else vtbi_nl
         self.running = False
-        self.seg_start = 0        # ticks when the current segment began
-        self.seg_end = 0          # ticks when its current part ends (next wake)
-        self.seg_dur = 0          # ms the segment lasts
-        self.seg_nl = 0           # nL the current segment carries
-        self.seg_steps = 0        # motor steps it carries
-        self.seg_parts = 1        # parts of at most one stroke each
-        self.seg_part = 0         # parts begun
-        self.seg_pos0 = 0         # motor position at its start
         self.step_rem = 0         # carried remainder of the nL -> steps conversion
+        # The current segment (seg_*) is set by `_begin` alone, whole, before `running` can
+        # be seen true, and read only while running: a stopped or completed delivery, or a
+        # new program, never reads a previous segment.
 
     def remaining_nl(self):
         return self.vtbi_nl - self.commanded_nl
@@ -119,7 +114,6 @@ class Delivery:
         if self.commanded_nl >= self.vtbi_nl:
             self.commanded_nl = self.vtbi_nl
             self.running = False
-            self.seg_nl = 0
             return False
         start = self.seg_end
         if self.ticks_diff(now, start) > _MAX_SLIP_MS:
@@ -136,16 +130,15 @@ class Delivery:
             return
         self.running = False
         moved = self.motor.position() - self.seg_pos0
-        if moved < 0:
-            moved = 0
-        sps = self.steps_per_stroke
-        nl = (moved // sps) * self.stroke_nl + ((moved % sps) * self.stroke_nl + sps - 1) // sps
-        if nl > self.seg_nl:
-            nl = self.seg_nl
-        self.commanded_nl += nl
-        if self.commanded_nl > self.vtbi_nl:
-            self.commanded_nl = self.vtbi_nl
-        self.seg_nl = 0
+        if moved > 0:             # (nothing moved, nothing to count)
+            sps = self.steps_per_stroke
+            nl = ((moved // sps) * self.stroke_nl
+                  + ((moved % sps) * self.stroke_nl + sps - 1) // sps)
+            if nl > self.seg_nl:
+                nl = self.seg_nl
+            self.commanded_nl += nl
+            if self.commanded_nl > self.vtbi_nl:
+                self.commanded_nl = self.vtbi_nl
         self.step_rem = 0
 
     def backoff_steps(self, rise_mmhg):
@@ -199,8 +192,9 @@ class Delivery:
         acc = (nl % s_nl) * sps + self.step_rem
         self.seg_steps = (nl // s_nl) * sps + acc // s_nl
         self.step_rem = acc % s_nl
-        k = (nl + s_nl - 1) // s_nl
-        self.seg_parts = k if k > 0 else 1
+        # (0 parts only for a segment of no volume, under the test hook: `_part` then makes
+        # its one and final part, as for 1)
+        self.seg_parts = (nl + s_nl - 1) // s_nl
         self.seg_part = 0
         self.seg_pos0 = self.motor.position()
         self._part(now, ledger)

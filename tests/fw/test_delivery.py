@@ -306,3 +306,260 @@ def test_sr4_the_last_segment_ends_on_the_programmed_time_to_the_ms():
         _run(hal, d, ())
         assert d.commanded_nl == vtbi_ul * 1000
         assert hal.t == vtbi_ul * 3600000 // rate, (rate, vtbi_ul, hal.t)
+
+
+# --- timing, the journal's reach and rounding, at their boundaries -------------------------------
+
+def test_sr12_a_part_is_due_at_its_end_not_a_ms_before_even_across_the_wrap():
+    """A wake 1 ms before a part's end (an early interrupt, the compare path) finds nothing
+    due and changes nothing: the count, the part, the wake and the motor's move stay; at the
+    end itself the next part begins. Far from the wrap and with the wrap inside a part."""
+    for start in (0, TICKS_PERIOD - 9000, TICKS_PERIOD - 18000, TICKS_PERIOD - 1):
+        hal, d = _delivery(start)
+        d.load(10000, 240000000, 0)
+        d.start(hal.ticks_ms())
+        for _ in range(6):
+            end = d.seg_end
+            hal.t += ticks_diff(end, hal.ticks_ms()) - 1
+            now = hal.ticks_ms()
+            before = (d.seg_end, d.seg_part, d.commanded_nl, hal.motor.t0, hal.motor.steps)
+            assert not d.due(now), start
+            assert d.service(now) is True
+            assert (d.seg_end, d.seg_part, d.commanded_nl, hal.motor.t0,
+                    hal.motor.steps) == before, start
+            hal.t += 1
+            assert d.due(hal.ticks_ms())
+            d.service(hal.ticks_ms())
+            assert ticks_diff(d.seg_end, end) > 0 and hal.motor.t0 == hal.t, start
+
+
+class _Ledger:
+    """The write-ahead journal as delivery sees it: the volumes reserved, with the motor's
+    position at each reservation (before the motor is told to move)."""
+
+    def __init__(self, motor):
+        self.motor = motor
+        self.log = []
+
+    def reserve(self, upto_nl):
+        self.log.append((upto_nl, self.motor.position()))
+
+
+def test_sr9_after_power_loss_an_odd_last_volume_is_reserved_a_stroke_at_a_time():
+    """After a power cut the journal's count can be any nL (a reservation), so what is left
+    can be a whole number of strokes and 1 nL. The last segment is still reserved one stroke
+    at most ahead of what the motor has moved (a cut at any instant costs at most a stroke:
+    SR-9), and the motor ends on the VTBI to a step."""
+    vtbi = 240000000
+    for left in (50001, 100001, 150001, 50000, 1):
+        hal, d = _delivery()
+        d.load(10000, vtbi, vtbi - left)
+        ledger = _Ledger(hal.motor)
+        d.start(hal.ticks_ms(), ledger)
+        while d.running:
+            hal.t += ticks_diff(d.seg_end, hal.ticks_ms())
+            d.service(hal.ticks_ms(), ledger)
+        assert d.commanded_nl == vtbi
+        for upto_nl, pos in ledger.log:
+            ahead = upto_nl - (vtbi - left) - pos * 250
+            assert 0 < ahead <= 50000, (left, upto_nl, pos, ahead)
+        assert ledger.log[-1][0] == vtbi
+        assert left - 250 < hal.motor.position() * 250 <= left, left
+
+
+def test_sr4_a_last_segment_under_a_ms_still_moves_its_step_before_completion():
+    """At 99.999 mL/h a 1 mL bag leaves 10 nL after the first 36 s segment: less than a ms of
+    volume, but the step it completes (the carried remainder) is the bag's last. The segment
+    lasts 1 ms, so the motor has made that step when delivery reports the VTBI reached (the
+    controller drops the motor's enable at that instant), 1 ms after VTBI / rate rounded
+    down; served the instant it is due, as the board's main loop does."""
+    hal, d = _delivery()
+    d.load(99999, 1000000, 0)
+    d.start(hal.ticks_ms())
+    going = True
+    while going and hal.t <= 36001:
+        now = hal.ticks_ms()
+        if d.due(now):
+            going = d.service(now)
+        else:
+            hal.t += ticks_diff(d.seg_end, now)
+    assert not going and d.commanded_nl == 1000000
+    assert hal.motor.position() == 4000           # 1 mL at 250 nL a step, all of it moved
+    assert hal.t == 36000 + 1
+
+
+class _MoveLog:
+    """The board's motor as delivery drives it, with every move it is handed."""
+
+    def __init__(self, motor):
+        self.motor = motor
+        self.moves = []
+
+    def move(self, steps, ms):
+        self.moves.append((steps, ms))
+        self.motor.move(steps, ms)
+
+    def position(self):
+        return self.motor.position()
+
+    def stop(self):
+        self.motor.stop()
+
+
+def test_sr4_a_part_whose_end_passed_during_a_late_wake_is_moved_in_one_ms():
+    """A wake up to 1 s late keeps the schedule (no drift): a part whose end has already
+    passed is handed to the motor to be moved in 1 ms, never in 0 (the board's step timer
+    would run a 0 ms move at its fastest) nor later than the next ms. Here the last segment
+    after a power cut: 55.556 µL at 100 mL/h, two parts of 1 s, the second served at its
+    end after a wake 1 s late."""
+    hal, d = _delivery()
+    log = _MoveLog(hal.motor)
+    d = Delivery(log, ticks_add, ticks_diff, 50000, 200)
+    vtbi = 240000000
+    d.load(100000, vtbi, vtbi - 55556)
+    t0 = hal.t
+    d.start(hal.ticks_ms())
+    assert d.seg_parts == 2 and ticks_diff(d.seg_end, hal.ticks_ms()) == 1000
+    hal.t = t0 + 2000                             # the first part's wake, 1 s late
+    d.service(hal.ticks_ms())
+    assert ticks_diff(d.seg_end, hal.ticks_ms()) == 0
+    assert log.moves[-1] == (111, 1), log.moves
+    hal.t += 1
+    assert hal.motor.position() == 222 and not hal.motor.busy()
+    assert d.service(hal.ticks_ms()) is False and d.commanded_nl == vtbi
+    assert min(ms for _, ms in log.moves) >= 1
+
+
+def test_sr4_a_new_delivery_reports_no_rate_and_no_volume():
+    """Before any program (a pump just built or wiped), STATUS shows rate 0 µL/h, VTBI 0 and
+    nothing counted, and there is nothing to start."""
+    hal, d = _delivery()
+    assert (d.rate_ul_per_h, d.vtbi_nl, d.commanded_nl, d.running) == (0, 0, 0, False)
+    assert d.start(hal.ticks_ms()) is False
+
+
+# Delivery takes any calibration within its bounds (1000..200000 nL, 1..5000 steps), not only
+# the multiples of 8 nL that pump/calibration.py accepts today: its rounding must hold there
+# too. 49.999 µL a stroke and 200 steps at 49.974 mL/h: the first 36 s segment ends 1 nL
+# short of a whole step (499740 nL x 200 = 49999 x 1998 + 49998).
+
+def test_sr4_the_count_rounds_steps_exactly_at_a_calibration_off_the_8_nl_grid():
+    """From a new program and again after a pause, at every segment end the motor has moved
+    exactly the steps the volume counted since comes to, rounded down: no remainder left
+    over from before (one would add a step 1 nL early)."""
+    stroke = 49999
+    for pause_ms in (0, 25000):
+        hal, d = _delivery(stroke_nl=stroke, sps=200)
+        d.load(49974, 240000000, 0)
+        d.start(hal.ticks_ms())
+        if pause_ms:
+            hal.t += pause_ms
+            d.stop(hal.ticks_ms())
+            hal.t += 60000
+            d.start(hal.ticks_ms())
+        c0 = d.commanded_nl
+        p0 = hal.motor.position()
+        ends = 0
+        while ends < 4:
+            hal.t += ticks_diff(d.seg_end, hal.ticks_ms())
+            d.service(hal.ticks_ms())
+            if d.seg_part == 1:
+                ends += 1
+                want = (d.commanded_nl - c0) * 200 // stroke
+                assert hal.motor.position() - p0 == want, (pause_ms, d.commanded_nl)
+        assert (499740 * 200) % stroke == stroke - 1
+
+
+def test_sr9_a_stop_counts_a_part_step_as_delivered_at_a_calibration_off_the_8_nl_grid():
+    """At 49.999 µL a stroke and 200 steps, 199 steps are 49748.005 µL: a stop there counts
+    49748.005 rounded up (in doubt, delivered: SR-9), at every stroke of the first segment."""
+    stroke = 49999
+    for strokes in range(0, 4):
+        hal, d = _delivery(stroke_nl=stroke, sps=200)
+        d.load(49974, 240000000, 0)
+        d.start(hal.ticks_ms())
+        target = strokes * 200 + 199
+        while hal.motor.position() < target and hal.t < 36000:
+            hal.t += 1
+            if d.due(hal.ticks_ms()):
+                d.service(hal.ticks_ms())
+        assert hal.motor.position() == target
+        d.stop(hal.ticks_ms())
+        assert d.commanded_nl == (target * stroke + 199) // 200, (strokes, d.commanded_nl)
+
+
+def test_pr3_back_off_rounded_up_to_a_step_at_a_calibration_off_the_8_nl_grid():
+    """At 47.191 µL a stroke and 200 steps, a 42 mmHg rise holds 21 µL (500 nL/mmHg): 89.0002
+    steps, so the back-off runs 90 (rounding down would leave a bolus for the patient)."""
+    hal, d = _delivery(stroke_nl=47191, sps=200)
+    assert d.backoff_steps(42) == 90
+    assert (42 * 500 * 200) % 47191 == 1
+
+
+def test_sr9_a_stop_one_step_into_a_segment_counts_that_step():
+    """At 10 mL/h a step is made every 90 ms: a stop at the first step counts its 250 nL
+    (a stop before it counts nothing), in the first segment and in a later one."""
+    for later in (False, True):
+        hal, d = _delivery()
+        d.load(10000, 240000000, 0)
+        d.start(hal.ticks_ms())
+        if later:
+            while d.commanded_nl < 100000:
+                hal.t += ticks_diff(d.seg_end, hal.ticks_ms())
+                d.service(hal.ticks_ms())
+        c0 = d.commanded_nl
+        p0 = hal.motor.position()
+        hal.t += 89
+        assert hal.motor.position() == p0
+        hal.t += 1
+        assert hal.motor.position() == p0 + 1
+        d.stop(hal.ticks_ms())
+        assert d.commanded_nl == c0 + 250, (later, d.commanded_nl)
+
+
+def test_sr4_a_motor_past_the_steps_it_was_handed_never_runs_backwards():
+    """The motor's step counter jumps ahead during the first half of a 10 mL/h segment (a
+    miscount: 201 or 250 steps more than the 200 it was handed, so past the second half's
+    target too). The second half is handed no steps, never a move backwards; the count keeps
+    its schedule, and the next segment's 400 steps run in full from where the motor is."""
+    for extra in (201, 250):
+        hal, d = _delivery()
+        d.load(10000, 240000000, 0)
+        d.start(hal.ticks_ms())
+        hal.t += 9000
+        hal.motor.base += extra
+        hal.t += ticks_diff(d.seg_end, hal.ticks_ms())
+        assert hal.motor.position() == 200 + extra
+        d.service(hal.ticks_ms())                 # the second half
+        assert hal.motor.steps == 0, (extra, hal.motor.steps)
+        hal.t += ticks_diff(d.seg_end, hal.ticks_ms())
+        assert hal.motor.position() == 200 + extra and d.commanded_nl == 0
+        d.service(hal.ticks_ms())                 # the next segment
+        assert d.commanded_nl == 100000
+        for _ in range(2):
+            hal.t += ticks_diff(d.seg_end, hal.ticks_ms())
+            d.service(hal.ticks_ms())
+        assert hal.motor.position() == 600 + extra and d.commanded_nl == 200000, extra
+
+
+def test_sr4_at_the_vtbi_delivery_reports_complete_once_and_stays_stopped():
+    """1 mL at 10 mL/h: ten 36 s segments of two parts, twenty wakes. The twentieth reports
+    the VTBI reached, at 360 s, with every step moved; later wakes find nothing due, move
+    nothing and keep reporting complete (no further segment, not even one of no volume)."""
+    hal, d = _delivery()
+    d.load(10000, 1000000, 0)
+    d.start(hal.ticks_ms())
+    wakes = 0
+    going = True
+    while going and wakes < 25:
+        hal.t += ticks_diff(d.seg_end, hal.ticks_ms())
+        going = d.service(hal.ticks_ms())
+        wakes += 1
+    assert (going, wakes, hal.t) == (False, 20, 360000)
+    assert d.commanded_nl == 1000000 and not d.running and d.remaining_nl() == 0
+    assert hal.motor.position() == 4000
+    for _ in range(3):
+        hal.t += 36000
+        assert not d.due(hal.ticks_ms())
+        assert d.service(hal.ticks_ms()) is False
+        assert d.commanded_nl == 1000000 and hal.motor.position() == 4000
