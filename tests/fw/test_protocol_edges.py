@@ -3,6 +3,7 @@ to the byte, CRLF, frames joined in one read, the idle drop of a partial line an
 telemetry to the ms, the per-wake read bound under a flood, the event queue's bound, the
 reply cache's size and what it keeps, the REPLAYED refusal's window in words, the auth
 field's syntax. Runs on CPython and MicroPython."""
+from fakehal import run_for
 from test_protocol import Bench, mk, parse
 
 from pump import codes, protocol
@@ -110,12 +111,17 @@ def test_events_queue_keeps_the_8_newest_and_says_how_many_were_dropped():
     b.program_basic()
     b.ok("START", slot="c")
     b.uart.take()
-    # 12 state changes with no poll between (the controller alone, e.g. a busy wake)
+    every = []
+    b.ctl.listeners.append(lambda kind, code, value: every.append([kind, code, value]))
+    # 12 state changes with no poll between (the controller alone, e.g. a busy wake), each
+    # at its own delivered volume
     for i in range(6):
+        run_for(b.ctl, b.hal, 40000)
         assert b.proto.execute("PAUSE", {}, codes.PATIENT, 0)["state"] == codes.PAUSED
         assert b.proto.execute("RESUME", {}, codes.PATIENT, 0)["state"] == codes.RUNNING
+    assert len(every) == 12 and len(set(e[2] for e in every)) == 6
     got = [r for r in _poll_at(b, b.hal.t) if r[1] == "EVT"]
-    assert [r[2]["code"] for r in got] == [codes.PAUSED, codes.RUNNING] * 4
+    assert [[r[2]["kind"], r[2]["code"], r[2]["value"]] for r in got] == every[4:]
     assert [r[2]["dropped"] for r in got] == [4] * 8
 
 
