@@ -134,7 +134,8 @@ MODULES: dict[str, Selection] = {
                          "test_protocol"),
                         ("test_controller",), ("tests/test_roles.py", "tests/test_refusals.py",
                                                "tests/test_states_transitions.py")),
-    "druglib": Selection(("test_druglib", "test_druglib_file", "test_library_limits", "test_program_rx", "test_plan"),
+    "druglib": Selection(("test_druglib", "test_druglib_file", "test_library_limits",
+                          "test_program_rx", "test_plan"),
                          ("test_druglib",), ("tests/test_pharmacy.py",), False),
 }
 
