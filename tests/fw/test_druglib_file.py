@@ -49,6 +49,9 @@ _BOUNDED = (
     (("patient_checks", "weight_change_max_pct"), 0, 1000),
     (("restart_rules", "plan_day_slack_s"), 0, 86400),
     (("vial", "ug"), 1, 1 << 30),
+    (("vial", "water_ul"), 1, 1 << 30),
+    (("vial", "conc_ng_per_ml"), 1, 1 << 30),
+    (("vial", "withdrawable_ul"), 1, 1 << 30),
 )
 
 
@@ -163,6 +166,28 @@ def test_sr1_a_library_bag_must_deliver_its_volume_at_its_rate_within_1_percent(
     assert _load(infused(237624)).drug("blinatumomab").bag(24).infused_ul == 237624
     for v in (242425, 237623):
         _refused(infused(v), "blinatumomab 24 h bag: rate x hours != infused volume")
+
+
+def test_sr2_a_bags_hours_rate_and_volume_are_taken_at_their_edges_and_refused_past_them():
+    def bag(hours, rate, infused):
+        def mutate(doc):
+            b = _drug(doc)["bags"][0]
+            b["hours"] = hours
+            _set(b["rate_ul_per_h"], rate)
+            _set(b["infused_ul"], infused)
+        return mutate
+    for hours, rate, infused in ((1, 1, 1), (744, 1, 744), (1, 1000000, 1000000),
+                                 (10, 1000000, 10000000)):
+        got = _load(bag(hours, rate, infused)).drug("blinatumomab").bag(hours)
+        assert (got.hours, got.rate_ul_per_h, got.infused_ul) == (hours, rate, infused)
+    for hours, rate, infused, words in (
+            (0, 1, 1, "0 is not an integer in [1, 744]"),
+            (745, 1, 745, "745 is not an integer in [1, 744]"),
+            (1, 0, 1, "0 is not an integer in [1, 1000000]"),
+            (1, 1000001, 1000001, "1000001 is not an integer in [1, 1000000]"),
+            (1, 1, 0, "0 is not an integer in [1, 10000000]"),
+            (11, 1000000, 10000001, "10000001 is not an integer in [1, 10000000]")):
+        _refused(bag(hours, rate, infused), words)
 
 
 def test_sr2_bag_lookups_take_whole_hours_only_and_names_only_as_text():
