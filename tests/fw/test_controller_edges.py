@@ -1,0 +1,132 @@
+"""Controller edges a patient or clinician would notice: the lockout's length (SR-6), the
+interruption rules of the drug library (SR-7: bag hang time, premedication), the pause
+reminder (SR-14), the patient's plan after power loss (SR-9) and the open interruption as
+reported (STATUS) and as a new program is checked against it."""
+from fakehal import FakeHal, clinical, run_for, tmpdir
+
+from pump import codes
+from pump.codes import CLINICIAN, PATIENT
+from pump.controller import FLAG_PREMED, Controller
+
+_H = 3600 * 1000                 # one hour of virtual time, ms
+
+
+def _alarms(ctl):
+    seen = []
+    ctl.listener = lambda kind, code, v: seen.append(code) if kind == "alarm" else None
+    return seen
+
+
+def _patient_pump(tag):
+    """A patient's blinatumomab bag (24 h, 10 mL/h; library: 4 h premedication threshold,
+    4 h hang tolerance, 12 h lockout) running for a minute."""
+    hal = FakeHal(tmpdir(tag))
+    ctl = Controller(hal)
+    ctl.boot()
+    assert ctl.request("program", CLINICIAN, clinical(1, patient=ctl.patient())) is None
+    assert ctl.request("start", CLINICIAN) is None
+    run_for(ctl, hal, 60000)
+    return hal, ctl
+
+
+def _interrupt(ctl, hal, ms):
+    """Pause, and leave the pump paused for `ms` (the rtc runs on)."""
+    assert ctl.request("pause", PATIENT) is None
+    hal.t += ms
+
+
+def test_sr6_over_infusion_lockout_lasts_the_drugs_lockout_time():
+    hal, ctl = _patient_pump("e-lock")
+    ctl.raise_alarm(codes.OVER_INFUSION)
+    assert ctl.state == codes.LOCKOUT
+    assert ctl.snapshot()["lockout_remaining_s"] == 12 * 3600
+    assert ctl.request("program", CLINICIAN, clinical(2, patient=ctl.patient())) == codes.LOCKOUT_ACTIVE
+    hal.t += 12 * _H - 1000
+    assert ctl.snapshot()["lockout_remaining_s"] == 1
+    assert ctl.request("program", CLINICIAN, clinical(3, patient=ctl.patient())) == codes.LOCKOUT_ACTIVE
+    hal.t += 1000
+    assert ctl.request("program", CLINICIAN, clinical(4, patient=ctl.patient())) is None
+
+
+def test_sr7_bag_runs_until_its_hang_time_plus_tolerance_then_expires():
+    hal, ctl = _patient_pump("e-bag")
+    # 21 h after the bag first ran (24 h bag, 4 h tolerance): still within its hang time
+    _interrupt(ctl, hal, 21 * _H)
+    assert ctl.request("resume", CLINICIAN) == codes.PREMEDICATION_REQUIRED
+    assert ctl.premedicated(CLINICIAN) is None
+    assert ctl.request("resume", CLINICIAN) is None
+    assert ctl.state == codes.RUNNING
+    # past 28 h: the bag has expired, whatever else was confirmed
+    _interrupt(ctl, hal, 7 * _H + 120000)
+    assert ctl.premedicated(CLINICIAN) is None
+    assert ctl.request("resume", CLINICIAN) == codes.BAG_EXPIRED
+    assert ctl.state == codes.PAUSED
+
+
+def test_sr7_short_interruption_needs_no_premedication_and_is_not_marked():
+    hal, ctl = _patient_pump("e-short")
+    _interrupt(ctl, hal, 4 * _H - 1000)
+    assert ctl.request("resume", PATIENT) is None
+    assert not ctl.flags & FLAG_PREMED
+    ctl2 = Controller(hal)                  # the journal says the same after power loss
+    ctl2.boot()
+    assert not ctl2.flags & FLAG_PREMED
+
+
+def test_sr7_interruption_at_the_threshold_needs_premedication_and_is_marked():
+    hal, ctl = _patient_pump("e-thr")
+    _interrupt(ctl, hal, 4 * _H)
+    assert ctl.request("resume", PATIENT) == codes.PREMEDICATION_REQUIRED
+    assert ctl.premedicated(CLINICIAN) is None
+    assert ctl.request("resume", PATIENT) is None
+    assert ctl.flags & FLAG_PREMED
+    ctl2 = Controller(hal)
+    ctl2.boot()
+    assert ctl2.flags & FLAG_PREMED
+
+
+def test_sr7_a_premedication_confirmation_covers_one_restart_only():
+    hal, ctl = _patient_pump("e-once")
+    # a confirmation given 3 h into a pause, then a restart (no premedication was needed)
+    _interrupt(ctl, hal, 3 * _H)
+    assert ctl.premedicated(CLINICIAN) is None
+    assert ctl.request("resume", PATIENT) is None
+    run_for(ctl, hal, 60000)
+    # a second, long interruption: the earlier confirmation does not cover it
+    _interrupt(ctl, hal, 4 * _H + 60000)
+    assert not ctl.snapshot()["premedicated"]
+    assert ctl.request("resume", PATIENT) == codes.PREMEDICATION_REQUIRED
+    assert ctl.state == codes.PAUSED
+
+
+def test_sr7_status_reports_no_premedication_until_a_clinician_confirms_it():
+    hal, ctl = _patient_pump("e-stat")
+    _interrupt(ctl, hal, 10 * 60000)
+    assert ctl.snapshot()["premedicated"] is False
+    assert ctl.premedicated(CLINICIAN) is None
+    assert ctl.snapshot()["premedicated"] is True
+
+
+def test_sr7_open_interruption_is_reported_and_checked_in_seconds():
+    hal, ctl = _patient_pump("e-gap")
+    assert ctl.snapshot()["interrupted_s"] == 0 and ctl.patient()[3] == 0
+    _interrupt(ctl, hal, 10 * 60000)
+    assert ctl.snapshot()["interrupted_s"] == 600
+    assert ctl.patient()[3] == 600
+
+
+def test_sr9_patients_plan_survives_power_loss():
+    hal, ctl = _patient_pump("e-plan")
+    weight, plan = ctl.weight_g, ctl.plan
+    assert weight == 70000 and plan != 0
+    ctl2 = Controller(hal)
+    ctl2.boot()
+    assert ctl2.patient()[:2] == (weight, plan)
+
+
+def test_sr14_pause_reminder_sounds_once_per_pause():
+    hal, ctl = _patient_pump("e-remind")
+    alarms = _alarms(ctl)
+    assert ctl.request("pause", PATIENT) is None
+    run_for(ctl, hal, 3 * _H)
+    assert alarms == [codes.PAUSE_TIMEOUT] and ctl.state == codes.PAUSED
