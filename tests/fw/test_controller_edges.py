@@ -2,9 +2,11 @@
 interruption rules of the drug library (SR-7: bag hang time, premedication), the pause
 reminder (SR-14), the patient's plan after power loss (SR-9) and the open interruption as
 reported (STATUS) and as a new program is checked against it."""
-from fakehal import FakeHal, clinical, run_for, tmpdir
+from fakehal import FakeHal, clinical, pump, run_for, tmpdir
+from memstore import MemStore
 
 from pump import codes
+from pump import journal as jn
 from pump.codes import CLINICIAN, PATIENT
 from pump.controller import FLAG_PREMED, Controller
 
@@ -129,4 +131,31 @@ def test_sr14_pause_reminder_sounds_once_per_pause():
     alarms = _alarms(ctl)
     assert ctl.request("pause", PATIENT) is None
     run_for(ctl, hal, 3 * _H)
+    assert alarms == [codes.PAUSE_TIMEOUT] and ctl.state == codes.PAUSED
+
+
+def test_sr9_unreadable_journal_locks_out_for_the_full_lockout_time():
+    hal = FakeHal(tmpdir("e-garbage"))
+    hal.storage = MemStore({"journal.bin": bytes(range(256)) * 3})
+    ctl = Controller(hal, jn.Journal(hal.storage, "journal.bin", 12))
+    ctl.boot()
+    assert ctl.state == codes.LOCKOUT and ctl.alarm == codes.STORAGE_FAULT
+    assert ctl.snapshot()["lockout_remaining_s"] == 12 * 3600
+    hal.t += 12 * _H - 1000
+    assert ctl.request("override", CLINICIAN) == codes.LOCKOUT_ACTIVE
+    hal.t += 1000
+    assert ctl.request("override", CLINICIAN) is None and ctl.state == codes.IDLE
+
+
+def test_sr14_pause_reminder_on_time_across_the_tick_wrap():
+    hal, ctl = pump("e-wrap", start_ticks=(1 << 30) - 300000)
+    alarms = _alarms(ctl)
+    run_for(ctl, hal, 60000)
+    assert ctl.request("pause", PATIENT) is None
+    run_for(ctl, hal, 900000 - 1)
+    assert alarms == []
+    hal.t += 1                                 # 15 min to the ms: the reminder sounds
+    ctl.step(hal.ticks_ms())
+    assert alarms == [codes.PAUSE_TIMEOUT]
+    run_for(ctl, hal, 2 * _H)
     assert alarms == [codes.PAUSE_TIMEOUT] and ctl.state == codes.PAUSED
