@@ -31,6 +31,11 @@ def _patient_pump(tag):
     return hal, ctl
 
 
+def _program(ctl, pid):
+    """The clinician programs the same patient's next bag."""
+    return ctl.request("program", CLINICIAN, clinical(pid, patient=ctl.patient()))
+
+
 def _interrupt(ctl, hal, ms):
     """Pause, and leave the pump paused for `ms` (the rtc runs on)."""
     assert ctl.request("pause", PATIENT) is None
@@ -42,12 +47,12 @@ def test_sr6_over_infusion_lockout_lasts_the_drugs_lockout_time():
     ctl.raise_alarm(codes.OVER_INFUSION)
     assert ctl.state == codes.LOCKOUT
     assert ctl.snapshot()["lockout_remaining_s"] == 12 * 3600
-    assert ctl.request("program", CLINICIAN, clinical(2, patient=ctl.patient())) == codes.LOCKOUT_ACTIVE
+    assert _program(ctl, 2) == codes.LOCKOUT_ACTIVE
     hal.t += 12 * _H - 1000
     assert ctl.snapshot()["lockout_remaining_s"] == 1
-    assert ctl.request("program", CLINICIAN, clinical(3, patient=ctl.patient())) == codes.LOCKOUT_ACTIVE
+    assert _program(ctl, 3) == codes.LOCKOUT_ACTIVE
     hal.t += 1000
-    assert ctl.request("program", CLINICIAN, clinical(4, patient=ctl.patient())) is None
+    assert _program(ctl, 4) is None
 
 
 def test_sr7_bag_runs_until_its_hang_time_plus_tolerance_then_expires():
