@@ -7,8 +7,9 @@ from memstore import MemStore
 
 from pump import codes
 from pump import journal as jn
-from pump.codes import CLINICIAN, PATIENT
+from pump.codes import CLINICIAN, PATIENT, SERVICE_ROLE
 from pump.controller import FLAG_PREMED, Controller
+from pump.hal import EV_DOOR
 
 _H = 3600 * 1000                 # one hour of virtual time, ms
 
@@ -164,3 +165,110 @@ def test_sr14_pause_reminder_on_time_across_the_tick_wrap():
     assert alarms == [codes.PAUSE_TIMEOUT]
     run_for(ctl, hal, 2 * _H)
     assert alarms == [codes.PAUSE_TIMEOUT] and ctl.state == codes.PAUSED
+
+
+def test_sr7_premedication_confirmation_expires_two_hours_after_it_rounded_down():
+    hal, ctl = _patient_pump("e-valid")
+    _interrupt(ctl, hal, 5 * _H + 30000)      # confirmed 5 h 30 s into the interruption
+    assert ctl.premedicated(CLINICIAN) is None
+    # counted from the whole minute before it (never fresher than it was): valid 2 h less 30 s
+    hal.t += 7200000 - 30000 - 1000
+    assert ctl.snapshot()["premedicated"] is True
+    hal.t += 1000
+    assert ctl.snapshot()["premedicated"] is False
+    assert ctl.request("resume", PATIENT) == codes.PREMEDICATION_REQUIRED
+    assert ctl.premedicated(CLINICIAN) is None              # asked again: a fresh one
+    assert ctl.request("resume", PATIENT) is None
+
+
+def test_sr7_bag_expiry_to_the_second():
+    hal, ctl = _patient_pump("e-bag-s")
+    expires_s = ctl.bag_start_s + 24 * 3600 + 4 * 3600      # bag hours + hang tolerance
+    _interrupt(ctl, hal, 0)
+    hal.t = (expires_s - hal.rtc0) * 1000                   # the last second it may run
+    assert ctl.premedicated(CLINICIAN) is None
+    assert ctl.request("resume", PATIENT) is None
+    assert ctl.request("pause", PATIENT) is None
+    hal.t += 1000
+    assert ctl.premedicated(CLINICIAN) is None
+    assert ctl.request("resume", PATIENT) == codes.BAG_EXPIRED
+
+
+def test_sr9_power_loss_while_running_counts_as_an_interruption():
+    hal, ctl = _patient_pump("e-cut")
+    run_for(ctl, hal, 600000)
+    hal.t += 5 * _H                                         # the pump lay dead for 5 h
+    ctl2 = Controller(hal)
+    assert ctl2.boot() == codes.PAUSED
+    assert ctl2.snapshot()["interrupted_s"] >= 5 * 3600
+    assert ctl2.request("resume", PATIENT) == codes.PREMEDICATION_REQUIRED
+    assert ctl2.state == codes.PAUSED
+
+
+def test_sr11_status_reports_the_highest_authentication_counter():
+    hal, ctl = _patient_pump("e-auth")
+    assert ctl.accept_auth_counter(5, "c") and ctl.accept_auth_counter(7, "s")
+    assert ctl.snapshot()["auth_counter"] == 7
+    assert ctl.accept_auth_counter(9, "c")
+    assert ctl.snapshot()["auth_counter"] == 9
+    assert ctl.snapshot()["auth_counters"] == {"c": 9, "s": 7}
+
+
+def test_sr6_overdose_report_refuses_a_bad_reason_and_changes_nothing():
+    hal, ctl = _patient_pump("e-od-bad")
+    for bad in (None, 1, "", "typo", "WRONG_BAG"):
+        assert ctl.overdose(CLINICIAN, bad) == codes.BAD_INPUT, bad
+        assert ctl.state == codes.RUNNING and ctl.snapshot()["lockout_remaining_s"] == 0
+    assert ctl.overdose(PATIENT, "wrong_bag") == codes.NOT_AUTHORISED
+    assert ctl.state == codes.RUNNING
+
+
+def test_sr6_overdose_report_during_a_lockout_extends_it():
+    hal, ctl = _patient_pump("e-od-ext")
+    assert ctl.overdose(CLINICIAN, "wrong_bag") is None
+    assert ctl.state == codes.LOCKOUT and not hal.motor.enabled()
+    assert ctl.snapshot()["lockout_remaining_s"] == 12 * 3600
+    hal.t += 3 * _H
+    assert ctl.overdose(CLINICIAN, "preparation_error") is None
+    assert ctl.state == codes.LOCKOUT
+    assert ctl.snapshot()["lockout_remaining_s"] == 12 * 3600
+
+
+def test_sr10_alarms_sound_again_and_stop_sounding_when_cleared():
+    hal, ctl = _patient_pump("e-buzz")
+    hal.door = False
+    ctl.signal(EV_DOOR)
+    ctl.step(hal.ticks_ms())
+    assert ctl.state == codes.ALARM and hal.buzzing
+    assert ctl.silence(PATIENT) is None and not hal.buzzing
+    hal.door = True
+    assert ctl.request("resume", CLINICIAN) is None
+    assert ctl.state == codes.RUNNING and not hal.buzzing
+    # a new alarm sounds although the last one was silenced
+    hal.door = False
+    ctl.signal(EV_DOOR)
+    ctl.step(hal.ticks_ms())
+    assert hal.buzzing and not ctl.snapshot()["silenced"]
+    hal.door = True
+    assert ctl.request("stop", CLINICIAN) is None
+    assert ctl.state == codes.PROGRAMMED and not hal.buzzing and ctl.alarm is None
+    # an over-infusion lockout sounds too, silenced or not before
+    assert ctl.request("start", CLINICIAN) is None
+    ctl.raise_alarm(codes.OVER_INFUSION)
+    assert hal.buzzing and not ctl.snapshot()["silenced"]
+
+
+def test_sr13_cleared_pump_reports_nothing_to_deliver():
+    hal, ctl = _patient_pump("e-clear")
+    assert ctl.request("pause", PATIENT) is None
+    assert ctl.request("stop", CLINICIAN) is None and ctl.state == codes.PROGRAMMED
+    assert ctl.request("clear", CLINICIAN) is None and ctl.state == codes.IDLE
+    s = ctl.snapshot()
+    assert (s["rate_ul_per_h"], s["vtbi_nl"], s["reserved_nl"], s["program_id"]) == \
+        (0, 0, 0, None)
+    # entering service mode clears the patient: nothing of them reaches a bench program
+    assert ctl.request("service", SERVICE_ROLE) is None
+    s = ctl.snapshot()
+    assert (s["rate_ul_per_h"], s["vtbi_nl"], s["reserved_nl"], s["interrupted_s"]) == \
+        (0, 0, 0, 0)
+    assert ctl.patient() == (0, 0, 0, 0)
