@@ -8,8 +8,8 @@ from memstore import MemStore
 from pump import codes
 from pump import journal as jn
 from pump.codes import CLINICIAN, PATIENT, SERVICE_ROLE
-from pump.controller import FLAG_PREMED, Controller
-from pump.hal import EV_DOOR
+from pump.controller import FLAG_PREMED, LOW_BATTERY_MV, Controller
+from pump.hal import EV_BATTERY, EV_DOOR, EV_ROTATION
 
 _H = 3600 * 1000                 # one hour of virtual time, ms
 
@@ -159,6 +159,7 @@ def test_sr14_pause_reminder_on_time_across_the_tick_wrap():
     run_for(ctl, hal, 60000)
     assert ctl.request("pause", PATIENT) is None
     run_for(ctl, hal, 900000 - 1)
+    ctl.step(hal.ticks_ms())                   # 1 ms before: not yet
     assert alarms == []
     hal.t += 1                                 # 15 min to the ms: the reminder sounds
     ctl.step(hal.ticks_ms())
@@ -240,7 +241,7 @@ def test_sr10_alarms_sound_again_and_stop_sounding_when_cleared():
     ctl.signal(EV_DOOR)
     ctl.step(hal.ticks_ms())
     assert ctl.state == codes.ALARM and hal.buzzing
-    assert ctl.silence(PATIENT) is None and not hal.buzzing
+    assert ctl.silence(PATIENT) is None and not hal.buzzing and ctl.snapshot()["silenced"]
     hal.door = True
     assert ctl.request("resume", CLINICIAN) is None
     assert ctl.state == codes.RUNNING and not hal.buzzing
@@ -272,3 +273,69 @@ def test_sr13_cleared_pump_reports_nothing_to_deliver():
     assert (s["rate_ul_per_h"], s["vtbi_nl"], s["reserved_nl"], s["interrupted_s"]) == \
         (0, 0, 0, 0)
     assert ctl.patient() == (0, 0, 0, 0)
+
+
+def test_sr10_door_opened_while_paused_raises_door_open():
+    hal, ctl = _patient_pump("e-door-p")
+    assert ctl.request("pause", PATIENT) is None
+    hal.door = False
+    ctl.signal(EV_DOOR)
+    ctl.step(hal.ticks_ms())
+    assert ctl.state == codes.ALARM and ctl.alarm == codes.DOOR_OPEN and hal.buzzing
+
+
+def test_sr10_low_battery_warns_at_the_comparator_level_and_sounds():
+    hal, ctl = _patient_pump("e-batt")
+    alarms = _alarms(ctl)
+    assert ctl.snapshot()["silenced"] is False
+    hal.battery = LOW_BATTERY_MV + 1
+    ctl.signal(EV_BATTERY)
+    ctl.step(hal.ticks_ms())
+    assert alarms == []
+    hal.battery = LOW_BATTERY_MV
+    ctl.signal(EV_BATTERY)
+    ctl.step(hal.ticks_ms())
+    assert alarms == [codes.LOW_BATTERY] and ctl.notice == codes.LOW_BATTERY
+    assert hal.buzzing and ctl.snapshot()["silenced"] is False
+    assert ctl.silence(PATIENT) is None
+    assert not hal.buzzing and ctl.snapshot()["silenced"] is True
+    assert ctl.state == codes.RUNNING
+
+
+def test_sr5_rotation_wake_reports_when_the_full_step_must_run():
+    hal, ctl = pump("e-rot", rate=100000)
+    hal.cam_speed(0, 1)              # the camshaft follows spin() alone
+    ctl.monitor.n_check = 1
+    run_for(ctl, hal, 1000)
+    d = ctl.delivery
+    assert d.running and hal.ticks_diff(d.seg_end, hal.ticks_ms()) > 0
+    # a rotation edge mid-segment, nothing else pending: the light path handles it
+    hal.spin(50)
+    hal.rotation.armed = -1
+    ctl.signal(EV_ROTATION)
+    now = hal.ticks_ms()
+    wake = ctl.on_rotation(now)
+    assert wake != -1 and not ctl.pending() and ctl.state == codes.RUNNING
+    assert wake == (d.seg_end if hal.ticks_diff(d.seg_end, now) < 60000
+                    else hal.ticks_add(now, 60000))
+    # another interrupt pending with it: the full step must run
+    ctl.signal(EV_ROTATION | EV_BATTERY)
+    assert ctl.on_rotation(now) == -1 and ctl.pending()
+    ctl.step(now)
+    # the door open: the full step must run (it raises DOOR_OPEN)
+    hal.door = False
+    hal.flags = 0
+    ctl.signal(EV_ROTATION)
+    assert ctl.on_rotation(now) == -1 and ctl.pending()
+    hal.door = True
+    # the segment due: the full step must run
+    ctl.step(now)
+    seg_end = d.seg_end
+    ctl.signal(EV_ROTATION)
+    assert ctl.on_rotation(seg_end) == -1 and ctl.pending()
+    ctl.step(now)
+    # paused: the full step must run
+    assert ctl.request("pause", PATIENT) is None
+    ctl.signal(EV_ROTATION)
+    assert ctl.on_rotation(hal.ticks_ms()) == -1 and ctl.pending()
+
