@@ -339,3 +339,19 @@ def test_sr5_rotation_wake_reports_when_the_full_step_must_run():
     ctl.signal(EV_ROTATION)
     assert ctl.on_rotation(hal.ticks_ms()) == -1 and ctl.pending()
 
+
+
+def test_sr7_reprogramming_the_same_bag_keeps_its_hang_clock():
+    hal, ctl = _patient_pump("e-same-bag")
+    _interrupt(ctl, hal, 21 * _H)
+    assert ctl.request("stop", CLINICIAN) is None
+    assert _program(ctl, 2) is None                   # the same bag's label, a new program
+    assert ctl.premedicated(CLINICIAN) is None
+    assert ctl.request("start", CLINICIAN) is None
+    assert ctl.request("pause", PATIENT) is None
+    hal.t += 8 * _H                                   # 29 h after the bag first ran
+    assert ctl.premedicated(CLINICIAN) is None
+    assert ctl.request("resume", CLINICIAN) == codes.BAG_EXPIRED
+    assert ctl.request("stop", CLINICIAN) is None
+    assert _program(ctl, 3) is None
+    assert ctl.request("start", CLINICIAN) == codes.BAG_EXPIRED
