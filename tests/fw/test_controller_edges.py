@@ -32,6 +32,13 @@ def _patient_pump(tag):
     return hal, ctl
 
 
+def _rebooted(hal):
+    """The pump after a power loss: a new controller booted from the same journal."""
+    ctl = Controller(hal)
+    ctl.boot()
+    return ctl
+
+
 def _program(ctl, pid):
     """The clinician programs the same patient's next bag."""
     return ctl.request("program", CLINICIAN, clinical(pid, patient=ctl.patient()))
@@ -76,8 +83,7 @@ def test_sr7_short_interruption_needs_no_premedication_and_is_not_marked():
     _interrupt(ctl, hal, 4 * _H - 1000)
     assert ctl.request("resume", PATIENT) is None
     assert not ctl.flags & FLAG_PREMED
-    ctl2 = Controller(hal)                  # the journal says the same after power loss
-    ctl2.boot()
+    ctl2 = _rebooted(hal)                   # the journal says the same after power loss
     assert not ctl2.flags & FLAG_PREMED
 
 
@@ -88,8 +94,7 @@ def test_sr7_interruption_at_the_threshold_needs_premedication_and_is_marked():
     assert ctl.premedicated(CLINICIAN) is None
     assert ctl.request("resume", PATIENT) is None
     assert ctl.flags & FLAG_PREMED
-    ctl2 = Controller(hal)
-    ctl2.boot()
+    ctl2 = _rebooted(hal)
     assert ctl2.flags & FLAG_PREMED
 
 
@@ -127,8 +132,7 @@ def test_sr9_patients_plan_survives_power_loss():
     hal, ctl = _patient_pump("e-plan")
     weight, plan = ctl.weight_g, ctl.plan
     assert weight == 70000 and plan != 0
-    ctl2 = Controller(hal)
-    ctl2.boot()
+    ctl2 = _rebooted(hal)
     assert ctl2.patient()[:2] == (weight, plan)
 
 
