@@ -6,10 +6,10 @@ import json
 import sys
 import time
 
-from fakehal import FakeHal, advance, tmpdir
+from fakehal import FakeHal, advance, bench, heap_growth, tmpdir
 
 from pump import program
-from pump.codes import CLINICIAN
+from pump.codes import CLINICIAN, RUNNING
 from pump.controller import Controller
 
 STEPS = int(sys.argv[1]) if len(sys.argv) > 1 else 10000
@@ -32,8 +32,12 @@ def one(steps):
     hal = FakeHal(tmpdir("bench"))
     ctl = Controller(hal)
     ctl.boot()
-    ctl.request("program", CLINICIAN, program.basic(1, 5000, 1000000))
-    ctl.request("start", CLINICIAN)
+    # a basic (rate/VTBI) program is the bench's, in service mode (fakehal.bench)
+    code = bench(ctl, program.basic(1, 5000, 1000000))
+    if code is None:
+        code = ctl.request("start", CLINICIAN)
+    if code is not None or ctl.state != RUNNING:
+        raise SystemExit("fw_step: the pump did not start (%s, %s)" % (code, ctl.state))
     end = hal.t + 30 * 24 * 3600000
     i = 0
     while i < 100:
@@ -51,20 +55,34 @@ def one(steps):
     t1 = _clock_us()
     used = (gc.mem_alloc() - a_mem) if hasattr(gc, "mem_alloc") else -1
     gc.enable()
+    if ctl.state != RUNNING:
+        raise SystemExit("fw_step: the pump left RUNNING (%s)" % ctl.state)
+    fw_used = -1
+    if hasattr(gc, "mem_alloc"):
+        # the firmware's own: the heap locked to it, the fake's plant excepted (PR-5)
+        try:
+            # (at most 2000 more: 10,000 + 10,000 would reach the program's VTBI)
+            fw_used = heap_growth(lambda: advance(ctl, hal, end), min(steps, 2000))
+        except AssertionError:
+            fw_used = None
+    if ctl.state != RUNNING:
+        raise SystemExit("fw_step: the pump left RUNNING (%s)" % ctl.state)
     ctl.journal.close()
-    return _elapsed_us(t0, t1) / steps, used
+    return _elapsed_us(t0, t1) / steps, used, fw_used
 
 
 def main():
     times = []
     used = 0
+    fw_used = -1
     for _ in range(REPEATS):
-        us, used = one(STEPS)
+        us, used, fw_used = one(STEPS)
         times.append(us)
     times.sort()
     print(json.dumps({"impl": sys.implementation.name, "steps": STEPS, "repeats": REPEATS,
                       "us_per_step_median": times[REPEATS // 2], "us_per_step_min": times[0],
-                      "bytes_per_step": used / STEPS if used >= 0 else None}))
+                      "bytes_per_step": used / STEPS if used >= 0 else None,
+                      "firmware_allocates": None if fw_used == -1 else fw_used is None}))
 
 
 main()
