@@ -4,8 +4,9 @@ run left behind, and the pump booted from them (the firmware's own Runtime.boot)
 
     PYTHONPATH=firmware:tests/fw python bench/rel_flips.py [CAPACITY]
 
-The run: keys provisioned, a service calibration (CAL), a program at 10 mL/h, a door-open
-alarm and a clinician resume, then a runaway latched as OVER_INFUSION lockout; long enough
+The run: keys provisioned, a service calibration (CAL), a patient's program at 10 mL/h (the
+drug library's 24 h bag), a door-open alarm and a clinician resume, then a runaway latched as
+OVER_INFUSION lockout; long enough
 that the journal ring (CAPACITY slots a copy, default 100) has wrapped. Checked at every
 boot: still LOCKOUT with the same deadline, the same program, no volume un-counted, both
 keys, the calibration, and STORAGE_FAULT annunciated. Prints one JSON line per file.
@@ -13,10 +14,10 @@ keys, the calibration, and STORAGE_FAULT annunciated. Prints one JSON line per f
 import json
 import sys
 
-from fakehal import FakeHal, run_for, run_until_state, tmpdir
+from fakehal import FakeHal, clinical, run_for, run_until_state, tmpdir
 from memstore import MemStore
 
-from pump import auth, calibration, codes, program
+from pump import auth, calibration, codes
 from pump import journal as jn
 from pump.codes import CLINICIAN, LOCKOUT, PATIENT, SERVICE_ROLE, STORAGE_FAULT
 from pump.commands import Commands
@@ -42,7 +43,7 @@ def record(cap):
     assert door.execute("CAL", {"stroke_nl": 50400}, SERVICE_ROLE, 0) == {"state": "SERVICE"}
     assert door.execute("CAL", {"stroke_nl": 49600}, SERVICE_ROLE, 0) == {"state": "SERVICE"}
     assert ctl.request("exit_service", SERVICE_ROLE) is None
-    assert ctl.request("program", CLINICIAN, program.basic(2, 10000, 100000)) is None
+    assert ctl.request("program", CLINICIAN, clinical(2, 10000)) is None   # a patient's
     assert ctl.request("start", CLINICIAN) is None
     run_for(ctl, hal, 1800000)
     hal.door = False

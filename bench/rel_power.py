@@ -7,8 +7,9 @@ At the given rate the pump delivers program after program while the power is cut
 instants: half of the cuts fall inside a journal or key write (after a random number of its
 bytes), the others between writes. Doors are opened (DOOR_OPEN: a stopping alarm) and the
 camshaft runs away (OVER_INFUSION: lockout) now and then, so cuts also fall in alarms and
-lockouts. After each cut the pump boots from its files like a board and the clinician goes
-on (resume, or override and a new program). Checked at every boot:
+lockouts. The programs are a bench's (a rate and a VTBI, in service mode: fakehal.bench).
+After each cut the pump boots from its files like a board and the bench goes on (resume, or
+a new program; a lockout the service role ends, as it may in service mode). Checked at every boot:
 
 - volume lost to the cut (counted as delivered, never moved by the driver): at most one
   stroke plus one pulse (62.5 µL), never negative beyond a step's 250 nL (no re-delivery);
@@ -23,12 +24,12 @@ Prints one JSON line of counts and the worst figures.
 import json
 import sys
 
-from fakehal import FakeHal, run_for, tmpdir
+from fakehal import FakeHal, bench, run_for, tmpdir
 from memstore import MemStore, PowerCut
 
 from pump import codes, program
 from pump import journal as jn
-from pump.codes import ALARM, CLINICIAN, COMPLETE, LOCKOUT, PAUSED, RUNNING
+from pump.codes import ALARM, CLINICIAN, COMPLETE, LOCKOUT, PAUSED, RUNNING, SERVICE_ROLE
 from pump.controller import Controller
 from pump.hal import EV_DOOR
 
@@ -122,9 +123,9 @@ class Campaign:
         self.pid += 1
         ctl = self.ctl
         p = program.basic(self.pid, self.rate, self.vtbi_ul)
-        if ctl.state == LOCKOUT:
-            assert ctl.request("override", CLINICIAN) is None
-        assert ctl.request("program", CLINICIAN, p) is None, ctl.state
+        if ctl.state == LOCKOUT:                  # a bench run's: the service role ends it
+            assert ctl.request("override", SERVICE_ROLE) is None, ctl.state
+        assert bench(ctl, p) is None, ctl.state
         self.prog_moved = 0
         self.prog_losses = 0
         self.runaway = False
