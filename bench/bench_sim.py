@@ -17,6 +17,7 @@ from __future__ import annotations
 import collections
 import os
 import platform
+import shutil
 import statistics
 import sys
 import time
@@ -128,6 +129,31 @@ def where(hours: float = 1.0, top: int = 25) -> None:
         print("where_fn   %-36s %7.1f per wake  %5.1f %%" % (k, v / wakes, 100.0 * v / total))
 
 
+def optional_runtime(cpython_res: dict, interpreter: str = "pypy3") -> None:
+    """The same cycle on PyPy when it is installed (pumpsim run --interpreter): wall medians
+    inside the interpreter (a fresh process each run: its JIT starts cold) and with the
+    process start-up, and whether the result is CPython's."""
+    if shutil.which(interpreter) is None:
+        print("cycle_28d_%s: not installed (optional runtime; Debian: apt-get install pypy3)"
+              % interpreter)
+        return
+    data = scenario.tables(CYCLE % 1)
+    inside: list[float] = []
+    whole: list[float] = []
+    got: dict = {}
+    for _ in range(REPEAT):
+        t = time.perf_counter()
+        got = runner.run_on(interpreter, data)
+        whole.append(time.perf_counter() - t)
+        inside.append(got["wall_s"])
+    same = {k: v for k, v in got.items() if k != "wall_s"} == \
+        {k: v for k, v in cpython_res.items() if k != "wall_s"}
+    print("cycle_28d_%s_wall_median_of_%d: %.3f s in the interpreter (cold JIT; min %.3f), "
+          "%.3f s with its start-up; result identical to CPython's: %s"
+          % (interpreter, REPEAT, statistics.median(inside), min(inside),
+             statistics.median(whole), "yes" if same else "NO"))
+
+
 def main() -> None:
     if "--where" in sys.argv[1:]:
         where()
@@ -176,6 +202,8 @@ def main() -> None:
         print("batch_pump_days_per_cpu_s_%s_journal: %.1f d/s (%d x 7-day bag, one core; "
               "PR-4 target >= 20; wall: %.1f d/s)" % (storage, sim_days / bc, n,
                                                       sim_days / bw))
+
+    optional_runtime(res)
 
     fw, fc, steps = run_fixed_tick(FIXED_TICK_SPAN_H)
     scale = days * 24.0 / FIXED_TICK_SPAN_H

@@ -28,7 +28,6 @@ from __future__ import annotations
 
 import functools
 import math
-import tomllib
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -306,6 +305,11 @@ ALARM_CODES = tuple(c for c in codes.ALARMS if c is not None)
 
 def load(path: str) -> Scenario:
     """Read and validate a scenario file; every error message starts with the file's path."""
+    return loads(read(path), path)
+
+
+def read(path: str) -> str:
+    """A scenario file's text (at most MAX_FILE_BYTES, UTF-8), or a clear error."""
     try:
         with open(path, "rb") as f:
             raw = f.read(MAX_FILE_BYTES + 1)
@@ -314,7 +318,7 @@ def load(path: str) -> Scenario:
     if len(raw) > MAX_FILE_BYTES:
         raise ScenarioError("%s: larger than %d KiB: not a scenario file"
                             % (path, MAX_FILE_BYTES // 1024))
-    return loads(decode(raw, path), path)
+    return decode(raw, path)
 
 
 def decode(raw: bytes, path: str) -> str:
@@ -332,23 +336,32 @@ def decode(raw: bytes, path: str) -> str:
 def loads(text: str, path: str | None = None) -> Scenario:
     """Validate a scenario from its text. With `path`, errors start with it: "x.toml: field:
     problem"; without, with the field."""
-    where = path or "<string>"
-    if len(text) > MAX_FILE_BYTES:
-        raise ScenarioError("%s: larger than %d KiB: not a scenario file"
-                            % (where, MAX_FILE_BYTES // 1024))
-    try:
-        data = tomllib.loads(text)
-    except tomllib.TOMLDecodeError as e:
-        raise ScenarioError("%s: not valid TOML: %s" % (where, e)) from None
-    except RecursionError:
-        raise ScenarioError("%s: not a scenario: arrays or tables nested too deeply"
-                            % where) from None
+    data = tables(text, path)
     try:
         return parse(data, path)
     except ScenarioError as e:
         if path is None:
             raise
         raise ScenarioError("%s: %s" % (path, e)) from None
+
+
+def tables(text: str, path: str | None = None) -> dict[str, Any]:
+    """The TOML tables of a scenario's text, not yet validated (parse() does that), or a
+    clear error. (tomllib is imported here, not by the module: sim.worker runs parsed
+    scenarios on interpreters without it, PyPy 3.9.)"""
+    import tomllib
+
+    where = path or "<string>"
+    if len(text) > MAX_FILE_BYTES:
+        raise ScenarioError("%s: larger than %d KiB: not a scenario file"
+                            % (where, MAX_FILE_BYTES // 1024))
+    try:
+        return tomllib.loads(text)
+    except tomllib.TOMLDecodeError as e:
+        raise ScenarioError("%s: not valid TOML: %s" % (where, e)) from None
+    except RecursionError:
+        raise ScenarioError("%s: not a scenario: arrays or tables nested too deeply"
+                            % where) from None
 
 
 def _check_tree(v: Any, path: str, depth: int = 0) -> None:

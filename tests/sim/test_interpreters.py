@@ -1,0 +1,107 @@
+"""The optional faster runtime (PR-4, docs/performance.md): `pumpsim run --interpreter pypy3`
+runs the simulator and the firmware on PyPy through sim.worker, and is a runtime for the
+simulator only because it gives every bundled scenario the same result, trace, journal and
+fault record as CPython, the reference interpreter. Without PyPy installed that test is
+skipped and says why (.ci/run installs it); the worker's contract (no tomllib: the scenario
+comes parsed) and the refusals are checked on CPython."""
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import subprocess
+import sys
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+
+import pytest
+
+from sim import runner, scenario
+from sim.cli import main as pumpsim
+from sim.engine import SimError
+
+REPO = Path(__file__).resolve().parents[2]
+SCENARIOS = sorted((REPO / "scenarios").glob("*.toml"))
+PYPY = "pypy3"
+VOLATILE = {"wall_s", "trace_file", "journal_file", "fault_file"}
+
+
+def _outputs(res: dict, out: Path) -> dict:
+    """A run's result (less wall time and file paths) and the bytes of its files."""
+    d = out / res["scenario"]
+    files = {f: (d / f).read_bytes() for f in ("trace.csv", "journal.bin", "fault.csv")
+             if (d / f).exists()}
+    return {"result": {k: v for k, v in res.items() if k not in VOLATILE}, "files": files}
+
+
+@pytest.mark.skipif(shutil.which(PYPY) is None,
+                    reason="pypy3 is not installed (Debian: apt-get install pypy3; .ci/run "
+                           "installs it): the optional runtime is not checked here")
+def test_pr4_pypy_gives_every_bundled_scenario_the_same_result_trace_and_journal(
+        tmp_path: Path) -> None:
+    assert len(SCENARIOS) >= 30
+
+    def on_pypy(path: Path) -> dict:
+        text = scenario.read(str(path))
+        return runner.run_on(PYPY, scenario.tables(text, str(path)), str(path),
+                             str(tmp_path / "pypy"))
+
+    with ThreadPoolExecutor(max_workers=2) as pool:      # each run is a child process
+        pypy = list(pool.map(on_pypy, SCENARIOS))
+    differ = []
+    for path, got in zip(SCENARIOS, pypy):
+        ref = runner.run_scenario(scenario.load(str(path)), str(tmp_path / "cpython"))
+        a = _outputs(ref, tmp_path / "cpython")
+        b = _outputs(got, tmp_path / "pypy")
+        assert a["files"].keys() >= {"trace.csv", "journal.bin"}
+        if a != b:
+            differ.append(path.name)
+    assert not differ, "PyPy differs from CPython on: %s" % differ
+
+
+def test_pr4_the_worker_needs_no_tomllib_and_gives_run_scenarios_result(
+        tmp_path: Path) -> None:
+    """sim.worker on an interpreter without tomllib (here CPython with it hidden): the same
+    result as run_scenario in this process."""
+    path = REPO / "scenarios" / "runaway-motor-10x-24h-bag.toml"
+    text = scenario.read(str(path))
+    req = json.dumps({"data": scenario.tables(text), "path": str(path), "out": None})
+    code = ("import runpy, sys; sys.modules['tomllib'] = None; "
+            "runpy.run_module('sim.worker', run_name='__main__')")
+    env = dict(os.environ, PYTHONPATH=os.pathsep.join([str(REPO), str(REPO / "firmware")]))
+    p = subprocess.run([sys.executable, "-c", code], input=req, capture_output=True,
+                       text=True, env=env, cwd=tmp_path, check=False)
+    assert p.returncode == 0, p.stderr
+    got = json.loads(p.stdout)
+    ref = runner.run_scenario(scenario.loads(text, str(path)))
+    assert {k: v for k, v in got.items() if k != "wall_s"} == \
+        {k: v for k, v in ref.items() if k != "wall_s"}
+    assert got["alarms"] and got["detection_alarm"] == "OVER_INFUSION"
+
+
+def test_pr4_an_interpreter_that_is_not_there_is_refused_clearly(
+        capsys: pytest.CaptureFixture[str]) -> None:
+    path = str(REPO / "scenarios" / "runaway-motor-10x-24h-bag.toml")
+    assert pumpsim(["run", path, "--interpreter", "no-such-python-here"]) == 2
+    err = capsys.readouterr().err
+    assert "no-such-python-here: no such interpreter on PATH" in err
+    assert "apt-get install pypy3" in err
+
+
+def test_pr4_a_bad_scenario_is_refused_before_any_interpreter_starts(
+        tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    bad = tmp_path / "bad.toml"
+    bad.write_text('name = "bad"\n[prescription]\ndose_ug_per_day = -1\n')
+    assert pumpsim(["run", str(bad), "--interpreter", "no-such-python-here"]) == 2
+    err = capsys.readouterr().err
+    assert str(bad) in err and "no such interpreter" not in err
+
+
+def test_pr4_an_interpreter_that_fails_is_reported_with_its_error(tmp_path: Path) -> None:
+    """A Python that cannot run the worker (here: one whose path hides the simulator)."""
+    fake = tmp_path / "brokenpy"
+    fake.write_text("#!/bin/sh\necho 'ImportError: no module named sim' >&2\nexit 1\n")
+    fake.chmod(0o755)
+    data = scenario.tables((REPO / "scenarios" / "runaway-motor-10x-24h-bag.toml").read_text())
+    with pytest.raises(SimError, match="could not run .*ImportError: no module named sim"):
+        runner.run_on(str(fake), data, "x.toml")
