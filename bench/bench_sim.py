@@ -25,7 +25,7 @@ import types
 from pathlib import Path
 from typing import Any
 
-from sim import runner, scenario
+from sim import runner, scenario, worker
 
 CYCLE = """
 name = "bench-adult-cycle1-24h-bags"
@@ -143,7 +143,7 @@ def optional_runtime(cpython_res: dict, interpreter: str = "pypy3") -> None:
     got: dict = {}
     for _ in range(REPEAT):
         t = time.perf_counter()
-        got = runner.run_on(interpreter, data)
+        got = worker.run_on(interpreter, data)
         whole.append(time.perf_counter() - t)
         inside.append(got["wall_s"])
     same = {k: v for k, v in got.items() if k != "wall_s"} == \

@@ -69,12 +69,15 @@ class Outcome:
 
 
 def timed(work: Callable[[Any], Any], payload: Any) -> dict[str, Any]:
-    """Run one batch, measuring its CPU time (this thread's) and wall time: on the worker."""
+    """Run one batch, measuring its CPU time (this thread's, plus what a child process it
+    ran the batch in reports: `child_cpu_s` in its partial) and wall time: on the worker."""
     c0 = time.thread_time()
     w0 = time.perf_counter()
     partial = work(payload)
-    return {"partial": partial, "cpu_s": time.thread_time() - c0,
-            "wall_s": time.perf_counter() - w0}
+    cpu_s = time.thread_time() - c0
+    if isinstance(partial, dict):
+        cpu_s += float(partial.get("child_cpu_s", 0.0))
+    return {"partial": partial, "cpu_s": cpu_s, "wall_s": time.perf_counter() - w0}
 
 
 # --- checkpoint ------------------------------------------------------------------------------

@@ -43,12 +43,12 @@ def _add_run(sub: Any) -> None:
 
 
 def cmd_run(args: argparse.Namespace) -> int:
-    from sim import runner, scenario
+    from sim import runner, scenario, worker
 
     if args.interpreter:
         text = scenario.read(args.file)
         sc = scenario.loads(text, args.file)
-        res = runner.run_on(args.interpreter, scenario.tables(text, args.file), args.file,
+        res = worker.run_on(args.interpreter, scenario.tables(text, args.file), args.file,
                             args.out)
     else:
         sc = scenario.load(args.file)

@@ -38,7 +38,6 @@ import json
 import operator
 import os
 import shutil
-import subprocess
 import time
 from collections.abc import Callable
 from fractions import Fraction
@@ -49,7 +48,7 @@ from pump.codes import CLINICIAN, COMPLETE, PATIENT, PAUSED, RUNNING, SERVICE_RO
 from pump.commands import COMMANDS
 from pump.controller import Controller
 from pump.runtime import Runtime
-from sim.engine import PRIO_FAULT, PRIO_SAMPLE, Engine, SimError
+from sim.engine import PRIO_FAULT, PRIO_SAMPLE, Engine
 from sim.faults import FAULTS
 from sim.hal import DirStorage, MemStorage, SimHal
 from sim.plant import Plant
@@ -509,42 +508,6 @@ def run_scenario(scenario: Scenario, out_dir: str | None = None,
         with open(os.path.join(out_dir, scenario.name, "result.json"), "w") as f:
             json.dump(res, f, indent=2)
             f.write("\n")
-    return res
-
-
-REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-
-
-def run_on(interpreter: str, data: dict[str, Any], path: str | None = None,
-           out_dir: str | None = None, storage: str = "memory") -> dict[str, Any]:
-    """run_scenario on another Python (`interpreter`: a command, e.g. pypy3), in a child
-    process (sim.worker) with this checkout's simulator and firmware on its path; `data`: the
-    scenario's TOML tables (scenario.tables), validated here first. The same result, trace
-    and journal as run_scenario gives on this one: an interpreter that gives different ones
-    is not a runtime for the simulator (tests/sim/test_interpreters.py)."""
-    from sim.scenario import parse
-
-    parse(data, path)                     # a bad scenario fails here, with its message
-    exe = shutil.which(interpreter)
-    if exe is None:
-        raise SimError("%s: no such interpreter on PATH (PyPy on Debian: apt-get install "
-                       "pypy3)" % interpreter)
-    try:
-        req = json.dumps({"data": data, "path": path, "out": out_dir, "storage": storage})
-    except (TypeError, ValueError) as e:
-        raise SimError("%s: cannot hand the scenario to %s: %s"
-                       % (path or "<string>", interpreter, e)) from None
-    paths = [REPO, os.path.join(REPO, "firmware")]
-    if os.environ.get("PYTHONPATH"):
-        paths.append(os.environ["PYTHONPATH"])
-    env = dict(os.environ, PYTHONPATH=os.pathsep.join(paths))
-    p = subprocess.run([exe, "-m", "sim.worker"], input=req, capture_output=True, text=True,
-                       env=env, check=False)
-    if p.returncode != 0:
-        last = (p.stderr.strip().splitlines() or ["exit status %d" % p.returncode])[-1]
-        raise SimError("%s could not run %s: %s" % (interpreter, path or "the scenario",
-                                                    last))
-    res: dict[str, Any] = json.loads(p.stdout.strip().splitlines()[-1])
     return res
 
 

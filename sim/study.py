@@ -41,7 +41,8 @@ from typing import Any
 
 import numpy as np
 
-from sim import campaign
+from sim import campaign, worker
+from sim.engine import SimError
 
 EXIT_OK = 0
 EXIT_FAILED = 1
@@ -88,7 +89,6 @@ CELLS: dict[str, Cell] = {c.name: c for c in (
     Cell("sensor-dropout", "rotation_sensor_dropout", {"fraction": 1.0}, "SENSOR_FAULT", 1.0,
          target="SR-10"),
 )}
-FALSE_ALARMS = ("OVER_INFUSION", "UNDER_INFUSION", "OCCLUSION", "SENSOR_FAULT", "FREE_FLOW")
 ONSET_H = (0.25, 2.25)                    # onset sampled uniformly in this window
 TAIL_H = 0.5                              # a whole nominal bag runs on this long after its end
 MIN_PART_H = 0.05                         # a remainder shorter than this is not run
@@ -153,11 +153,13 @@ def _group_cost(group: dict[str, Any]) -> tuple[float, float]:
 
 
 def batches(plan: list[dict[str, Any]], master_seed: int, rows: bool = False,
-            batch_wakes: float = BATCH_WAKES) -> Iterator[campaign.Batch]:
+            batch_wakes: float = BATCH_WAKES,
+            interpreter: str | None = None) -> Iterator[campaign.Batch]:
     """The campaign's batches, each of about `batch_wakes` firmware wakes, ids in a fixed
     order: the fault cells first (short runs), then the nominal groups interleaved by
     pump-days (the next batch from the rate with the fewest so far), so that an interrupted
-    campaign has covered every cell and every rate evenly."""
+    campaign has covered every cell and every rate evenly. `interpreter`: the Python the
+    runs go to (sim.worker; None: the worker's own)."""
     def chunks(g: dict[str, Any]) -> Iterator[tuple[float, float, dict[str, Any]]]:
         wakes, days = _group_cost(g)
         per = max(1, int(batch_wakes // max(wakes, 1.0)))
@@ -168,7 +170,8 @@ def batches(plan: list[dict[str, Any]], master_seed: int, rows: bool = False,
             if g["part"] == "nominal" and stop > g["whole"]:
                 pump_days -= (g["bag_h"] - g["rem_h"]) / 24.0
             yield n * wakes, pump_days, {"master": master_seed, "group": g, "start": start,
-                                         "stop": stop, "rows": rows}
+                                         "stop": stop, "rows": rows,
+                                         "interpreter": interpreter}
 
     bid = 0
     for g in plan:
@@ -222,60 +225,28 @@ def spec(master_seed: int, group: dict[str, Any], i: int) -> dict[str, Any]:
                                        seed, [])}
 
 
-def run_spec(sp: dict[str, Any]) -> dict[str, Any]:
-    """Run one sampled scenario; return the figures the study needs (a row)."""
-    from sim import runner, scenario
-
-    sc = scenario.parse(sp["scenario"])
-    sim = runner.Sim(sc, storage="memory")
-    try:
-        sim.run()
-        p = sim.plant
-        alarms = [(a["t_s"], a["code"]) for a in sim.alarms]
-        row: dict[str, Any] = {k: sp[k] for k in ("part", "cell", "rate", "g", "i", "seed",
-                                                  "onset_h")}
-        row["sim_ms"] = sim.now
-        row["run_ms"] = sim.run_ms if sim.run_since is None \
-            else sim.run_ms + sim.now - sim.run_since
-        row["final_state"] = sim.controller.state if sim.controller is not None else "OFF"
-        row["alarms"] = sorted({c for _, c in alarms})
-        row["excess_ml"] = max(0.0, sim.excess_ul) / 1000.0
-        row["fault_excess_ml"] = max(0.0, sim.fault_excess_ul) / 1000.0
-        # bolus: what was released, or is still held in the line and would be on reopening
-        row["bolus_ml"] = max(p.bolus_ul, p.stored_ul) / 1000.0
-        code = sp.get("code")
-        if code is not None:
-            applied = sim.faults_applied
-            onset_s = applied[0]["t_s"] if applied else sp["onset_h"] * 3600.0
-            hits = [t for t, c in alarms if c == code and t >= onset_s]
-            row["detected"] = bool(hits)
-            row["latency_s"] = hits[0] - onset_s if hits else None
-            row["early"] = sorted({c for t, c in alarms if t < onset_s and c in FALSE_ALARMS})
-        else:
-            row["partial"] = sp["partial"]
-            row["false"] = sorted({c for _, c in alarms if c in FALSE_ALARMS})
-    finally:
-        sim.close()
-    return row
-
-
 def work(payload: dict[str, Any]) -> dict[str, Any]:
-    """One batch (on a worker): its runs, folded into a partial aggregate of its group."""
+    """One batch (on a worker): its runs, folded into a partial aggregate of its group. With
+    an interpreter in the payload the runs go to that Python (sim.worker, a process kept for
+    the worker's next batches) and its CPU time is counted with this one's."""
     c0 = time.thread_time()
     g = payload["group"]
     agg = new_agg(g)
     rows: list[dict[str, Any]] = []
-    for i in range(payload["start"], payload["stop"]):
-        sp = spec(payload["master"], g, i)
-        try:
-            row = run_spec(sp)
-        except Exception as e:  # noqa: BLE001 - a run that crashes is a failed run, kept
-            row = {k: sp[k] for k in ("part", "cell", "rate", "g", "i", "seed", "onset_h")}
-            row["error"] = "%s: %s" % (type(e).__name__, e)
+    specs = [spec(payload["master"], g, i) for i in range(payload["start"], payload["stop"])]
+    other = payload.get("interpreter")
+    child_cpu_s = 0.0
+    if other:
+        got, child_cpu_s = worker.run_specs_on(other, specs)
+    else:
+        got = [worker.run_spec_kept(sp) for sp in specs]
+    for row in got:
         add_row(agg, g, row)
         if payload["rows"]:
             rows.append(row)
-    out: dict[str, Any] = {"g": g["g"], "agg": agg, "cpu_s": time.thread_time() - c0}
+    out: dict[str, Any] = {"g": g["g"], "agg": agg,
+                           "cpu_s": time.thread_time() - c0 + child_cpu_s,
+                           "child_cpu_s": child_cpu_s}
     if payload["rows"]:
         out["rows"] = rows
     return out
@@ -648,10 +619,12 @@ def run_study(cells: list[str], rates: list[float], seeds: int, days: float,
               master_seed: int = 5, jobs: int | None = None, out: str | None = None,
               plots: bool = True, stream: Any = None, scheduler: str | None = None,
               resume: bool = False, rows_file: str | None = None,
-              batch_wakes: float = BATCH_WAKES) -> dict[str, Any]:
+              batch_wakes: float = BATCH_WAKES,
+              interpreter: str | None = None) -> dict[str, Any]:
     """The whole study; returns {summary, files}. `scheduler`: None for a local Dask cluster
     of `jobs` workers, an address for an existing one, campaign.IN_PROCESS for none. A long
-    campaign writes an interim study.md/study.json under `out` every INTERIM_S seconds."""
+    campaign writes an interim study.md/study.json under `out` every INTERIM_S seconds.
+    `interpreter`: simulate on that Python (e.g. pypy3; sim.worker), the same table."""
     plan = groups(cells, rates, seeds, days)
     key = {"cells": cells, "rates": rates, "seeds_per_cell": seeds, "nominal_days": days,
            "master_seed": master_seed, "batch_wakes": batch_wakes}
@@ -682,7 +655,8 @@ def run_study(cells: list[str], rates: list[float], seeds: int, days: float,
             write_interim(oc)
 
     try:
-        oc = campaign.run(batches(plan, master_seed, rows_file is not None, batch_wakes),
+        oc = campaign.run(batches(plan, master_seed, rows_file is not None, batch_wakes,
+                                  interpreter),
                           work, study.fold, out, key, scheduler, jobs, resume, stream,
                           on_fold=interim)
     except KeyboardInterrupt:
@@ -772,6 +746,10 @@ def add_parser(sub: Any) -> None:
                    "(default report/study)")
     p.add_argument("--no-plots", action="store_true",
                    help="write study.json and study.md only, no PNG plots")
+    p.add_argument("--interpreter", metavar="CMD", default=None,
+                   help="simulate on another Python, e.g. pypy3 (a process kept by each "
+                   "worker): the same table, about 3x the pump-days per CPU-second "
+                   "(docs/study.md); on a cluster every worker machine needs it")
     p.add_argument("--json", action="store_true", help="print the summary as JSON")
     p.set_defaults(func=main)
 
@@ -806,11 +784,17 @@ def main(args: argparse.Namespace) -> int:
         return _invalid("nothing to run: no fault cell and --days 0")
     if args.jobs is not None and args.jobs < 1:
         return _invalid("--jobs must be >= 1")
+    if args.interpreter:
+        try:
+            worker.executable(args.interpreter)
+        except SimError as e:
+            return _invalid("--interpreter %s" % e)
     t0 = time.perf_counter()
     old = signal.signal(signal.SIGTERM, _interrupt)
     try:
         res = run_study(cells, rates, seeds, days, args.seed, args.jobs, args.out,
-                        not args.no_plots, sys.stderr, args.scheduler, args.resume, args.rows)
+                        not args.no_plots, sys.stderr, args.scheduler, args.resume, args.rows,
+                        interpreter=args.interpreter)
     except campaign.CampaignError as e:
         return _invalid(str(e))
     except KeyboardInterrupt:

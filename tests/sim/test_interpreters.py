@@ -16,7 +16,7 @@ from pathlib import Path
 
 import pytest
 
-from sim import runner, scenario
+from sim import campaign, runner, scenario, worker
 from sim.cli import main as pumpsim
 from sim.engine import SimError
 
@@ -43,13 +43,13 @@ def test_pr4_pypy_gives_every_bundled_scenario_the_same_result_trace_and_journal
 
     def on_pypy(path: Path) -> dict:
         text = scenario.read(str(path))
-        return runner.run_on(PYPY, scenario.tables(text, str(path)), str(path),
+        return worker.run_on(PYPY, scenario.tables(text, str(path)), str(path),
                              str(tmp_path / "pypy"))
 
     with ThreadPoolExecutor(max_workers=2) as pool:      # each run is a child process
         pypy = list(pool.map(on_pypy, SCENARIOS))
     differ = []
-    for path, got in zip(SCENARIOS, pypy):
+    for path, got in zip(SCENARIOS, pypy, strict=True):
         ref = runner.run_scenario(scenario.load(str(path)), str(tmp_path / "cpython"))
         a = _outputs(ref, tmp_path / "cpython")
         b = _outputs(got, tmp_path / "pypy")
@@ -104,4 +104,44 @@ def test_pr4_an_interpreter_that_fails_is_reported_with_its_error(tmp_path: Path
     fake.chmod(0o755)
     data = scenario.tables((REPO / "scenarios" / "runaway-motor-10x-24h-bag.toml").read_text())
     with pytest.raises(SimError, match="could not run .*ImportError: no module named sim"):
-        runner.run_on(str(fake), data, "x.toml")
+        worker.run_on(str(fake), data, "x.toml")
+
+
+def _table(summary: dict) -> dict:
+    """A study's summary without what depends on the machine (times, workers)."""
+    return {k: v for k, v in summary.items() if k not in ("wall_s", "cpu_s", "campaign")}
+
+
+@pytest.mark.skipif(shutil.which(PYPY) is None,
+                    reason="pypy3 is not installed (Debian: apt-get install pypy3; .ci/run "
+                           "installs it): the optional runtime is not checked here")
+def test_pr4_a_study_on_pypy_gives_cpythons_table_in_process_and_on_a_cluster(
+        tmp_path: Path) -> None:
+    """The same master seed gives the same table with the runs on PyPy (a kept child per
+    worker) as on CPython, in this process and on the two-worker local cluster; the child's
+    CPU time is counted."""
+    from sim import study
+
+    args = (["runaway-x10", "occlusion", "sensor-dropout"], [10.0, 0.6], 3, 2.0)
+    kw: dict = {"master_seed": 3, "plots": False, "batch_wakes": 20000.0}
+    ref = study.run_study(*args, scheduler=campaign.IN_PROCESS, out=str(tmp_path / "cpython"),
+                          **kw)["summary"]
+    here = study.run_study(*args, scheduler=campaign.IN_PROCESS, out=str(tmp_path / "pypy-here"),
+                           interpreter=PYPY, **kw)["summary"]
+    two = study.run_study(*args, jobs=2, out=str(tmp_path / "pypy-two"), interpreter=PYPY,
+                          **kw)["summary"]
+    assert two["campaign"]["workers"] == 2 and ref["campaign"]["batches"] > 3
+    assert _table(here) == _table(ref) == _table(two)
+    assert here["nominal"]["runs"] == ref["nominal"]["runs"] > 0
+    # the runs' CPU time is the child's, counted: not the parent's idle wait
+    assert here["cpu_s"] > 0.3 * here["wall_s"] > 0
+
+
+def test_pr4_study_refuses_an_interpreter_that_is_not_there(
+        tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    rc = pumpsim(["study", "--cells", "free-flow", "--rates", "10", "--seeds", "1", "--days",
+                  "0", "--scheduler", "none", "--no-plots", "--out", str(tmp_path),
+                  "--interpreter", "no-such-python-here"])
+    assert rc == 2
+    assert "--interpreter no-such-python-here: no such interpreter" in capsys.readouterr().err
+    assert not (tmp_path / "checkpoint.jsonl").exists()

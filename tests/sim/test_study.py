@@ -19,7 +19,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from sim import campaign, cli, study
+from sim import campaign, cli, study, worker
 
 SEEDS = 3           # per cell and rate: a sample, not the campaign
 INPROC = campaign.IN_PROCESS
@@ -324,6 +324,6 @@ def test_sr10_a_rotation_sensor_gone_silent_is_a_sensor_fault(rate: float, i: in
     UNDER_INFUSION: the pump stopped, but told the nurse the wrong fault)."""
     plan = study.groups(list(study.CELLS), [10.0, 5.0, 0.6], 100, 0)
     grp = next(p for p in plan if p.get("cell") == "sensor-dropout" and p["rate"] == rate)
-    row = study.run_spec(study.spec(5, grp, i))
+    row = worker.run_spec(study.spec(5, grp, i))
     assert row["alarms"] == ["SENSOR_FAULT"] and row["detected"]
     assert row["fault_excess_ml"] <= 0.005
