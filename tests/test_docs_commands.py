@@ -77,6 +77,10 @@ NOT_HERE: dict[str, str] = {
                                                  "core); tests/test_mutation.py runs the "
                                                  "issue's named bugs through its driver",
 }
+if shutil.which("pypy3") is None:
+    NOT_HERE[r"--interpreter pypy3"] = ("pypy3 is not installed here (the optional runtime; "
+                                        ".ci/run installs it, and tests/sim/"
+                                        "test_interpreters.py says when it is skipped)")
 # Documented exit statuses other than 0 (regex on the command -> status).
 EXPECT_EXIT: dict[str, int] = {
     r'pumpctl program bag\.json --rate "240 mL/24h"': 1,        # UNIT_REJECTED, documented
