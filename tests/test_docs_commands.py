@@ -6,8 +6,9 @@ or exits other than documented.
   documented `pumpctl: ...` error line must be what the command prints); `sh`/`bash` blocks:
   every line; unlabelled and `text` blocks: lines that start with a tool (`pumpctl`,
   `pumpsim`, `python`, `pytest`, `make`, `.venv/bin/...`).
-- A session runs in a fresh folder holding `.venv/bin` (this environment's tools) and
-  `scenarios/` (two small bundled scenarios, so `pumpsim suite scenarios` stays quick).
+- A session runs in a fresh folder holding `.venv/bin` (this environment's tools),
+  `scenarios/` (two small bundled scenarios, so `pumpsim suite scenarios` stays quick), and
+  `bench/` and `tools/` (the repository's, for the scripts docs run by their path).
   `FILE` stands for a scenario file. The tools are on PATH as docs/pumpctl.md says to put
   them; not for README.md, which a new user follows without (its lines name `.venv/bin/`).
 - `pumpsim board` / `python -m hil board` start a virtual board (`--accel 1000` is added so
@@ -73,14 +74,16 @@ NOT_HERE: dict[str, str] = {
     r"pumpsim study( --full\b.*)?$": "a campaign of minutes to hours on every core; "
                                      "tests/sim/test_study.py runs samples of it, and the "
                                      "quick lines of docs/study.md run here",
+    r"bench/bench_sim\.py$": "the whole speed benchmark (minutes, timed: on a quiet machine); "
+                              "its --where line runs here",
     r"^make mutation\b|bench/bench_mutation\.py": "the mutation run (tens of minutes on one "
                                                  "core); tests/test_mutation.py runs the "
                                                  "issue's named bugs through its driver",
 }
 if shutil.which("pypy3") is None:
-    NOT_HERE[r"--interpreter pypy3"] = ("pypy3 is not installed here (the optional runtime; "
-                                        ".ci/run installs it, and tests/sim/"
-                                        "test_interpreters.py says when it is skipped)")
+    NOT_HERE[r"--interpreter pypy3|compare_runs\.py out/pypy"] = (
+        "pypy3 is not installed here (the optional runtime; .ci/run installs it, and "
+        "tests/sim/test_interpreters.py says when it is skipped)")
 # Documented exit statuses other than 0 (regex on the command -> status).
 EXPECT_EXIT: dict[str, int] = {
     r'pumpctl program bag\.json --rate "240 mL/24h"': 1,        # UNIT_REJECTED, documented
@@ -166,8 +169,13 @@ ON_PATH = {"README.md": False}       # documents read without .venv/bin on PATH
 class Session:
     def __init__(self, root: Path, tools_on_path: bool = True) -> None:
         self.root = root
-        (root / ".venv").mkdir()
-        (root / ".venv" / "bin").symlink_to(BIN)
+        if (BIN.parent / "pyvenv.cfg").exists():     # this venv: .venv/bin/python is its
+            (root / ".venv").symlink_to(BIN.parent)
+        else:
+            (root / ".venv").mkdir()
+            (root / ".venv" / "bin").symlink_to(BIN)
+        for d in ("bench", "tools"):                # the scripts docs run by their path
+            (root / d).symlink_to(REPO / d)
         (root / "scenarios").mkdir()
         for name in SCENARIOS:
             shutil.copy(REPO / "scenarios" / name, root / "scenarios" / name)
