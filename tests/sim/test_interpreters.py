@@ -37,7 +37,7 @@ def _outputs(res: dict, out: Path) -> dict:
 @pytest.mark.skipif(shutil.which(PYPY) is None,
                     reason="pypy3 is not installed (Debian: apt-get install pypy3; .ci/run "
                            "installs it): the optional runtime is not checked here")
-def test_pr4_pypy_gives_every_bundled_scenario_the_same_result_trace_and_journal(
+def test_pypy_gives_every_bundled_scenario_the_same_result_trace_and_journal(
         tmp_path: Path) -> None:
     assert len(SCENARIOS) >= 30
 
@@ -59,7 +59,7 @@ def test_pr4_pypy_gives_every_bundled_scenario_the_same_result_trace_and_journal
     assert not differ, "PyPy differs from CPython on: %s" % differ
 
 
-def test_pr4_the_worker_needs_no_tomllib_and_gives_run_scenarios_result(
+def test_the_worker_needs_no_tomllib_and_gives_run_scenarios_result(
         tmp_path: Path) -> None:
     """sim.worker on an interpreter without tomllib (here CPython with it hidden): the same
     result as run_scenario in this process."""
@@ -79,7 +79,7 @@ def test_pr4_the_worker_needs_no_tomllib_and_gives_run_scenarios_result(
     assert got["alarms"] and got["detection_alarm"] == "OVER_INFUSION"
 
 
-def test_pr4_an_interpreter_that_is_not_there_is_refused_clearly(
+def test_an_interpreter_that_is_not_there_is_refused_clearly(
         capsys: pytest.CaptureFixture[str]) -> None:
     path = str(REPO / "scenarios" / "runaway-motor-10x-24h-bag.toml")
     assert pumpsim(["run", path, "--interpreter", "no-such-python-here"]) == 2
@@ -88,7 +88,7 @@ def test_pr4_an_interpreter_that_is_not_there_is_refused_clearly(
     assert "apt-get install pypy3" in err
 
 
-def test_pr4_a_bad_scenario_is_refused_before_any_interpreter_starts(
+def test_a_bad_scenario_is_refused_before_any_interpreter_starts(
         tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     bad = tmp_path / "bad.toml"
     bad.write_text('name = "bad"\n[prescription]\ndose_ug_per_day = -1\n')
@@ -97,7 +97,7 @@ def test_pr4_a_bad_scenario_is_refused_before_any_interpreter_starts(
     assert str(bad) in err and "no such interpreter" not in err
 
 
-def test_pr4_an_interpreter_that_fails_is_reported_with_its_error(tmp_path: Path) -> None:
+def test_an_interpreter_that_fails_is_reported_with_its_error(tmp_path: Path) -> None:
     """A Python that cannot run the worker (here: one whose path hides the simulator)."""
     fake = tmp_path / "brokenpy"
     fake.write_text("#!/bin/sh\necho 'ImportError: no module named sim' >&2\nexit 1\n")
@@ -115,7 +115,7 @@ def _table(summary: dict) -> dict:
 @pytest.mark.skipif(shutil.which(PYPY) is None,
                     reason="pypy3 is not installed (Debian: apt-get install pypy3; .ci/run "
                            "installs it): the optional runtime is not checked here")
-def test_pr4_a_study_on_pypy_gives_cpythons_table_in_process_and_on_a_cluster(
+def test_a_study_on_pypy_gives_cpythons_table_in_process_and_on_a_cluster(
         tmp_path: Path) -> None:
     """The same master seed gives the same table with the runs on PyPy (a kept child per
     worker) as on CPython, in this process and on the two-worker local cluster; the child's
@@ -137,7 +137,7 @@ def test_pr4_a_study_on_pypy_gives_cpythons_table_in_process_and_on_a_cluster(
     assert here["cpu_s"] > 0.3 * here["wall_s"] > 0
 
 
-def test_pr4_study_refuses_an_interpreter_that_is_not_there(
+def test_study_refuses_an_interpreter_that_is_not_there(
         tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     rc = pumpsim(["study", "--cells", "free-flow", "--rates", "10", "--seeds", "1", "--days",
                   "0", "--scheduler", "none", "--no-plots", "--out", str(tmp_path),
