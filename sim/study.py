@@ -495,11 +495,13 @@ def _f(v: float | None, fmt: str = "%.3f") -> str:
 
 
 def format_tables(summary: dict[str, Any]) -> str:
+    """The study's tables in Markdown: the fault cells' (when it has any), the false-alarm
+    campaign's (when it ran one), and a line of runs and timing."""
     lines = [
         "| cell | rate mL/h | n | detected | excess mL: max / p99 / median | detection "
         "latency, minutes: max / p99 / median | bolus mL max | target | ok |",
         "|---|---|---|---|---|---|---|---|---|",
-    ]
+    ] if summary["cells"] else []
     for c in summary["cells"]:
         e = c["fault_excess_ml"]
         lat = c["latency_min"]
@@ -520,8 +522,8 @@ def format_tables(summary: dict[str, Any]) -> str:
             "yes" if c["passed"] else "**NO**"))
     n = summary["nominal"]
     if n["runs"]:
+        lines += [""] if lines else []
         lines += [
-            "",
             "| false-alarm campaign | runs | pump-days running | false alarms | whole bags "
             "completed | max excess mL |",
             "|---|---|---|---|---|---|",

@@ -327,3 +327,17 @@ def test_sr10_a_rotation_sensor_gone_silent_is_a_sensor_fault(rate: float, i: in
     row = worker.run_spec(study.spec(5, grp, i))
     assert row["alarms"] == ["SENSOR_FAULT"] and row["detected"]
     assert row["fault_excess_ml"] <= 0.005
+
+
+def test_the_tables_show_only_what_the_study_ran(tmp_path: Path) -> None:
+    """A false-alarm campaign alone prints no empty fault-cell table; fault cells alone no
+    false-alarm table."""
+    nominal = study.run_study([], [10.0], 1, 0.05, scheduler=INPROC, plots=False,
+                              out=str(tmp_path / "n"))["summary"]
+    cells = study.run_study(["free-flow"], [10.0], 1, 0.0, scheduler=INPROC, plots=False,
+                            out=str(tmp_path / "c"))["summary"]
+    md_n = study.format_tables(nominal)
+    md_c = study.format_tables(cells)
+    assert md_n.startswith("| false-alarm campaign |") and "| cell |" not in md_n
+    assert md_c.startswith("| cell |") and "false-alarm" not in md_c
+    assert (tmp_path / "n" / "study.md").read_text().startswith("| false-alarm campaign |")
