@@ -71,7 +71,8 @@ NOT_HERE: dict[str, str] = {
     r"pumpsim study .*--scheduler tcp://": "needs a Dask cluster on other machines (a test "
                                            "contacts loopback only); tests/sim/test_study.py "
                                            "runs --scheduler against a cluster on 127.0.0.1",
-    r"pumpsim study( --full\b.*)?$": "a campaign of minutes to hours on every core; "
+    r"pumpsim study( --full\b.*)?$|pumpsim study .*--days 100000\b":
+        "a campaign of minutes to hours on every core; "
                                      "tests/sim/test_study.py runs samples of it, and the "
                                      "quick lines of docs/study.md run here",
     r"bench/bench_sim\.py$": "the whole speed benchmark (minutes, timed: on a quiet machine); "
