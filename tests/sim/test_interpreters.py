@@ -6,6 +6,7 @@ skipped and says why (.ci/run installs it); the worker's contract (no tomllib: t
 comes parsed) and the refusals are checked on CPython."""
 from __future__ import annotations
 
+import importlib.util
 import json
 import os
 import shutil
@@ -13,6 +14,7 @@ import subprocess
 import sys
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
+from types import ModuleType
 
 import pytest
 
@@ -23,15 +25,16 @@ from sim.engine import SimError
 REPO = Path(__file__).resolve().parents[2]
 SCENARIOS = sorted((REPO / "scenarios").glob("*.toml"))
 PYPY = "pypy3"
-VOLATILE = {"wall_s", "trace_file", "journal_file", "fault_file"}
 
 
-def _outputs(res: dict, out: Path) -> dict:
-    """A run's result (less wall time and file paths) and the bytes of its files."""
-    d = out / res["scenario"]
-    files = {f: (d / f).read_bytes() for f in ("trace.csv", "journal.bin", "fault.csv")
-             if (d / f).exists()}
-    return {"result": {k: v for k, v in res.items() if k not in VOLATILE}, "files": files}
+def _compare_runs() -> ModuleType:
+    """tools/compare_runs.py: two folders of runs, compared as docs/performance.md does."""
+    spec = importlib.util.spec_from_file_location("compare_runs",
+                                                  REPO / "tools" / "compare_runs.py")
+    assert spec is not None and spec.loader is not None
+    mod = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(mod)
+    return mod
 
 
 @pytest.mark.skipif(shutil.which(PYPY) is None,
@@ -48,15 +51,13 @@ def test_pypy_gives_every_bundled_scenario_the_same_result_trace_and_journal(
 
     with ThreadPoolExecutor(max_workers=2) as pool:      # each run is a child process
         pypy = list(pool.map(on_pypy, SCENARIOS))
-    differ = []
-    for path, got in zip(SCENARIOS, pypy, strict=True):
-        ref = runner.run_scenario(scenario.load(str(path)), str(tmp_path / "cpython"))
-        a = _outputs(ref, tmp_path / "cpython")
-        b = _outputs(got, tmp_path / "pypy")
-        assert a["files"].keys() >= {"trace.csv", "journal.bin"}
-        if a != b:
-            differ.append(path.name)
-    assert not differ, "PyPy differs from CPython on: %s" % differ
+    for path in SCENARIOS:
+        runner.run_scenario(scenario.load(str(path)), str(tmp_path / "cpython"))
+    cmp = _compare_runs()
+    assert len(cmp.runs(tmp_path / "pypy")) == len(cmp.runs(tmp_path / "cpython")) \
+        == len(SCENARIOS) == len(pypy)
+    assert all((tmp_path / "pypy" / r["scenario"] / "journal.bin").exists() for r in pypy)
+    assert cmp.differences(tmp_path / "pypy", tmp_path / "cpython") == []
 
 
 def test_the_worker_needs_no_tomllib_and_gives_run_scenarios_result(
