@@ -46,10 +46,9 @@ def cmd_run(args: argparse.Namespace) -> int:
     from sim import runner, scenario, worker
 
     if args.interpreter:
-        text = scenario.read(args.file)
-        sc = scenario.loads(text, args.file)
-        res = worker.run_on(args.interpreter, scenario.tables(text, args.file), args.file,
-                            args.out)
+        data = scenario.tables(scenario.read(args.file), args.file)
+        sc = scenario.from_tables(data, args.file)
+        res = worker.run_on(args.interpreter, data, args.file, args.out)
     else:
         sc = scenario.load(args.file)
         res = runner.run_scenario(sc, args.out)

@@ -336,7 +336,11 @@ def decode(raw: bytes, path: str) -> str:
 def loads(text: str, path: str | None = None) -> Scenario:
     """Validate a scenario from its text. With `path`, errors start with it: "x.toml: field:
     problem"; without, with the field."""
-    data = tables(text, path)
+    return from_tables(tables(text, path), path)
+
+
+def from_tables(data: dict[str, Any], path: str | None = None) -> Scenario:
+    """Validate a scenario from its TOML tables (`tables`); errors as loads() gives them."""
     try:
         return parse(data, path)
     except ScenarioError as e:

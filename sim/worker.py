@@ -126,10 +126,8 @@ def _env() -> dict[str, str]:
 def run_on(interpreter: str, data: dict[str, Any], path: str | None = None,
            out_dir: str | None = None, storage: str = "memory") -> dict[str, Any]:
     """runner.run_scenario on `interpreter` (a command, e.g. pypy3) in a child process;
-    `data`: the scenario's TOML tables (scenario.tables), validated here first."""
-    from sim.scenario import parse
-
-    parse(data, path)                     # a bad scenario fails here, with its message
+    `data`: the TOML tables of a scenario the caller has validated (scenario.from_tables:
+    a bad one is refused with its message before any interpreter starts)."""
     exe = executable(interpreter)
     try:
         req = json.dumps({"data": data, "path": path, "out": out_dir, "storage": storage})

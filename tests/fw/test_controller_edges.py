@@ -10,6 +10,7 @@ from pump import journal as jn
 from pump.codes import CLINICIAN, PATIENT, SERVICE_ROLE
 from pump.controller import FLAG_PREMED, LOW_BATTERY_MV, Controller
 from pump.hal import EV_BATTERY, EV_DOOR, EV_ROTATION
+from pump.runtime import Runtime
 
 _H = 3600 * 1000                 # one hour of virtual time, ms
 
@@ -78,24 +79,18 @@ def test_sr7_bag_runs_until_its_hang_time_plus_tolerance_then_expires():
     assert ctl.state == codes.PAUSED
 
 
-def test_sr7_short_interruption_needs_no_premedication_and_is_not_marked():
-    hal, ctl = _patient_pump("e-short")
-    _interrupt(ctl, hal, 4 * _H - 1000)
-    assert ctl.request("resume", PATIENT) is None
-    assert not ctl.flags & FLAG_PREMED
-    ctl2 = _rebooted(hal)                   # the journal says the same after power loss
-    assert not ctl2.flags & FLAG_PREMED
-
-
-def test_sr7_interruption_at_the_threshold_needs_premedication_and_is_marked():
-    hal, ctl = _patient_pump("e-thr")
-    _interrupt(ctl, hal, 4 * _H)
-    assert ctl.request("resume", PATIENT) == codes.PREMEDICATION_REQUIRED
-    assert ctl.premedicated(CLINICIAN) is None
-    assert ctl.request("resume", PATIENT) is None
-    assert ctl.flags & FLAG_PREMED
-    ctl2 = _rebooted(hal)
-    assert ctl2.flags & FLAG_PREMED
+def test_sr7_premedication_is_needed_and_marked_from_the_threshold_on():
+    # 1 s short of the library's 4 h: neither asked nor marked; at 4 h: both
+    for ms, needed in ((4 * _H - 1000, False), (4 * _H, True)):
+        hal, ctl = _patient_pump("e-thr-%d" % ms)
+        _interrupt(ctl, hal, ms)
+        if needed:
+            assert ctl.request("resume", PATIENT) == codes.PREMEDICATION_REQUIRED
+            assert ctl.premedicated(CLINICIAN) is None
+        assert ctl.request("resume", PATIENT) is None
+        assert bool(ctl.flags & FLAG_PREMED) == needed
+        # the journal says the same after power loss
+        assert bool(_rebooted(hal).flags & FLAG_PREMED) == needed
 
 
 def test_sr7_a_premedication_confirmation_covers_one_restart_only():
@@ -159,14 +154,15 @@ def test_sr9_unreadable_journal_locks_out_for_the_full_lockout_time():
 
 def test_sr14_pause_reminder_on_time_across_the_tick_wrap():
     hal, ctl = pump("e-wrap", start_ticks=(1 << 30) - 300000)
+    rt = Runtime(hal, ctl)                     # its wakes, as the main loop serves them
     alarms = _alarms(ctl)
     run_for(ctl, hal, 60000)
     assert ctl.request("pause", PATIENT) is None
     run_for(ctl, hal, 900000 - 1)
-    ctl.step(hal.ticks_ms())                   # 1 ms before: not yet
+    rt.service(hal.ticks_ms())                 # 1 ms before: not yet
     assert alarms == []
     hal.t += 1                                 # 15 min to the ms: the reminder sounds
-    ctl.step(hal.ticks_ms())
+    rt.service(hal.ticks_ms())
     assert alarms == [codes.PAUSE_TIMEOUT]
     run_for(ctl, hal, 2 * _H)
     assert alarms == [codes.PAUSE_TIMEOUT] and ctl.state == codes.PAUSED
@@ -241,9 +237,10 @@ def test_sr6_overdose_report_during_a_lockout_extends_it():
 
 def test_sr10_alarms_sound_again_and_stop_sounding_when_cleared():
     hal, ctl = _patient_pump("e-buzz")
+    rt = Runtime(hal, ctl)                     # its wakes, as the main loop serves them
     hal.door = False
     ctl.signal(EV_DOOR)
-    ctl.step(hal.ticks_ms())
+    rt.service(hal.ticks_ms())
     assert ctl.state == codes.ALARM and hal.buzzing
     assert ctl.silence(PATIENT) is None and not hal.buzzing and ctl.snapshot()["silenced"]
     hal.door = True
@@ -252,7 +249,7 @@ def test_sr10_alarms_sound_again_and_stop_sounding_when_cleared():
     # a new alarm sounds although the last one was silenced
     hal.door = False
     ctl.signal(EV_DOOR)
-    ctl.step(hal.ticks_ms())
+    rt.service(hal.ticks_ms())
     assert hal.buzzing and not ctl.snapshot()["silenced"]
     hal.door = True
     assert ctl.request("stop", CLINICIAN) is None
@@ -281,24 +278,26 @@ def test_sr13_cleared_pump_reports_nothing_to_deliver():
 
 def test_sr10_door_opened_while_paused_raises_door_open():
     hal, ctl = _patient_pump("e-door-p")
+    rt = Runtime(hal, ctl)                     # its wakes, as the main loop serves them
     assert ctl.request("pause", PATIENT) is None
     hal.door = False
     ctl.signal(EV_DOOR)
-    ctl.step(hal.ticks_ms())
+    rt.service(hal.ticks_ms())
     assert ctl.state == codes.ALARM and ctl.alarm == codes.DOOR_OPEN and hal.buzzing
 
 
 def test_sr10_low_battery_warns_at_the_comparator_level_and_sounds():
     hal, ctl = _patient_pump("e-batt")
+    rt = Runtime(hal, ctl)                     # its wakes, as the main loop serves them
     alarms = _alarms(ctl)
     assert ctl.snapshot()["silenced"] is False
     hal.battery = LOW_BATTERY_MV + 1
     ctl.signal(EV_BATTERY)
-    ctl.step(hal.ticks_ms())
+    rt.service(hal.ticks_ms())
     assert alarms == []
     hal.battery = LOW_BATTERY_MV
     ctl.signal(EV_BATTERY)
-    ctl.step(hal.ticks_ms())
+    rt.service(hal.ticks_ms())
     assert alarms == [codes.LOW_BATTERY] and ctl.notice == codes.LOW_BATTERY
     assert hal.buzzing and ctl.snapshot()["silenced"] is False
     assert ctl.silence(PATIENT) is None
@@ -308,6 +307,7 @@ def test_sr10_low_battery_warns_at_the_comparator_level_and_sounds():
 
 def test_sr5_rotation_wake_reports_when_the_full_step_must_run():
     hal, ctl = pump("e-rot", rate=100000)
+    rt = Runtime(hal, ctl)                     # its wakes, as the main loop serves them
     hal.cam_speed(0, 1)              # the camshaft follows spin() alone
     ctl.monitor.n_check = 1
     run_for(ctl, hal, 1000)
@@ -325,7 +325,7 @@ def test_sr5_rotation_wake_reports_when_the_full_step_must_run():
     # another interrupt pending with it: the full step must run
     ctl.signal(EV_ROTATION | EV_BATTERY)
     assert ctl.on_rotation(now) == -1 and ctl.pending()
-    ctl.step(now)
+    rt.service(now)
     # the door open: the full step must run (it raises DOOR_OPEN)
     hal.door = False
     hal.flags = 0
@@ -333,11 +333,11 @@ def test_sr5_rotation_wake_reports_when_the_full_step_must_run():
     assert ctl.on_rotation(now) == -1 and ctl.pending()
     hal.door = True
     # the segment due: the full step must run
-    ctl.step(now)
+    rt.service(now)
     seg_end = d.seg_end
     ctl.signal(EV_ROTATION)
     assert ctl.on_rotation(seg_end) == -1 and ctl.pending()
-    ctl.step(now)
+    rt.service(now)
     # paused: the full step must run
     assert ctl.request("pause", PATIENT) is None
     ctl.signal(EV_ROTATION)

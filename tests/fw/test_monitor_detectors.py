@@ -47,13 +47,23 @@ class Rig:
         return self.hal.rotation.armed
 
 
+def _at_and_past(tag, before, at, past, code):
+    """A detector's limit to the nL: the same checks `before` on two fresh rigs, then `at`
+    (envelope ms, pulses) on one, exactly at the limit: tolerated; and `past` on the other,
+    1 nL beyond it: `code`."""
+    for last, want in ((at, None), (past, code)):
+        r = Rig("%s-%s" % (tag, "at" if want is None else "past"))
+        for ms, pulses in before:
+            assert r.check(ms, pulses) is None
+        assert r.check(*last) == want
+
+
 # --- fast envelope: F = max(-1.5 v, F + dO - dE) > 3.5 v -------------------------------------
 
 def test_sr5_fast_envelope_trips_past_3_5_pulses_beyond_the_envelope():
     # 13 pulses (162.5 µL) against 118.75 µL of envelope: F = 43.75 µL exactly, tolerated
-    assert Rig("fe-at").check(118750, 13) is None
     # 1 nL less envelope: F = 43.751 µL, over
-    assert Rig("fe-past").check(118749, 13) == codes.OVER_INFUSION
+    _at_and_past("fe", [], (118750, 13), (118749, 13), codes.OVER_INFUSION)
     # the same over several checks (the books add up)
     r = Rig("fe-steps")
     assert r.check(40000, 5) is None and r.check(80000, 9) is None
@@ -64,12 +74,8 @@ def test_sr5_under_delivery_is_not_banked_beyond_1_5_pulses():
     # 37.5 µL of envelope with no pulse: F floors at -18.75 µL, not -37.5 µL; then 14 pulses
     # (175 µL) in 112.5 µL more: F = -18.75 + 175 - 112.5 = 43.75 µL exactly, tolerated (the
     # geometry check stays at 48.4 µL, under its 50)
-    r = Rig("credit-at")
-    assert r.check(37500, 0) is None
-    assert r.check(150000, 14) is None
-    r = Rig("credit-past")
-    assert r.check(37500, 0) is None
-    assert r.check(149999, 14) == codes.OVER_INFUSION         # F = 43.751 µL
+    _at_and_past("credit", [(37500, 0)], (150000, 14), (149999, 14),   # F = 43.751 µL
+                 codes.OVER_INFUSION)
 
 
 # --- drift CUSUM at pulse edges: S = max(0, S + dO - 1.05 dE) > 1 v ---------------------------
@@ -108,8 +114,7 @@ def test_sr5_drift_cusum_adds_up_over_edges():
 
 def test_sr10_under_infusion_trips_past_six_pulses_behind():
     # 6 pulses in 171.428 µL of envelope: G- = 150 - 75 = 75 µL exactly, tolerated
-    assert Rig("un-at").check(171428, 6) is None
-    assert Rig("un-past").check(171429, 6) == codes.UNDER_INFUSION     # G- = 75.001 µL
+    _at_and_past("un", [], (171428, 6), (171429, 6), codes.UNDER_INFUSION)  # G- = 75.001 µL
 
 
 def test_sr10_under_infusion_starts_from_zero_after_a_lead():
@@ -222,12 +227,8 @@ def test_sr10_pressure_still_high_at_a_restart_trips_only_when_it_rises_again():
 def test_sr5_geometry_check_trips_past_four_pulses_when_the_fast_envelope_has_credit():
     # 37.5 µL of envelope with no pulse: F floors at -18.75 µL, G+ at 0; then 12 pulses
     # (150 µL) in 88.889 µL: G+ = 150 - 100 = 50 µL exactly, tolerated (F = 42.36 µL)
-    r = Rig("geo-at")
-    assert r.check(37500, 0) is None
-    assert r.check(126389, 12) is None
-    r = Rig("geo-past")
-    assert r.check(37500, 0) is None
-    assert r.check(126388, 12) == codes.OVER_INFUSION          # G+ = 50.001 µL
+    _at_and_past("geo", [(37500, 0)], (126389, 12), (126388, 12),      # G+ = 50.001 µL
+                 codes.OVER_INFUSION)
 
 
 # --- while delivery is not running: one pulse of slack, then uncommanded motion -------------
@@ -483,12 +484,7 @@ def test_sr10_a_sensor_silent_for_a_whole_pulse_of_envelope_is_a_sensor_fault():
 def test_sr10_under_infusion_keeps_the_last_nl_it_is_behind():
     # 1 pulse in 14.286 µL: G- = 14.286 - 1.785 - 12.5 = 1 nL, kept; then 5 pulses in
     # 157.141 µL more: G- = 75 µL exactly, tolerated; 1 nL more envelope trips
-    r = Rig("un-1nl-at")
-    assert r.check(14286, 1) is None
-    assert r.check(171427, 6) is None
-    r = Rig("un-1nl-past")
-    assert r.check(14286, 1) is None
-    assert r.check(171428, 6) == codes.UNDER_INFUSION
+    _at_and_past("un-1nl", [(14286, 1)], (171427, 6), (171428, 6), codes.UNDER_INFUSION)
 
 
 def test_sr5_drift_cusum_floored_from_1_nl_below_0():
